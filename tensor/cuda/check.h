@@ -1,0 +1,87 @@
+// CUDA_CHECK / CUBLAS_CHECK / CUDNN_CHECK and move-only RAII handles. Only included by code built
+// with the CUDA backend (ops/cuda, tensor/cuda). Every failure throws sailvl::Error(Kind::Cuda)
+// naming the call, the file and line, and the error's name.
+#pragma once
+
+#include <cublasLt.h>
+#include <cublas_v2.h>
+#include <cuda_runtime_api.h>
+#include <cudnn.h>
+
+#include <utility>
+
+#include "tensor/error.h"
+
+namespace sailvl::cuda {
+
+[[noreturn]] void throw_cuda(const char* expr, const char* file, int line, const char* what);
+
+}  // namespace sailvl::cuda
+
+#define CUDA_CHECK(expr)                                                                     \
+  do {                                                                                       \
+    cudaError_t err_ = (expr);                                                               \
+    if (err_ != cudaSuccess)                                                                 \
+      ::sailvl::cuda::throw_cuda(#expr, __FILE__, __LINE__, cudaGetErrorName(err_));         \
+  } while (0)
+
+#define CUBLAS_CHECK(expr)                                                                   \
+  do {                                                                                       \
+    cublasStatus_t st_ = (expr);                                                             \
+    if (st_ != CUBLAS_STATUS_SUCCESS)                                                        \
+      ::sailvl::cuda::throw_cuda(#expr, __FILE__, __LINE__, cublasGetStatusName(st_));       \
+  } while (0)
+
+#define CUDNN_CHECK(expr)                                                                    \
+  do {                                                                                       \
+    cudnnStatus_t st_ = (expr);                                                              \
+    if (st_ != CUDNN_STATUS_SUCCESS)                                                         \
+      ::sailvl::cuda::throw_cuda(#expr, __FILE__, __LINE__, cudnnGetErrorString(st_));       \
+  } while (0)
+
+// After a kernel launch: catches bad launch configurations immediately.
+#define CUDA_CHECK_LAUNCH() CUDA_CHECK(cudaGetLastError())
+
+namespace sailvl::cuda {
+
+// Move-only owner of a handle H with destroy function D.
+template <typename H, auto Destroy>
+class Handle {
+ public:
+  Handle() = default;
+  explicit Handle(H h) : h_(h) {}
+  ~Handle() { reset(); }
+  Handle(Handle&& o) noexcept : h_(std::exchange(o.h_, H{})) {}
+  Handle& operator=(Handle&& o) noexcept {
+    if (this != &o) {
+      reset();
+      h_ = std::exchange(o.h_, H{});
+    }
+    return *this;
+  }
+  Handle(const Handle&) = delete;
+  Handle& operator=(const Handle&) = delete;
+  H get() const { return h_; }
+  operator H() const { return h_; }
+  void reset() {
+    if (h_) Destroy(h_);
+    h_ = H{};
+  }
+
+ private:
+  H h_{};
+};
+
+using Stream = Handle<cudaStream_t, cudaStreamDestroy>;
+using Event = Handle<cudaEvent_t, cudaEventDestroy>;
+using CublasHandle = Handle<cublasHandle_t, cublasDestroy>;
+using CublasLtHandle = Handle<cublasLtHandle_t, cublasLtDestroy>;
+using CudnnHandle = Handle<cudnnHandle_t, cudnnDestroy>;
+
+Stream make_stream();
+Event make_event();
+CublasHandle make_cublas();
+CublasLtHandle make_cublaslt();
+CudnnHandle make_cudnn();
+
+}  // namespace sailvl::cuda

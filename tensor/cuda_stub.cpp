@@ -1,0 +1,27 @@
+// Built only when the CUDA backend is not: every device entry point reports "not built".
+#include "tensor/cuda_runtime.h"
+#include "tensor/error.h"
+#include "tensor/storage.h"
+
+namespace sailvl {
+
+std::shared_ptr<Storage> cuda_alloc_storage(size_t, int) {
+  fail(ErrorKind::Cuda, "this sailvl was built without the CUDA backend (configure with -DSAILVL_CUDA=ON)");
+}
+
+namespace cuda {
+
+const Status& status() {
+  static const Status s{false, false, 0, "built without the CUDA backend"};
+  return s;
+}
+MemStats mem_stats() { return {}; }
+void reset_peak() {}
+void empty_cache() {}
+void memcpy_h2d(void*, const void*, size_t) { cuda_alloc_storage(0, 0); }
+void memcpy_d2h(void*, const void*, size_t) { cuda_alloc_storage(0, 0); }
+void memcpy_d2d(void*, const void*, size_t) { cuda_alloc_storage(0, 0); }
+void synchronize() {}
+
+}  // namespace cuda
+}  // namespace sailvl

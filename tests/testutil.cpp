@@ -1,0 +1,119 @@
+#include "tests/testutil.h"
+
+#include <sys/wait.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <cstdio>
+#include <fstream>
+#include <sstream>
+#include <unistd.h>
+
+namespace sailvl::test {
+
+namespace fs = std::filesystem;
+
+fs::path data_path(const std::string& rel) { return fs::path(SAILVL_SOURCE_DIR) / "tests" / "data" / rel; }
+
+fs::path temp_dir(const std::string& tag) {
+  static std::atomic<int> counter{0};
+  fs::path p = fs::path(SAILVL_BUILD_DIR) / "test_tmp" /
+               (tag + "_" + std::to_string(::getpid()) + "_" + std::to_string(counter++));
+  fs::remove_all(p);
+  fs::create_directories(p);
+  return p;
+}
+
+std::string sailvl_binary() { return SAILVL_BINARY; }
+
+int run_command(const std::string& cmd, std::string* out, std::string* err) {
+  fs::path errfile;
+  std::string full = cmd;
+  if (err) {
+    errfile = temp_dir("stderr") / "err.txt";
+    full += " 2>" + errfile.string();
+  }
+  FILE* p = ::popen(full.c_str(), "r");
+  if (!p) return -1;
+  std::string buf;
+  char tmp[4096];
+  size_t n;
+  while ((n = std::fread(tmp, 1, sizeof tmp, p)) > 0) buf.append(tmp, n);
+  int st = ::pclose(p);
+  if (out) *out = buf;
+  if (err) *err = read_file(errfile);
+  if (WIFEXITED(st)) return WEXITSTATUS(st);
+  if (WIFSIGNALED(st)) return 128 + WTERMSIG(st);
+  return -1;
+}
+
+fs::path tiny_model(const std::string& preset, const std::string& extra_args, const std::string& suffix) {
+  fs::path dir = fs::path(SAILVL_BUILD_DIR) / "test_models" / (preset + suffix);
+  // Several test processes may ask at once (ctest -j): generate into a private dir, then rename.
+  if (fs::exists(dir / "config.json")) return dir;
+  fs::path tmp = fs::path(SAILVL_BUILD_DIR) / "test_models" /
+                 (".tmp_" + preset + suffix + "_" + std::to_string(::getpid()));
+  fs::remove_all(tmp);
+  fs::create_directories(tmp.parent_path());
+  std::string cmd = sailvl_binary() + " make-model --quiet --preset " + preset + " --out " + tmp.string() + " " +
+                    extra_args;
+  std::string err;
+  int rc = run_command(cmd, nullptr, &err);
+  if (rc != 0) throw std::runtime_error("make-model failed (" + std::to_string(rc) + "): " + cmd + "\n" + err);
+  std::error_code ec;
+  fs::rename(tmp, dir, ec);
+  if (ec) fs::remove_all(tmp);  // another process won the race; use its copy
+  return dir;
+}
+
+std::string read_file(const fs::path& p) {
+  std::ifstream f(p, std::ios::binary);
+  std::ostringstream ss;
+  ss << f.rdbuf();
+  return ss.str();
+}
+
+void write_file(const fs::path& p, const std::string& bytes) {
+  fs::create_directories(p.parent_path());
+  std::ofstream f(p, std::ios::binary);
+  f.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+}
+
+::testing::AssertionResult all_close(const Tensor& got, const Tensor& want, double atol, double rtol) {
+  if (got.shape() != want.shape())
+    return ::testing::AssertionFailure() << "shape mismatch: got " << got.describe() << ", want " << want.describe();
+  const std::vector<float> g = got.to_floats(), w = want.to_floats();
+  struct Bad {
+    size_t i;
+    double excess;
+  };
+  std::vector<Bad> bad;
+  double max_abs = 0;
+  for (size_t i = 0; i < g.size(); ++i) {
+    const double d = std::fabs(static_cast<double>(g[i]) - w[i]);
+    const double tol = atol + rtol * std::fabs(static_cast<double>(w[i]));
+    const bool nan_mismatch = std::isnan(g[i]) != std::isnan(w[i]);
+    if (!std::isnan(d)) max_abs = std::max(max_abs, d);
+    if (nan_mismatch || d > tol) bad.push_back({i, nan_mismatch ? INFINITY : d - tol});
+  }
+  if (bad.empty()) return ::testing::AssertionSuccess() << "max |diff| " << max_abs;
+  std::sort(bad.begin(), bad.end(), [](const Bad& a, const Bad& b) { return a.excess > b.excess; });
+  auto r = ::testing::AssertionFailure();
+  r << bad.size() << " of " << g.size() << " elements out of tolerance (atol " << atol << ", rtol " << rtol
+    << ", max |diff| " << max_abs << "); worst:";
+  const Shape strides = contiguous_strides(got.shape());
+  for (size_t k = 0; k < std::min<size_t>(5, bad.size()); ++k) {
+    size_t i = bad[k].i;
+    r << "\n  [";
+    size_t rem = i;
+    for (size_t d = 0; d < strides.size(); ++d) {
+      r << (d ? "," : "") << rem / static_cast<size_t>(strides[d]);
+      rem %= static_cast<size_t>(strides[d]);
+    }
+    r << "] got " << g[i] << " want " << w[i];
+  }
+  return r;
+}
+
+}  // namespace sailvl::test

@@ -1,0 +1,34 @@
+// Shared test helpers: fixture paths, temp dirs, and expect_close that prints the worst elements.
+#pragma once
+
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <string>
+
+#include "tensor/tensor.h"
+
+namespace sailvl::test {
+
+// tests/data/<rel> in the source tree.
+std::filesystem::path data_path(const std::string& rel);
+// A fresh empty directory under the build dir's test_tmp/, unique per call.
+std::filesystem::path temp_dir(const std::string& tag);
+// The built `sailvl` binary.
+std::string sailvl_binary();
+// A tiny checkpoint made with `sailvl make-model --preset <preset>` (plus extra args), generated
+// once per build directory and reused: build/test_models/<preset><suffix>.
+std::filesystem::path tiny_model(const std::string& preset, const std::string& extra_args = "",
+                                 const std::string& suffix = "");
+// Run a shell command; returns exit status and captures stdout (stderr goes to `err` if given).
+int run_command(const std::string& cmd, std::string* out = nullptr, std::string* err = nullptr);
+std::string read_file(const std::filesystem::path& p);
+void write_file(const std::filesystem::path& p, const std::string& bytes);
+
+// |got - want| <= atol + rtol * |want| elementwise (both converted to float on the host).
+// On failure reports the count of bad elements and the 5 worst with their indices.
+::testing::AssertionResult all_close(const Tensor& got, const Tensor& want, double atol, double rtol);
+
+}  // namespace sailvl::test
+
+#define EXPECT_CLOSE(got, want, atol, rtol) EXPECT_TRUE(::sailvl::test::all_close((got), (want), (atol), (rtol)))
