@@ -1,0 +1,74 @@
+// config.json -> typed configuration for every SAIL-VL variant (SAILVL-SPEC §1-§2).
+//
+// Missing keys take the class defaults of the original Python configs (e.g. select_layer -4,
+// ps_version "v1", max_dynamic_patch 6, use_thumbnail false); every value is validated (positive
+// bounded ints, divisibility of heads, finite positive eps/theta). Errors: ErrorKind::BadModel
+// naming config.json and the key.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+namespace sailvl::loader {
+
+enum class VisionArch { InternViT, AIMv2 };
+
+struct VisionConfig {
+  VisionArch arch = VisionArch::InternViT;
+  std::string model_type;      // "intern_vit_6b" or "aimv2"
+  int64_t hidden = 0;          // C
+  int64_t intermediate = 0;
+  int64_t layers = 0;
+  int64_t heads = 0;
+  int64_t head_dim = 0;        // hidden / heads
+  int64_t image_size = 448;
+  int64_t patch_size = 14;
+  int64_t num_channels = 3;
+  double norm_eps = 1e-6;      // layer_norm_eps (InternViT) or rms_norm_eps (AIMv2)
+  bool qkv_bias = true;        // InternViT: true; AIMv2: false
+  bool use_bias = false;       // AIMv2 linear biases
+  bool qk_normalization = false;
+  std::string norm_type = "layer_norm";
+  std::string hidden_act = "gelu";
+};
+
+struct LlmConfig {
+  int64_t hidden = 0;          // D
+  int64_t intermediate = 0;    // F
+  int64_t layers = 0;          // L
+  int64_t heads = 0;           // H
+  int64_t kv_heads = 0;        // Hkv
+  int64_t head_dim = 0;        // Dh = D / H
+  int64_t vocab = 0;           // V (embedding rows; >= tokenizer size)
+  int64_t max_position_embeddings = 32768;
+  double rms_norm_eps = 1e-6;
+  double rope_theta = 1e6;
+  bool tie_word_embeddings = false;
+  int64_t bos_token_id = 151643;
+  int64_t eos_token_id = 151645;
+  std::string hidden_act = "silu";
+};
+
+struct ModelConfig {
+  VisionConfig vision;
+  LlmConfig llm;
+  double downsample_ratio = 0.5;
+  int64_t force_image_size = 448;
+  int64_t min_dynamic_patch = 1;
+  int64_t max_dynamic_patch = 6;
+  bool dynamic_image_size = true;
+  bool use_thumbnail = false;
+  std::string ps_version = "v1";
+  int64_t select_layer = -4;
+  std::string template_name = "sailvl-chat";
+  int64_t num_image_token = 256;  // (image/patch)^2 * downsample^2
+
+  // "SAIL-VL-1d5-2B-like: AIMv2 + Qwen2 1.5B" style one-line description for inspect/logs.
+  std::string describe() const;
+};
+
+ModelConfig parse_config(std::string_view json_text, const std::string& display_name);
+ModelConfig load_config(const std::string& model_dir);  // reads <dir>/config.json
+
+}  // namespace sailvl::loader

@@ -1,0 +1,63 @@
+// A checkpoint directory's weights by Hugging Face name, bound with shape and dtype checks.
+//
+//   auto w = WeightMap::open("/path/to/SAIL-VL-1d5-2B");       // model.safetensors or sharded
+//   auto L = w.scope("language_model.model.layers.3");
+//   Tensor q = L.require("self_attn.q_proj.weight", {H * Dh, D});   // BF16 view into the mmap
+//   std::optional<Tensor> head = w.scope("language_model").optional("lm_head.weight", {V, D});
+//
+// Sharded checkpoints resolve each tensor through model.safetensors.index.json's weight_map and
+// enforce its rules (basename-only shard names, missing shards listed, tensor in the wrong shard,
+// tensor in two shards). Errors are ErrorKind::BadModel and name the file and tensor.
+#pragma once
+
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "loader/safetensors.h"
+
+namespace sailvl::loader {
+
+class WeightScope;
+
+class WeightMap {
+ public:
+  static WeightMap open(const std::string& dir);
+
+  bool contains(const std::string& name) const;
+  const TensorInfo& info(const std::string& name) const;  // throws BadModel naming the tensor
+  Tensor get(const std::string& name) const;              // view (no copy on CPU)
+  std::vector<std::string> names() const;                 // sorted
+  WeightScope scope(const std::string& prefix) const;
+
+  const std::string& dir() const { return dir_; }
+  const std::vector<std::shared_ptr<SafetensorsFile>>& shards() const { return shards_; }
+  uint64_t total_bytes() const;  // sum of tensor bytes
+
+ private:
+  std::string dir_;
+  std::vector<std::shared_ptr<SafetensorsFile>> shards_;
+  std::map<std::string, std::pair<size_t, size_t>> where_;  // name -> (shard, tensor position)
+};
+
+class WeightScope {
+ public:
+  WeightScope(const WeightMap* map, std::string prefix) : map_(map), prefix_(std::move(prefix)) {}
+  WeightScope scope(const std::string& sub) const;
+  std::string full_name(const std::string& name) const;
+
+  // Present, floating (F32/BF16/F16), exactly `shape`. Returns a view.
+  Tensor require(const std::string& name, const Shape& shape) const;
+  // Same, but the dtype must be exactly `dtype`.
+  Tensor require(const std::string& name, const Shape& shape, DType dtype) const;
+  // Absent -> nullopt; present -> checked as require().
+  std::optional<Tensor> optional(const std::string& name, const Shape& shape) const;
+  bool contains(const std::string& name) const;
+
+ private:
+  const WeightMap* map_;
+  std::string prefix_;
+};
+
+}  // namespace sailvl::loader
