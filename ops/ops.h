@@ -75,6 +75,14 @@ void scatter_rows(const Tensor& dst, const Tensor& rows, const Tensor& src);
 
 // Sampling over logits [V] (F32). Deterministic for a given (seed, step): the random draw is a
 // counter-based function of both, so CPU and CUDA pick the same token from the same logits.
+// Order (HF's): repetition penalty (also in greedy mode) -> greedy argmax (ties -> lowest id) or
+// temperature -> top-k (ties with the k-th value kept) -> top-p (drop ascending cumulative prob
+// <= 1 - top_p, keep >= 1) -> softmax -> draw. Banned ids and ids >= allowed_vocab never compete.
+// The draw (ops/cpu/sample.cpp has the full recipe): with mix = splitmix64's finalizer
+// (docs/CHECKPOINTS.md) and GOLDEN = 0x9E3779B97F4A7C15,
+//   u = (mix(seed ^ mix((step + 1) * GOLDEN)) >> 40) * 2^-24;
+// survivors ordered by probability descending (equal logits: lower id first), weights
+// w_i = exp(l_i - max l) in float64; pick the first whose running float64 sum exceeds u * Σw.
 struct SamplingParams {
   float temperature = 0;         // 0 = greedy (argmax; ties -> lowest id)
   int64_t top_k = 0;             // 0 = off

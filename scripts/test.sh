@@ -1,25 +1,40 @@
 #!/usr/bin/env bash
 # The whole test suite (README's test command; .ci/run runs exactly this):
-#   1. install missing Debian packages,
-#   2. build and test the CUDA-enabled configuration (GPU tests skip without a device),
-#   3. build and test the CPU-only configuration (-DSAILVL_CUDA=OFF).
+#   1. install missing Debian packages;
+#   2. build and test the CUDA-enabled configuration (build/; GPU tests skip without a device);
+#   3. build and test the CPU-only configuration under ASan + UBSan + _GLIBCXX_ASSERTIONS
+#      (build-cpu/: -DSAILVL_CUDA=OFF -DSAILVL_SANITIZE=ON);
+#   4. a short run of every libFuzzer target (scripts/fuzz.sh, FUZZ_SECONDS each, default 30).
+# SAILVL_CUDA_ARCHS=90 narrows the CUDA architectures; SAILVL_SKIP_FUZZ=1 skips step 4.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/deps.sh
 jobs=${SAILVL_JOBS:-$(nproc)}
 start=$(date +%s)
+phase() { echo "== $1 ($(( $(date +%s) - start )) s) =="; }
 
 cuda_args=(-DSAILVL_CUDA=AUTO)
 [ -n "${SAILVL_CUDA_ARCHS:-}" ] && cuda_args+=("-DCMAKE_CUDA_ARCHITECTURES=${SAILVL_CUDA_ARCHS}")
 
-echo "== build: CUDA-enabled (build/) =="
+phase "build: CUDA-enabled (build/)"
 bash scripts/build.sh build "${cuda_args[@]}"
-echo "== test: CUDA-enabled =="
+phase "test: CUDA-enabled"
 ctest --test-dir build --output-on-failure -j "$jobs"
+phase "bench smoke: every microbenchmark runs"
+for b in build/bench_*; do
+  [ -x "$b" ] || continue
+  "$b" --benchmark_min_time=0.01 --benchmark_filter="${SAILVL_BENCH_SMOKE_FILTER:-.}" >/dev/null || { echo "FAILED: $b"; exit 1; }
+  echo "ok: $b"
+done
 
-echo "== build: CPU-only (build-cpu/) =="
-bash scripts/build.sh build-cpu -DSAILVL_CUDA=OFF -DSAILVL_BUILD_BENCH=OFF
-echo "== test: CPU-only =="
-ctest --test-dir build-cpu --output-on-failure -j "$jobs"
+phase "build: CPU-only, ASan + UBSan (build-cpu/)"
+bash scripts/build.sh build-cpu -DSAILVL_CUDA=OFF -DSAILVL_SANITIZE=ON -DSAILVL_BUILD_BENCH=OFF
+phase "test: CPU-only, ASan + UBSan"
+ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
+  ctest --test-dir build-cpu --output-on-failure -j "$jobs"
 
-echo "== all tests passed in $(( $(date +%s) - start )) s =="
+if [ "${SAILVL_SKIP_FUZZ:-0}" != 1 ]; then
+  phase "fuzz: every target, ${FUZZ_SECONDS:-30} s each"
+  bash scripts/fuzz.sh
+fi
+phase "all tests passed"

@@ -20,7 +20,7 @@ CpuBuffer::CpuBuffer(size_t nbytes, bool zero) : nbytes_(nbytes) {
   const size_t rounded = (nbytes + 63) / 64 * 64;
   if (rounded == 0) return;
   ptr_ = std::aligned_alloc(64, rounded);
-  if (!ptr_) fail(ErrorKind::OutOfMemory, "host allocation of ", nbytes, " bytes failed");
+  if (!ptr_) fail(ErrorKind::OutOfMemory, "out of host memory: allocating ", nbytes, " bytes failed (try a smaller --ctx-size, -n or --max-tiles)");
   if (zero) std::memset(ptr_, 0, rounded);
 }
 
@@ -46,7 +46,7 @@ MappedFile::MappedFile(const std::string& path) : path_(path) {
       int e = errno;
       ptr_ = nullptr;
       ::close(fd);
-      fail(ErrorKind::BadModel, path, ": mmap failed (", std::strerror(e), ")");
+      fail(e == ENOMEM ? ErrorKind::OutOfMemory : ErrorKind::BadModel, path, ": mmap failed (", std::strerror(e), ")");
     }
   }
   ::close(fd);  // the mapping keeps the file alive

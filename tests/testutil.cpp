@@ -29,7 +29,11 @@ std::string sailvl_binary() { return SAILVL_BINARY; }
 
 int run_command(const std::string& cmd, std::string* out, std::string* err) {
   fs::path errfile;
-  std::string full = cmd;
+  // Run under bash (not /bin/sh): tests use $'..' quoting, pipefail and PIPESTATUS.
+  std::string quoted = "'";
+  for (char c : cmd) quoted += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  quoted += "'";
+  std::string full = "bash -c " + quoted;
   if (err) {
     errfile = temp_dir("stderr") / "err.txt";
     full += " 2>" + errfile.string();

@@ -1,0 +1,131 @@
+// Image preprocessing throughput: the card's load_image on a 4000x3000 JPEG, split by stage.
+//
+//   build/bench_image [--benchmark_filter=...]
+//
+// The JPEG is written on first use to $TMPDIR/sailvl_bench_4000x3000.jpg (synthetic content:
+// gradients, discs and noise, quality 90, 4:2:0; not committed). The Python reference timing on the
+// same file: tools/reference/make_image_goldens.py --bench $TMPDIR/sailvl_bench_4000x3000.jpg
+// (PIL + torchvision, the card's load_image). Both end-to-end numbers include file read + decode.
+#include <benchmark/benchmark.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <random>
+#include <string>
+#include <vector>
+
+#include <jpeglib.h>
+
+#include "loader/image.h"
+
+using namespace sailvl;
+using namespace sailvl::loader;
+
+namespace {
+
+std::string bench_jpeg_path() {
+  const char* tmp = std::getenv("TMPDIR");
+  return std::string(tmp && *tmp ? tmp : "/tmp") + "/sailvl_bench_4000x3000.jpg";
+}
+
+// Write a 4000x3000 photo-like JPEG with libjpeg (errors abort the benchmark: input is ours).
+void write_bench_jpeg(const std::string& path) {
+  const int W = 4000, H = 3000;
+  std::vector<uint8_t> rgb(static_cast<size_t>(W) * H * 3);
+  std::mt19937 rng(1234);
+  std::normal_distribution<float> noise(0.f, 6.f);
+  for (int y = 0; y < H; ++y)
+    for (int x = 0; x < W; ++x) {
+      const float r = 127 + 100 * std::sin(x * 0.003f) * std::cos(y * 0.002f);
+      const float g = 255.f * (x + y) / (W + H);
+      const float b = 127 + 120 * std::cos(std::hypot(x - 1300.f, y - 1500.f) * 0.004f);
+      const float v[3] = {r, g, b};
+      for (int c = 0; c < 3; ++c)
+        rgb[(static_cast<size_t>(y) * W + x) * 3 + c] =
+            static_cast<uint8_t>(std::clamp(v[c] + noise(rng), 0.f, 255.f));
+    }
+  FILE* f = std::fopen(path.c_str(), "wb");
+  if (!f) std::abort();
+  jpeg_compress_struct cinfo;
+  jpeg_error_mgr jerr;
+  cinfo.err = jpeg_std_error(&jerr);
+  jpeg_create_compress(&cinfo);
+  jpeg_stdio_dest(&cinfo, f);
+  cinfo.image_width = W;
+  cinfo.image_height = H;
+  cinfo.input_components = 3;
+  cinfo.in_color_space = JCS_RGB;
+  jpeg_set_defaults(&cinfo);
+  jpeg_set_quality(&cinfo, 90, TRUE);
+  jpeg_start_compress(&cinfo, TRUE);
+  while (cinfo.next_scanline < cinfo.image_height) {
+    JSAMPROW row = rgb.data() + static_cast<size_t>(cinfo.next_scanline) * W * 3;
+    jpeg_write_scanlines(&cinfo, &row, 1);
+  }
+  jpeg_finish_compress(&cinfo);
+  jpeg_destroy_compress(&cinfo);
+  std::fclose(f);
+}
+
+const std::string& bench_jpeg() {
+  static const std::string path = [] {
+    const std::string p = bench_jpeg_path();
+    if (!std::filesystem::exists(p)) write_bench_jpeg(p);
+    return p;
+  }();
+  return path;
+}
+
+// End to end: read + decode + dynamic_preprocess + ToTensor/Normalize -> [T,3,448,448] F32.
+void BM_LoadImage4000x3000(benchmark::State& state) {
+  PreprocessOptions opt;
+  opt.max_tiles = state.range(0);
+  int64_t tiles = 0;
+  for (auto _ : state) {
+    const PixelBatch b = preprocess_images({bench_jpeg()}, opt);
+    tiles = b.tiles_per_image[0];
+    benchmark::DoNotOptimize(b.pixels.raw_data());
+  }
+  state.counters["tiles"] = static_cast<double>(tiles);
+}
+BENCHMARK(BM_LoadImage4000x3000)->Arg(10)->Arg(12)->Unit(benchmark::kMillisecond)->UseRealTime();
+
+void BM_DecodeJpeg4000x3000(benchmark::State& state) {
+  for (auto _ : state) {
+    const RgbImage img = load_image(bench_jpeg());
+    benchmark::DoNotOptimize(img.pixels.data());
+  }
+  state.SetBytesProcessed(state.iterations() * int64_t{4000} * 3000 * 3);
+}
+BENCHMARK(BM_DecodeJpeg4000x3000)->Unit(benchmark::kMillisecond)->UseRealTime();
+
+// The two resizes of MAX=10 on a 4000x3000 image: the (3,2) grid and the thumbnail.
+void BM_ResizeTiling4000x3000(benchmark::State& state) {
+  const RgbImage img = load_image(bench_jpeg());
+  for (auto _ : state) {
+    const RgbImage grid = resize_bicubic(img, 448 * 3, 448 * 2);
+    const RgbImage thumb = resize_bicubic(img, 448, 448);
+    benchmark::DoNotOptimize(grid.pixels.data());
+    benchmark::DoNotOptimize(thumb.pixels.data());
+  }
+}
+BENCHMARK(BM_ResizeTiling4000x3000)->Unit(benchmark::kMillisecond)->UseRealTime();
+
+void BM_NormalizeTiles(benchmark::State& state) {
+  const RgbImage img = load_image(bench_jpeg());
+  PreprocessOptions opt;
+  const std::vector<RgbImage> tiles = dynamic_preprocess(img, opt);
+  for (auto _ : state) {
+    const Tensor t = normalize_tiles(tiles, DType::F32);
+    benchmark::DoNotOptimize(t.raw_data());
+  }
+  state.counters["tiles"] = static_cast<double>(tiles.size());
+}
+BENCHMARK(BM_NormalizeTiles)->Unit(benchmark::kMillisecond)->UseRealTime();
+
+}  // namespace
+
+BENCHMARK_MAIN();

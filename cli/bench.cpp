@@ -1,0 +1,208 @@
+// `sailvl bench`: end-to-end timing of one synthetic request, reported against the hardware limit.
+//
+//   TTFT = preprocess + vision + projector + prefill;  decode tok/s (median, p10-p90 spread);
+//   bytes/token = every LLM weight read once per decoded token (decoder layers + final norm +
+//   LM head; one embedding row) + the KV cache read at the mean context;
+//   % of limit = (bytes/token × tok/s) / measured copy bandwidth of this device.
+//
+// The request is synthetic so every checkpoint (real or `make-model` random) can be measured the
+// same way: N image tiles of random pixels (the tiling itself is timed separately from a real
+// decode of a synthetic 2000x1500 image when --image-tiles > 0), a prompt padded with a neutral
+// text token to --prompt-tokens, and --gen greedy tokens (generation continues through
+// <|im_end|> only if the model never emits it: random weights practically never do).
+#include <sys/resource.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstring>
+#include <iostream>
+#include <nlohmann/json.hpp>
+#include <random>
+
+#include "cli/session.h"
+#include "model/chat_template.h"
+#include "ops/ops.h"
+#include "tensor/cuda_runtime.h"
+
+namespace sailvl::cli {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+double ms_since(Clock::time_point t) { return std::chrono::duration<double, std::milli>(Clock::now() - t).count(); }
+
+void setup(Args& a) {
+  a.usage_line = "sailvl bench -m DIR [--image-tiles N] [--prompt-tokens N] [--gen N] [--json]";
+  a.description = "End-to-end benchmark of one synthetic request: TTFT split, decode tok/s, % of bandwidth.";
+  add_model_flags(a);
+  a.option("--image-tiles", "N", "448x448 tiles of random pixels in the prompt", "7");
+  a.option("--prompt-tokens", "N", "total prompt length (text padded to reach it; >= image tokens + template)", "0");
+  a.option("--gen", "N", "tokens to decode", "64");
+  a.option("--repeat", "N", "repeat the whole request N times and report the best TTFT / median decode", "1");
+  a.flag("--json", "print one JSON object");
+}
+
+// Host copy bandwidth (bytes read + written per second) on a buffer far larger than the caches.
+double host_copy_bandwidth() {
+  const size_t n = size_t{256} << 20;
+  std::vector<char> a(n, 1), b(n, 0);
+  double best = 0;
+  for (int rep = 0; rep < 3; ++rep) {
+    const auto t = Clock::now();
+#pragma omp parallel for schedule(static)
+    for (int64_t c = 0; c < 64; ++c) std::memcpy(b.data() + c * (n / 64), a.data() + c * (n / 64), n / 64);
+    const double s = ms_since(t) / 1000;
+    best = std::max(best, 2.0 * static_cast<double>(n) / s);
+  }
+  return best;
+}
+
+int64_t peak_rss_bytes() {
+  struct rusage ru {};
+  getrusage(RUSAGE_SELF, &ru);
+  return static_cast<int64_t>(ru.ru_maxrss) * 1024;
+}
+
+double percentile(std::vector<double> v, double p) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  const double idx = p * static_cast<double>(v.size() - 1);
+  const size_t lo = static_cast<size_t>(idx);
+  const size_t hi = std::min(lo + 1, v.size() - 1);
+  return v[lo] + (v[hi] - v[lo]) * (idx - static_cast<double>(lo));
+}
+
+int run(Args& a) {
+  install_interrupt_handler();
+  apply_threads(a);
+  const Device device = pick_device(a);
+  const std::string dir = resolve_model_dir(a.get("model"));
+  const int64_t tiles = a.get_int("image-tiles", 0, 64);
+  const int64_t gen = a.get_int("gen", 1, 1 << 20);
+  const int64_t repeat = a.get_int("repeat", 1, 1000);
+
+  auto t_load = Clock::now();
+  const model::SailVL m = model::SailVL::load(dir, device);
+  const double load_ms = ms_since(t_load);
+  const auto& c = m.config();
+
+  // Preprocessing cost of a realistic photo-sized input, for the TTFT split.
+  double preprocess_ms = 0;
+  if (tiles > 0) {
+    loader::RgbImage img;
+    img.width = 2000;
+    img.height = 1500;
+    img.pixels.resize(static_cast<size_t>(img.width * img.height * 3));
+    std::mt19937 rng(1);
+    for (auto& p : img.pixels) p = static_cast<uint8_t>(rng() & 0xff);
+    loader::PreprocessOptions po;
+    po.max_tiles = std::max<int64_t>(1, tiles - 1);
+    const auto t = Clock::now();
+    (void)loader::preprocess_decoded({img}, po);
+    preprocess_ms = ms_since(t);
+  }
+
+  // Synthetic pixels [tiles, 3, 448, 448] in the normalised range.
+  Tensor pixels;
+  if (tiles > 0) {
+    const int64_t S = c.force_image_size;
+    std::vector<float> v(static_cast<size_t>(tiles * 3 * S * S));
+    std::mt19937 rng(2);
+    std::uniform_real_distribution<float> u(-2.0f, 2.0f);
+    for (auto& x : v) x = u(rng);
+    pixels = Tensor::from_floats(v, {tiles, 3, S, S});
+  }
+  model::ChatRequest req;
+  req.question = "Please describe the image in detail.";
+  if (tiles > 0) req.tiles = {tiles};
+  req.num_image_token = m.image_tokens_per_tile();
+  model::ChatPrompt prompt = model::build_chat_prompt(m.tokenizer(), req);
+  std::vector<int64_t> ids(prompt.ids.begin(), prompt.ids.end());
+  const int64_t want = a.get_int("prompt-tokens", 0, 1 << 24);
+  if (want > static_cast<int64_t>(ids.size())) {
+    // Pad with " the" (a single ordinary token) before the closing template tokens.
+    const auto pad = m.tokenizer().encode(" the");
+    SAILVL_CHECK(!pad.empty(), Internal, "bench: cannot encode the padding token");
+    ids.insert(ids.end() - 5, static_cast<size_t>(want - static_cast<int64_t>(ids.size())), pad.front());
+  }
+
+  model::GenerationOptions g;
+  g.max_new_tokens = gen;
+  g.cancel = &interrupted();
+  std::vector<double> ttft, vision, projector, prefill, tok_ms;
+  model::GenerationResult last;
+  for (int64_t r = 0; r < repeat; ++r) {
+    last = model::generate(m, ids, pixels, g);
+    const auto& t = last.timings;
+    vision.push_back(t.vision_ms);
+    projector.push_back(t.projector_ms);
+    prefill.push_back(t.prefill_ms);
+    ttft.push_back(t.vision_ms + t.projector_ms + t.prefill_ms);
+    // Skip the first decode step (warm-up) when there are enough.
+    for (size_t i = t.token_ms.size() > 4 ? 1 : 0; i < t.token_ms.size(); ++i) tok_ms.push_back(t.token_ms[i]);
+  }
+
+  // Bytes read per decoded token (BF16 weights as stored).
+  const auto& L = c.llm;
+  const int64_t per_layer = L.hidden * (L.heads * L.head_dim) * 2 + L.hidden * (L.kv_heads * L.head_dim) * 2 +
+                            L.heads * L.head_dim + 2 * L.kv_heads * L.head_dim + 3 * L.hidden * L.intermediate +
+                            2 * L.hidden;
+  const int64_t weight_elems = L.layers * per_layer + L.hidden + L.vocab * L.hidden + L.hidden;
+  const double mean_ctx = static_cast<double>(ids.size()) + static_cast<double>(last.tokens.size()) / 2;
+  const double kv_bytes_per_elem = device.is_cpu() ? 4.0 : 2.0;  // F32 cache on CPU, BF16 on CUDA
+  const double kv_bytes = static_cast<double>(L.layers) * 2 * mean_ctx * static_cast<double>(L.kv_heads * L.head_dim) *
+                          kv_bytes_per_elem;
+  const double bytes_per_token = static_cast<double>(weight_elems) * 2 + kv_bytes;
+  const double med_ms = percentile(tok_ms, 0.5);
+  const double tok_s = med_ms > 0 ? 1000.0 / med_ms : 0;
+  const double bw = device.is_cpu() ? host_copy_bandwidth() : 0;  // CUDA: see bench_ops_cuda's probe
+  const double achieved = bytes_per_token * tok_s;
+
+  const double best_ttft = *std::min_element(ttft.begin(), ttft.end());
+  nlohmann::json j = {
+      {"model", c.describe()},
+      {"device", device.str()},
+      {"threads", ops::num_threads()},
+      {"load_ms", load_ms},
+      {"image_tiles", tiles},
+      {"prompt_tokens", ids.size()},
+      {"generated", last.tokens.size()},
+      {"ttft_ms", {{"total", preprocess_ms + best_ttft},
+                   {"preprocess", preprocess_ms},
+                   {"vision", *std::min_element(vision.begin(), vision.end())},
+                   {"projector", *std::min_element(projector.begin(), projector.end())},
+                   {"prefill", *std::min_element(prefill.begin(), prefill.end())}}},
+      {"decode", {{"tokens_per_s_median", tok_s},
+                  {"ms_per_token_p10", percentile(tok_ms, 0.1)},
+                  {"ms_per_token_median", med_ms},
+                  {"ms_per_token_p90", percentile(tok_ms, 0.9)},
+                  {"bytes_per_token", bytes_per_token},
+                  {"achieved_GBps", achieved / 1e9},
+                  {"copy_bandwidth_GBps", bw / 1e9},
+                  {"percent_of_bandwidth", bw > 0 ? 100.0 * achieved / bw : 0.0}}},
+      {"peak_host_bytes", peak_rss_bytes()},
+      {"peak_device_bytes", cuda::mem_stats().peak},
+  };
+  if (a.on("json")) {
+    std::cout << j.dump(2) << "\n";
+    return 0;
+  }
+  std::printf("model        %s on %s, %d threads (load %.0f ms)\n", c.describe().c_str(), device.str().c_str(),
+              ops::num_threads(), load_ms);
+  std::printf("prompt       %zu tokens, %lld image tiles\n", ids.size(), static_cast<long long>(tiles));
+  std::printf("TTFT         %.1f ms = preprocess %.1f + vision %.1f + projector %.1f + prefill %.1f\n",
+              preprocess_ms + best_ttft, preprocess_ms, j["ttft_ms"]["vision"].get<double>(),
+              j["ttft_ms"]["projector"].get<double>(), j["ttft_ms"]["prefill"].get<double>());
+  std::printf("decode       %.2f tok/s median (%.1f / %.1f / %.1f ms per token p10/p50/p90) over %zu tokens\n", tok_s,
+              percentile(tok_ms, 0.1), med_ms, percentile(tok_ms, 0.9), tok_ms.size());
+  std::printf("bandwidth    %.2f GB/token -> %.1f GB/s", bytes_per_token / 1e9, achieved / 1e9);
+  if (bw > 0) std::printf(" = %.0f%% of the measured %.1f GB/s copy bandwidth", 100.0 * achieved / bw, bw / 1e9);
+  std::printf("\nmemory       peak host %.2f GB, peak device %.2f GB\n", static_cast<double>(peak_rss_bytes()) / 1e9,
+              static_cast<double>(cuda::mem_stats().peak) / 1e9);
+  return 0;
+}
+
+}  // namespace
+
+SAILVL_COMMAND(bench, "end-to-end benchmark: TTFT split, decode tok/s, % of the bandwidth limit", setup, run);
+
+}  // namespace sailvl::cli

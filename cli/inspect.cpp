@@ -1,0 +1,149 @@
+// `sailvl inspect -m DIR`: what a checkpoint is and what running it costs, without loading weights.
+//
+// Reads config.json and the safetensors headers only (the data stays mapped, untouched), then prints
+//   variant     ModelConfig::describe(): which SAIL-VL release the config looks like
+//   parameters  per tower, counted from the tensors actually stored: vision_model.*, mlp1.*,
+//               language_model.* (embed_tokens and lm_head shown apart; a tied head counts once)
+//   dtypes      element type -> tensors, bytes
+//   shards      file -> tensors, bytes
+//   memory      weights as stored; KV cache = 2 (K, V) * L * Hkv * Dh * sizeof(act) per token, for
+//               --ctx tokens; rough activations (one ViT tile, one LLM prefill of --ctx tokens, F32)
+// With --json the same as one JSON object on stdout.
+#include <cstdio>
+#include <filesystem>
+#include <iostream>
+#include <map>
+
+#include <nlohmann/json.hpp>
+
+#include "cli/command.h"
+#include "loader/config.h"
+#include "loader/weights.h"
+
+using namespace sailvl;
+
+static void setup_inspect(cli::Args& a) {
+  a.usage_line = "sailvl inspect -m DIR [--json] [--ctx N]";
+  a.option("-m,--model", "DIR", "checkpoint directory (config.json + safetensors)");
+  a.option("--ctx", "N", "context length for the KV-cache and activation estimates", "4096");
+  a.flag("--json", "print one JSON object instead of text");
+}
+
+static std::string human_bytes(double b) {
+  char buf[32];
+  if (b >= 1e9) std::snprintf(buf, sizeof buf, "%.2f GB", b / 1e9);
+  else if (b >= 1e6) std::snprintf(buf, sizeof buf, "%.1f MB", b / 1e6);
+  else std::snprintf(buf, sizeof buf, "%.1f KB", b / 1e3);
+  return buf;
+}
+
+static std::string human_count(int64_t n) {
+  char buf[32];
+  if (n >= 1'000'000'000) std::snprintf(buf, sizeof buf, "%.3f B", n / 1e9);
+  else std::snprintf(buf, sizeof buf, "%.2f M", n / 1e6);
+  return buf;
+}
+
+static bool starts_with(const std::string& s, const char* p) { return s.rfind(p, 0) == 0; }
+
+static int run_inspect(cli::Args& a) {
+  const std::string dir = a.get("model");
+  const int64_t ctx = a.get_int("ctx", 1, 1 << 24);
+  const loader::ModelConfig cfg = loader::load_config(dir);
+  const loader::WeightMap w = loader::WeightMap::open(dir);
+  loader::check_against_config(w, cfg);
+
+  // ---- parameters by tower, dtypes ----
+  int64_t vision = 0, projector = 0, llm = 0, embed = 0, head = 0, other = 0;
+  std::map<std::string, std::pair<int64_t, uint64_t>> dtypes;  // name -> (tensors, bytes)
+  for (const std::string& name : w.names()) {
+    const loader::TensorInfo& ti = w.info(name);
+    const int64_t n = shape_numel(ti.shape);
+    auto& d = dtypes[dtype_name(ti.dtype)];
+    d.first += 1;
+    d.second += ti.end - ti.begin;
+    if (starts_with(name, "vision_model.")) vision += n;
+    else if (starts_with(name, "mlp1.")) projector += n;
+    else if (starts_with(name, "language_model.")) {
+      llm += n;
+      if (name == "language_model.model.embed_tokens.weight") embed = n;
+      if (name == "language_model.lm_head.weight") head = n;
+    } else other += n;
+  }
+  const int64_t total = vision + projector + llm + other;
+  const bool tied = head == 0;
+
+  // ---- memory ----
+  const auto& L = cfg.llm;
+  const auto& V = cfg.vision;
+  const uint64_t weights = w.total_bytes();
+  const uint64_t kv_tok_bf16 = 2ull * L.layers * L.kv_heads * L.head_dim * 2;
+  const uint64_t kv_tok_f32 = kv_tok_bf16 * 2;
+  // One ViT tile in F32: residual + norm + qkv + attn out + MLP hidden per token, plus one head's
+  // score matrix; one LLM prefill chunk of ctx tokens: x, n, q/k/v, attn, gate/up, plus last-row logits.
+  const int64_t tv = (V.image_size / V.patch_size) * (V.image_size / V.patch_size) +
+                     (V.arch == loader::VisionArch::InternViT ? 1 : 0);
+  const uint64_t act_vit = 4ull * (tv * (3 * V.hidden + 3 * V.hidden + 2 * V.intermediate) + tv * tv);
+  const uint64_t act_llm =
+      4ull * (ctx * (3 * L.hidden + (L.heads + 2 * L.kv_heads) * L.head_dim + 2 * L.intermediate) + L.vocab);
+
+  if (a.on("json")) {
+    nlohmann::ordered_json j;
+    j["dir"] = dir;
+    j["variant"] = cfg.describe();
+    j["vision_arch"] = V.arch == loader::VisionArch::InternViT ? "InternViT" : "AIMv2";
+    j["parameters"] = {{"vision", vision},       {"projector", projector}, {"llm", llm},
+                       {"embed_tokens", embed},  {"lm_head", head},        {"other", other},
+                       {"total", total},         {"tied_lm_head", tied}};
+    nlohmann::ordered_json dt = nlohmann::ordered_json::object();
+    for (const auto& [n, v] : dtypes) dt[n] = {{"tensors", v.first}, {"bytes", v.second}};
+    j["dtypes"] = dt;
+    nlohmann::ordered_json sh = nlohmann::ordered_json::array();
+    for (const auto& s : w.shards())
+      sh.push_back({{"file", std::filesystem::path(s->path()).filename().string()},
+                    {"tensors", s->header().tensors.size()},
+                    {"bytes", s->file_size()}});
+    j["shards"] = sh;
+    j["memory"] = {{"weights_bytes", weights},       {"kv_bytes_per_token_bf16", kv_tok_bf16},
+                   {"kv_bytes_per_token_f32", kv_tok_f32}, {"ctx", ctx},
+                   {"kv_bytes_ctx_bf16", kv_tok_bf16 * ctx}, {"kv_bytes_ctx_f32", kv_tok_f32 * ctx},
+                   {"activations_vit_tile_bytes", act_vit},  {"activations_llm_prefill_bytes", act_llm}};
+    std::cout << j.dump(2) << "\n";
+    return 0;
+  }
+
+  std::printf("%s\n", dir.c_str());
+  std::printf("variant     %s\n", cfg.describe().c_str());
+  std::printf("vision      %s: hidden %lld, %lld layers, %lld heads x %lld, MLP %lld, %lldpx / patch %lld\n",
+              V.model_type.c_str(), (long long)V.hidden, (long long)V.layers, (long long)V.heads, (long long)V.head_dim,
+              (long long)V.intermediate, (long long)V.image_size, (long long)V.patch_size);
+  std::printf("llm         qwen2: hidden %lld, %lld layers, %lld heads / %lld KV x %lld, MLP %lld, vocab %lld, %s\n",
+              (long long)L.hidden, (long long)L.layers, (long long)L.heads, (long long)L.kv_heads,
+              (long long)L.head_dim, (long long)L.intermediate, (long long)L.vocab,
+              tied ? "lm_head tied to embed_tokens" : "lm_head stored");
+  std::printf("image       ps %s, select_layer %lld, %lld tokens/tile, tiles %lld..%lld, thumbnail %s\n",
+              cfg.ps_version.c_str(), (long long)cfg.select_layer, (long long)cfg.num_image_token,
+              (long long)cfg.min_dynamic_patch, (long long)cfg.max_dynamic_patch, cfg.use_thumbnail ? "yes" : "no");
+  std::printf("parameters  total %s (%lld)\n", human_count(total).c_str(), (long long)total);
+  std::printf("  vision    %s\n", human_count(vision).c_str());
+  std::printf("  projector %s\n", human_count(projector).c_str());
+  std::printf("  llm       %s (embed_tokens %s, lm_head %s)\n", human_count(llm).c_str(), human_count(embed).c_str(),
+              tied ? "tied" : human_count(head).c_str());
+  if (other) std::printf("  other     %s (outside vision_model / mlp1 / language_model)\n", human_count(other).c_str());
+  std::printf("dtypes     ");
+  for (const auto& [n, v] : dtypes) std::printf(" %s: %lld tensors, %s;", n.c_str(), (long long)v.first, human_bytes(v.second).c_str());
+  std::printf("\nshards      %zu\n", w.shards().size());
+  for (const auto& s : w.shards())
+    std::printf("  %-40s %5zu tensors  %s\n", std::filesystem::path(s->path()).filename().string().c_str(),
+                s->header().tensors.size(), human_bytes(s->file_size()).c_str());
+  std::printf("memory      weights %s\n", human_bytes(weights).c_str());
+  std::printf("  KV cache  %s/token BF16 (CUDA), %s/token F32 (CPU); %lld tokens: %s BF16, %s F32\n",
+              human_bytes(kv_tok_bf16).c_str(), human_bytes(kv_tok_f32).c_str(), (long long)ctx,
+              human_bytes(kv_tok_bf16 * ctx).c_str(), human_bytes(kv_tok_f32 * ctx).c_str());
+  std::printf("  activations (rough, F32) one ViT tile %s; LLM prefill of %lld tokens %s\n", human_bytes(act_vit).c_str(),
+              (long long)ctx, human_bytes(act_llm).c_str());
+  return 0;
+}
+
+SAILVL_COMMAND(inspect, "print a checkpoint's variant, parameter counts, shards and memory needs", setup_inspect,
+               run_inspect);

@@ -1,0 +1,50 @@
+// What `sailvl run`, `sailvl chat` and `sailvl bench` share: the model-directory lookup (a path or
+// a Hugging Face cache entry), the generation flags (llama.cpp spellings), device selection,
+// logging verbosity and the Ctrl-C handling.
+#pragma once
+
+#include <atomic>
+#include <string>
+
+#include "cli/command.h"
+#include "loader/image.h"
+#include "model/generate.h"
+#include "tensor/storage.h"
+
+namespace sailvl::cli {
+
+// `-m` as given: an existing directory, or ORG/NAME found in the local Hugging Face cache
+// ($HF_HUB_CACHE, else $HF_HOME/hub, else ~/.cache/huggingface/hub: models--ORG--NAME/snapshots/REV,
+// REV from refs/main when present). Never touches the network. Throws BadModel with the places tried.
+std::string resolve_model_dir(const std::string& arg);
+
+// -m, --device, --threads, -v, --quiet
+void add_model_flags(Args& a);
+// -n, --temp, --top-k, --top-p, --repeat-penalty, --seed, --ctx-size
+void add_generation_flags(Args& a);
+// -i, --max-tiles, --frames
+void add_image_flags(Args& a);
+
+Device pick_device(const Args& a);  // --device cpu|cuda|auto (auto: cuda when usable)
+void apply_threads(const Args& a);
+model::GenerationOptions generation_options(const Args& a);
+loader::PreprocessOptions preprocess_options(const Args& a);
+// Preprocess the -i images (or --frames video frames); empty batch when none.
+loader::PixelBatch load_images(const Args& a, const std::vector<std::string>& paths);
+
+// Verbosity: 0 quiet, 1 normal, 2 verbose.
+int verbosity(const Args& a);
+void log(int level, const Args& a, const std::string& line);  // to stderr when verbosity >= level
+
+// Ctrl-C: the first SIGINT sets the flag (generation stops and keeps its partial answer); a second
+// exits at once with 130.
+void install_interrupt_handler();
+const std::atomic<bool>& interrupted();
+void clear_interrupt();
+// Stop generation without a signal (e.g. stdout closed by `| head`): sets the same flag.
+void request_stop();
+
+// One-line summary: prompt tokens, image tiles, TTFT split, decode tok/s.
+std::string summary_line(const model::Timings& t);
+
+}  // namespace sailvl::cli

@@ -1,0 +1,147 @@
+// AIMv2 forward: see aimv2.h for the math and its source.
+#include "model/aimv2.h"
+
+#include <string>
+
+#include "model/model.h"
+#include "ops/ops.h"
+
+namespace sailvl::model {
+
+namespace {
+
+// Buffers for one tile, allocated once per forward() and reused by every tile and block.
+struct Scratch {
+  Tensor px;       // [1, 3, S, S]
+  Tensor patches;  // [1, N, C], N = G²
+  Tensor x;        // [N, C]  the residual stream
+  Tensor n;        // [N, C]  normed input of a sub-block
+  Tensor q, k, v;  // [N, C]  = [N, H, Dh]
+  Tensor a;        // [N, C]
+  Tensor y;        // [N, C]
+  Tensor g, u;     // [N, F]  SwiGLU gate and up
+};
+
+// x = x + proj(MHA(RMSNorm_1(x)))
+void attention_block(Scratch& s, const Aimv2Block& B, const loader::VisionConfig& cfg) {
+  const int64_t N = s.x.size(0), H = cfg.heads, Dh = cfg.head_dim;
+  const float eps = static_cast<float>(cfg.norm_eps);
+  ops::rms_norm(s.n, s.x, B.norm_1, eps);                   // n = RMSNorm_1(x)           [N, C]
+  ops::linear(s.q, s.n, B.wq, B.bq);                        // q = n·Wqᵀ                   [N, H·Dh]
+  ops::linear(s.k, s.n, B.wk, B.bk);                        // k = n·Wkᵀ                   [N, H·Dh]
+  ops::linear(s.v, s.n, B.wv, B.bv);                        // v = n·Wvᵀ                   [N, H·Dh]
+  ops::attention(s.a.reshape({N, H, Dh}), s.q.reshape({N, H, Dh}), s.k.reshape({N, H, Dh}),
+                 s.v.reshape({N, H, Dh}), {.causal = false});  // a = softmax(q·kᵀ/√Dh)·v   [N, H, Dh]
+  ops::linear(s.y, s.a, B.proj_w, B.proj_b);                // y = a·Woᵀ                   [N, C]
+  ops::add(s.x, s.x, s.y);                                  // x = x + y                   [N, C]
+}
+
+// x = x + fc2(silu(fc1(y)) ⊙ fc3(y)),  y = RMSNorm_2(x)
+void mlp_block(Scratch& s, const Aimv2Block& B, const loader::VisionConfig& cfg) {
+  const float eps = static_cast<float>(cfg.norm_eps);
+  ops::rms_norm(s.n, s.x, B.norm_2, eps);                   // n = RMSNorm_2(x)           [N, C]
+  ops::linear(s.g, s.n, B.fc1_w, B.fc1_b);                  // g = fc1(n)                  [N, F]
+  ops::linear(s.u, s.n, B.fc3_w, B.fc3_b);                  // u = fc3(n)                  [N, F]
+  ops::silu_mul(s.g, s.g, s.u);                             // g = silu(g) ⊙ u             [N, F]
+  ops::linear(s.y, s.g, B.fc2_w, B.fc2_b);                  // y = fc2(g)                  [N, C]
+  ops::add(s.x, s.x, s.y);                                  // x = x + y                   [N, C]
+}
+
+std::optional<Tensor> optional_bias(const loader::WeightScope& W, bool present, const std::string& name, int64_t n,
+                                    const Device& device) {
+  if (!present) return std::nullopt;
+  return place_as_activation(W.require(name, {n}), device);
+}
+
+}  // namespace
+
+Aimv2 Aimv2::load(const loader::WeightMap& weights, const loader::VisionConfig& cfg, int64_t select_layer,
+                  const Device& device) {
+  SAILVL_CHECK(cfg.arch == loader::VisionArch::AIMv2, Internal, "Aimv2::load on a non-AIMv2 config");
+  SAILVL_CHECK(cfg.image_size % cfg.patch_size == 0, BadModel, "config.json: image_size ", cfg.image_size,
+               " is not a multiple of patch_size ", cfg.patch_size);
+  SAILVL_CHECK(select_layer < 0 ? -select_layer <= cfg.layers : select_layer < cfg.layers, BadModel,
+               "config.json: select_layer ", select_layer, " is outside the ", cfg.layers,
+               " block outputs of a ", cfg.layers, "-block AIMv2 tower");
+
+  Aimv2 m;
+  m.cfg_ = cfg;
+  m.device_ = device;
+  const int64_t C = cfg.hidden, F = cfg.intermediate, P = cfg.patch_size, G = cfg.image_size / P;
+  // Blocks feeding the selected output (see the header for the reading of select_layer != -1).
+  const int64_t blocks = select_layer == -1 ? cfg.layers : select_layer < 0 ? cfg.layers + select_layer + 1
+                                                                            : select_layer + 1;
+
+  auto Pre = weights.scope("vision_model.preprocessor");
+  m.patch_w = place(Pre.require("patchifier.proj.weight", {C, cfg.num_channels, P, P}), device);
+  m.patch_b = place_as_activation(Pre.require("patchifier.proj.bias", {C}), device);
+  m.patch_norm = place_as_activation(Pre.require("patchifier.norm.weight", {C}), device);
+  m.pos = place_as_activation(Pre.require("pos_embed", {1, G * G, C}).reshape({G * G, C}), device);
+
+  for (int64_t i = 0; i < blocks; ++i) {
+    auto W = weights.scope("vision_model.trunk.blocks." + std::to_string(i));
+    Aimv2Block B;
+    B.norm_1 = place_as_activation(W.require("norm_1.weight", {C}), device);
+    const Tensor qkv = place(W.require("attn.qkv.weight", {3 * C, C}), device);
+    B.wq = qkv.narrow(0, 0, C);      // rows [0, C)    -> q
+    B.wk = qkv.narrow(0, C, C);      // rows [C, 2C)   -> k
+    B.wv = qkv.narrow(0, 2 * C, C);  // rows [2C, 3C)  -> v
+    if (cfg.qkv_bias) {
+      const Tensor b = place_as_activation(W.require("attn.qkv.bias", {3 * C}), device);
+      B.bq = b.narrow(0, 0, C);
+      B.bk = b.narrow(0, C, C);
+      B.bv = b.narrow(0, 2 * C, C);
+    }
+    B.proj_w = place(W.require("attn.proj.weight", {C, C}), device);
+    B.proj_b = optional_bias(W, cfg.use_bias, "attn.proj.bias", C, device);
+    B.norm_2 = place_as_activation(W.require("norm_2.weight", {C}), device);
+    B.fc1_w = place(W.require("mlp.fc1.weight", {F, C}), device);
+    B.fc3_w = place(W.require("mlp.fc3.weight", {F, C}), device);
+    B.fc2_w = place(W.require("mlp.fc2.weight", {C, F}), device);
+    B.fc1_b = optional_bias(W, cfg.use_bias, "mlp.fc1.bias", F, device);
+    B.fc3_b = optional_bias(W, cfg.use_bias, "mlp.fc3.bias", F, device);
+    B.fc2_b = optional_bias(W, cfg.use_bias, "mlp.fc2.bias", C, device);
+    m.blocks_.push_back(std::move(B));
+  }
+  if (select_layer == -1)
+    m.post_norm_ = place_as_activation(weights.scope("vision_model.trunk").require("post_trunk_norm.weight", {C}),
+                                       device);
+  return m;
+}
+
+Tensor Aimv2::forward(const Tensor& pixels) const {
+  const int64_t S = cfg_.image_size, C = cfg_.hidden, F = cfg_.intermediate, G = grid(), N = G * G;
+  SAILVL_CHECK(pixels.dim() == 4 && pixels.size(1) == cfg_.num_channels && pixels.size(2) == S && pixels.size(3) == S,
+               Usage, "AIMv2 expects pixels [T, ", cfg_.num_channels, ", ", S, ", ", S, "], got ", pixels.describe(),
+               " (its position embedding is learned for exactly ", G, "x", G, " patches)");
+  const int64_t T = pixels.size(0);
+  const DType act = activation_dtype(device_);
+  const float eps = static_cast<float>(cfg_.norm_eps);
+
+  Tensor out = Tensor::empty({T, N, C}, act, device_);
+  Scratch s;
+  s.px = Tensor::empty({1, cfg_.num_channels, S, S}, act, device_);
+  s.patches = Tensor::empty({1, N, C}, act, device_);
+  for (Tensor* t : {&s.x, &s.n, &s.q, &s.k, &s.v, &s.a, &s.y}) *t = Tensor::empty({N, C}, act, device_);
+  for (Tensor* t : {&s.g, &s.u}) *t = Tensor::empty({N, F}, act, device_);
+
+  for (int64_t t = 0; t < T; ++t) {
+    // Preprocessor: x = RMSNorm(Conv(pixels)) + pos
+    s.px.copy_from(pixels.narrow(0, t, 1));
+    ops::patch_embed(s.patches, s.px, patch_w, patch_b);     // patches = Conv2d(px)     [1, N, C]
+    ops::rms_norm(s.x, s.patches.select(0, 0), patch_norm, eps);  // x = RMSNorm(patches) [N, C]
+    ops::add(s.x, s.x, pos);                                  // x = x + pos              [N, C]
+
+    for (const Aimv2Block& B : blocks_) {
+      attention_block(s, B, cfg_);
+      mlp_block(s, B, cfg_);
+    }
+    if (post_norm_)
+      ops::rms_norm(out.select(0, t), s.x, *post_norm_, eps);  // feature = post_trunk_norm(x)  [N, C]
+    else
+      out.select(0, t).copy_from(s.x);
+  }
+  return out;
+}
+
+}  // namespace sailvl::model

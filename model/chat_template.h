@@ -1,0 +1,76 @@
+// The `sailvl-chat` conversation template (SAILVL-SPEC §11) and InternVL's image expansion.
+//
+// Rendering (separator "<|im_end|>" with no newline after it):
+//   <|im_start|>system\n{SYS}<|im_end|>
+//   for each (q, a) in history:  <|im_start|>user\n{q}<|im_end|><|im_start|>assistant\n{a}<|im_end|>
+//   <|im_start|>user\n{question}<|im_end|><|im_start|>assistant\n
+// Images (InternVL chat(), modeling_internvl_chat.py):
+//   - first turn (empty history) with images and no "<image>" in the question: a prefix is added —
+//     "<image>\n" for one image (ImageLayout::Auto/Single), "Image-1: <image>\nImage-2: <image>\n..."
+//     for ImageLayout::MultiImage (and Auto with several images), "Frame-1: <image>\n..." for Video;
+//   - in the rendered query (history included, as InternVL does with query.replace('<image>', ..., 1)),
+//     the k-th "<image>" becomes <img> + <IMG_CONTEXT> x num_image_token x tiles[k] + </img>.
+//   The number of "<image>" markers must equal the number of images (InternVL silently ignores the
+//   surplus; we refuse: Error(Usage)).
+// Token ids are built as segments: template and user text are encoded with special-token parsing OFF
+// (a user typing "<|im_end|>" gets text tokens), control tokens are inserted by id. Adjacent text is
+// joined before encoding so BPE sees the same pieces Hugging Face sees between control tokens.
+// History stores the un-expanded question.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "loader/tokenizer.h"
+
+namespace sailvl::model {
+
+// SAIL-VL's default system message (UniVL), SAILVL-SPEC §11.
+extern const char* const kSailSystemMessage;
+
+enum class ImageLayout {
+  Auto,        // one image: "<image>\n" prefix; several: "Image-k: <image>\n" prefixes
+  Single,      // "<image>\n" prefix for exactly one image (InternVL's "combined images" mode:
+               // pass the summed tiles as one image)
+  MultiImage,  // "Image-1: <image>\nImage-2: <image>\n..."
+  Video,       // "Frame-1: <image>\nFrame-2: <image>\n..." (one image per frame)
+};
+
+struct ChatTurn {
+  std::string question;  // un-expanded (may contain "<image>")
+  std::string answer;
+};
+
+struct ChatRequest {
+  std::string question;
+  std::vector<ChatTurn> history;
+  std::vector<int64_t> tiles;                 // tiles per image, in order; empty = text only
+  ImageLayout layout = ImageLayout::Auto;
+  std::optional<std::string> system_message;  // default kSailSystemMessage
+  int64_t num_image_token = 256;              // <IMG_CONTEXT> per tile (config num_image_token)
+  bool parse_special = false;                 // HF behaviour for user text (--parse-special)
+};
+
+struct ChatPrompt {
+  std::vector<loader::TokenId> ids;  // the prompt, ending with "<|im_start|>assistant\n"
+  std::string rendered;              // the expanded prompt as text (debugging; not re-tokenised)
+  std::string question;              // the question as stored in history (with any added prefix)
+  int64_t image_context_tokens = 0;  // number of <IMG_CONTEXT> ids == 256 x total tiles
+};
+
+// Control-token ids looked up once from the tokenizer (Error(BadTokenizer) if one is missing).
+struct ChatTokens {
+  loader::TokenId im_start, im_end, img_start, img_end, img_context;
+  static ChatTokens from(const loader::Tokenizer& tok);
+};
+
+// Builds the prompt for one `chat()` call. Throws Error(Usage) on marker/image count mismatch,
+// non-positive tiles, or invalid UTF-8 in the question/history (BadTokenizer, with byte offset).
+ChatPrompt build_chat_prompt(const loader::Tokenizer& tok, const ChatRequest& req);
+
+// Appends the finished turn to a history (question as returned in ChatPrompt::question).
+void append_turn(std::vector<ChatTurn>& history, const ChatPrompt& prompt, std::string answer);
+
+}  // namespace sailvl::model

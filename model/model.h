@@ -1,0 +1,53 @@
+// SAIL-VL, the model: table of contents.
+//
+// One picture of the whole forward pass (SAILVL-SPEC §4-§8; shapes for one image of T tiles):
+//
+//   pixels [T, 3, 448, 448]
+//     │  model/intern_vit.h   InternViT-300M: conv patchify + CLS + pos, 24 × (LN→MHA, LN→MLP) with
+//     │  model/aimv2.h        layer scale   — or AIMv2-Huge: conv + RMSNorm + pos, 24 × (RMSNorm→MHA,
+//     ▼                       RMSNorm→SwiGLU), post_trunk_norm
+//   features [T, 1024, C]
+//     │  model/projector.h    pixel shuffle v2 (2×2 neighbours → channels), mlp1 = LN → Linear → GELU → Linear
+//     ▼
+//   image rows [T·256, D]
+//     │  model/sail_vl.h      E = embed_tokens(ids); E[ids == <IMG_CONTEXT>] = image rows (in order)
+//     ▼
+//   E [S, D]
+//     │  model/qwen2.h        Qwen2: L × (RMSNorm→GQA attention with RoPE, RMSNorm→SwiGLU), norm, lm_head
+//     │  model/kv_cache.h     per layer K, V [S_max, Hkv, Dh] written by prefill and each decode step
+//     ▼
+//   logits [V]
+//     │  model/generate.h     sample (ops::sample) → stream text → stop at <|im_end|>
+//     │  model/chat.h         the card's model.chat(): template, images, history, response
+//     ▼
+//   text
+//
+//   model/taps.h              write every stage above as safetensors (compare with the oracle's goldens)
+//
+// Numerics: on CPU every activation is F32 and weights stay BF16 views into the mmap (ops/ops.h
+// converts on the fly); on CUDA activations are BF16 (DESIGN.md §Numerics). The model code is the
+// same for both: it allocates with activation_dtype(device) and calls ops::*.
+#pragma once
+
+#include "tensor/tensor.h"
+
+namespace sailvl::model {
+
+// The dtype every activation buffer of the model has on `device`.
+inline DType activation_dtype(const Device& device) { return device.is_cpu() ? DType::F32 : DType::BF16; }
+
+// A checkpoint tensor placed where the model runs: on CPU the mmap view itself (no copy), on CUDA
+// a device copy in the stored dtype.
+inline Tensor place(const Tensor& w, const Device& device) {
+  return w.device() == device ? w : w.to(device);
+}
+
+// A small checkpoint tensor (embedding tables of the vision towers, layer-scale vectors) converted
+// once to the activation dtype, so elementwise ops see one dtype on both operands.
+inline Tensor place_as_activation(const Tensor& w, const Device& device) {
+  Tensor out = Tensor::empty(w.shape(), activation_dtype(device), device);
+  out.copy_from(w);
+  return out;
+}
+
+}  // namespace sailvl::model

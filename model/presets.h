@@ -1,0 +1,69 @@
+// Random-weight checkpoints in SAIL-VL's exact on-disk format (`sailvl make-model`).
+//
+// A preset is a config.json (the real keys of SAIL-VL's configs, SAILVL-SPEC §1-§2) from which the
+// canonical tensor list follows (checkpoint_tensors: real HF names and shapes, in state_dict order:
+// vision_model, language_model, mlp1). Values come from the counter-based PRNG of
+// docs/CHECKPOINTS.md (model/prng.h), so the oracle reproduces them from the names alone.
+//
+// Sharding: with N shards, tensor k of the K in canonical order goes to shard floor(k * N / K)
+// (equal tensor counts, contiguous runs). For tiny-aimv2 (N = 3) both boundaries fall inside an LLM
+// layer, so "a layer split across shards" is always exercised. Shard files are named as
+// transformers names them: model-00001-of-00003.safetensors; N = 1 writes model.safetensors.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "loader/config.h"
+#include "tensor/tensor.h"
+
+namespace sailvl::model {
+
+// tiny-internvit, tiny-aimv2, sailvl-2b, sailvl-8b, sailvl-1d5-2b, sailvl-1d5-8b, sailvl-1d6-8b.
+const std::vector<std::string>& preset_names();
+
+// The config.json of a preset; `tie` overrides llm_config.tie_word_embeddings. Throws Usage on an
+// unknown preset name.
+nlohmann::ordered_json preset_config(const std::string& preset, std::optional<bool> tie = std::nullopt);
+int default_shards(const std::string& preset);
+
+struct TensorSpec {
+  std::string name;
+  Shape shape;  // stored as BF16
+};
+
+// Every tensor a checkpoint of this config holds, in canonical (state_dict) order. lm_head is
+// included only when the embeddings are untied.
+std::vector<TensorSpec> checkpoint_tensors(const loader::ModelConfig& c);
+
+// shard index of each of `count` tensors for `shards` shards (the rule above).
+std::vector<int> assign_shards(size_t count, int shards);
+
+// Fill `out` (n values) with elements [first, first + n) of tensor `name` (BF16 bits).
+void generate_bf16(const std::string& name, const Shape& shape, uint64_t seed, uint64_t first, uint64_t n,
+                   uint16_t* out);
+
+struct MakeModelOptions {
+  std::string preset;
+  std::string out_dir;
+  uint64_t seed = 0;
+  int shards = 0;              // 0: the preset's default
+  std::optional<bool> tie;     // nullopt: the preset's default
+  bool quiet = false;          // progress on stderr unless quiet
+};
+
+struct MakeModelResult {
+  int64_t params = 0;
+  uint64_t bytes = 0;
+  std::vector<std::string> files;  // safetensors files written
+};
+
+// Writes config.json, the tokenizer files, the safetensors file(s) and, when sharded, the index.
+// Streams: memory use is one chunk of one tensor, whatever the model size.
+MakeModelResult make_model(const MakeModelOptions& opt);
+
+}  // namespace sailvl::model

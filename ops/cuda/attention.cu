@@ -1,0 +1,424 @@
+// Attention: out[T, H, Dh] = softmax(q·kᵀ·scale + mask) · v, q [T, H, Dh], k/v [S, Hkv, Dh], GQA
+// (query head h reads kv head h / (H/Hkv)), optional causal mask with q_offset (key j visible to
+// query i iff j <= q_offset + i). BF16 in and out, F32 scores, softmax and accumulation.
+// Head dims 64 (InternViT) and 128 (AIMv2, Qwen2) are instantiated; nothing else is compiled.
+//
+// Prefill (T > 1): flash-style tiling with tensor cores (WMMA, BF16 16×16×16, F32 accumulate).
+//   Block = 4 warps, 64 query rows of one head (16 rows per warp); key tiles of 64 rows. Per tile:
+//   S_w = Q_w·K_tileᵀ (WMMA, F32 in shared memory) -> online softmax by two lanes per row (running
+//   max m and sum l in registers; P rounded to BF16 into shared memory, l sums the rounded P so the
+//   result is a convex combination of v rows) -> the F32 output tile O_w (kept in shared memory,
+//   rescaled by exp(m_old - m_new)) += P_w·V_tile (WMMA). K/V tiles are loaded once per block with
+//   16-byte loads and shared by the 4 warps; rows past S (and past T for Q) are zero-filled so no
+//   garbage reaches a product. Causal blocks stop at their last visible key tile.
+//   Shared memory (Dh = 128): Q 17 KB, K 17 KB, V 17 KB, S 17 KB, P 9 KB, O 34 KB = 113 KB (opt-in).
+//   Traffic: Q and O once, K/V once per 64-query block (L2-resident at these sizes).
+// Decode (T == 1): flash-decoding. Grid = (splits, Hkv): a block takes a contiguous chunk of keys
+//   for one KV head and serves all G = H/Hkv query heads of its group (G <= 8), so each K/V row is
+//   read from DRAM once for the whole group. Dh/8 lanes own one key (16-byte loads of K and V);
+//   each lane group keeps an online-softmax state (m, l, o[8]) per query head in registers; the
+//   groups of the block merge through shared memory, and each block writes an unnormalised partial
+//   (m, l, o[Dh]) per head in F32. combine_kernel merges the splits: O = Σ o_s·e^(m_s-M) / Σ l_s·e^(m_s-M).
+//   splits ≈ 2·SMs / Hkv, at least 64 keys each. Bytes: 2·S·Hkv·Dh·2 (K and V) — 1 MiB per layer at
+//   S = 2048 for Qwen2.5-1.5B, ≈ 0.3 µs at 3.35 TB/s: launch-bound.
+// Preconditions (checked, ErrorKind::Internal): q/k/v/out BF16, 3-D, last dim contiguous, token and
+// head strides multiples of 8 elements and 16-byte aligned bases (true for linear outputs, their
+// slices and KV-cache prefixes); Dh ∈ {64, 128}; H % Hkv == 0; out [T, H, Dh].
+#include <cuda_runtime.h>
+#include <mma.h>
+
+#include <algorithm>
+#include <cmath>
+
+#include "ops/cuda/common.cuh"
+#include "ops/cuda/context.h"
+#include "ops/cuda/cuda_ops.h"
+
+namespace sailvl::ops::cuda {
+
+namespace {
+
+namespace wmma = nvcuda::wmma;
+
+struct AttnArgs {
+  const bf16* q;
+  const bf16* k;
+  const bf16* v;
+  bf16* out;
+  int64_t qs0, qs1, ks0, ks1, vs0, vs1, os0, os1;  // token and head strides (elements)
+  int64_t T, S, H, Hkv;
+  int64_t q_offset;
+  int causal;
+  float scale;
+};
+
+// ---------------------------------------------------------------- prefill (tensor cores)
+
+template <int D>
+struct Prefill {
+  static constexpr int kWarps = 4, BQ = 16 * kWarps, BK = 64;
+  static constexpr int LDQ = D + 8, LDK = D + 8, LDV = D + 8;  // BF16 elements (ldm % 8 == 0)
+  static constexpr int LDS = BK + 4, LDO = D + 4;              // F32 elements (ldm % 4 == 0)
+  static constexpr int LDP = BK + 8;                           // BF16 elements
+  static constexpr size_t kQ = 0;
+  static constexpr size_t kK = kQ + size_t{BQ} * LDQ * 2;
+  static constexpr size_t kV = kK + size_t{BK} * LDK * 2;
+  static constexpr size_t kS = kV + size_t{BK} * LDV * 2;
+  static constexpr size_t kP = kS + size_t{kWarps} * 16 * LDS * 4;
+  static constexpr size_t kO = kP + size_t{kWarps} * 16 * LDP * 2;
+  static constexpr size_t kBytes = kO + size_t{kWarps} * 16 * LDO * 4;
+  // Every WMMA pointer must be 32-byte aligned: section starts and 16-row warp slices are.
+  static_assert(kK % 32 == 0 && kV % 32 == 0 && kS % 32 == 0 && kP % 32 == 0 && kO % 32 == 0);
+  static_assert((16 * LDQ * 2) % 32 == 0 && (16 * LDS * 4) % 32 == 0 && (16 * LDP * 2) % 32 == 0 &&
+                (16 * LDO * 4) % 32 == 0 && (16 * LDK * 2) % 32 == 0);
+};
+
+// Copies `rows` rows of D BF16 (row r at src + r*stride) into shared memory with leading dim ld,
+// zero-filling rows >= valid. 16-byte chunks, all threads of the block.
+template <int D>
+__device__ __forceinline__ void load_tile(bf16* dst, int ld, const bf16* src, int64_t stride, int rows, int64_t valid) {
+  constexpr int kChunks = D / 8;
+  for (int e = threadIdx.x; e < rows * kChunks; e += blockDim.x) {
+    const int r = e / kChunks, c = e % kChunks;
+    uint4 val = make_uint4(0, 0, 0, 0);
+    if (r < valid) val = *reinterpret_cast<const uint4*>(src + r * stride + c * 8);
+    *reinterpret_cast<uint4*>(dst + r * ld + c * 8) = val;
+  }
+}
+
+template <int D>
+__global__ void __launch_bounds__(128) attn_prefill_kernel(AttnArgs a) {
+  using C = Prefill<D>;
+  extern __shared__ __align__(128) unsigned char smem[];
+  bf16* Qs = reinterpret_cast<bf16*>(smem + C::kQ);
+  bf16* Ks = reinterpret_cast<bf16*>(smem + C::kK);
+  bf16* Vs = reinterpret_cast<bf16*>(smem + C::kV);
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+  float* Sw = reinterpret_cast<float*>(smem + C::kS) + warp * 16 * C::LDS;
+  bf16* Pw = reinterpret_cast<bf16*>(smem + C::kP) + warp * 16 * C::LDP;
+  float* Ow = reinterpret_cast<float*>(smem + C::kO) + warp * 16 * C::LDO;
+
+  const int64_t h = blockIdx.y, kvh = h / (a.H / a.Hkv);
+  const int64_t q0 = int64_t{blockIdx.x} * C::BQ;
+  const bf16* qb = a.q + q0 * a.qs0 + h * a.qs1;
+  const bf16* kb = a.k + kvh * a.ks1;
+  const bf16* vb = a.v + kvh * a.vs1;
+
+  load_tile<D>(Qs, C::LDQ, qb, a.qs0, C::BQ, a.T - q0);
+  for (int e = lane; e < 16 * D; e += 32) Ow[(e / D) * C::LDO + e % D] = 0.f;
+
+  // Softmax ownership: lane pair (2r, 2r+1) owns row r of this warp's 16; each lane half the columns.
+  const int r = lane >> 1, half = lane & 1;
+  const int64_t qi = q0 + warp * 16 + r;  // absolute query row (may be >= T: computed, never written)
+  float m_i = -INFINITY, l_i = 0.f;
+
+  int64_t k_end = a.S;
+  if (a.causal) k_end = std::min<int64_t>(a.S, a.q_offset + std::min<int64_t>(a.T, q0 + C::BQ));
+  for (int64_t k0 = 0; k0 < k_end; k0 += C::BK) {
+    __syncthreads();  // previous K/V tiles fully consumed (and, first time, Q/O initialised)
+    load_tile<D>(Ks, C::LDK, kb + k0 * a.ks0, a.ks0, C::BK, a.S - k0);
+    load_tile<D>(Vs, C::LDV, vb + k0 * a.vs0, a.vs0, C::BK, a.S - k0);
+    __syncthreads();
+
+    // S_w[16, BK] = Q_w[16, D] · K_tile[BK, D]ᵀ
+    {
+      wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc[C::BK / 16];
+#pragma unroll
+      for (int j = 0; j < C::BK / 16; ++j) wmma::fill_fragment(acc[j], 0.f);
+#pragma unroll
+      for (int d0 = 0; d0 < D; d0 += 16) {
+        wmma::fragment<wmma::matrix_a, 16, 16, 16, bf16, wmma::row_major> qa;
+        wmma::load_matrix_sync(qa, Qs + warp * 16 * C::LDQ + d0, C::LDQ);
+#pragma unroll
+        for (int j = 0; j < C::BK / 16; ++j) {
+          // Kᵀ as a col-major [D, BK] matrix is K row-major [BK, D]: element (d, j) at Ks[j*LDK + d].
+          wmma::fragment<wmma::matrix_b, 16, 16, 16, bf16, wmma::col_major> kbf;
+          wmma::load_matrix_sync(kbf, Ks + j * 16 * C::LDK + d0, C::LDK);
+          wmma::mma_sync(acc[j], qa, kbf, acc[j]);
+        }
+      }
+#pragma unroll
+      for (int j = 0; j < C::BK / 16; ++j) wmma::store_matrix_sync(Sw + j * 16, acc[j], C::LDS, wmma::mem_row_major);
+    }
+    __syncwarp();
+
+    // Online softmax on row r, columns [half*32, half*32 + 32).
+    {
+      float s[32];
+      float mx = -INFINITY;
+#pragma unroll
+      for (int c = 0; c < 32; ++c) {
+        const int col = half * 32 + c;
+        const int64_t kj = k0 + col;
+        const bool ok = kj < a.S && (!a.causal || kj <= a.q_offset + qi);
+        s[c] = ok ? Sw[r * C::LDS + col] * a.scale : -INFINITY;
+        mx = fmaxf(mx, s[c]);
+      }
+      mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+      const float m_new = fmaxf(m_i, mx);
+      float alpha = 1.f, sum = 0.f;
+      if (m_new == -INFINITY) {
+#pragma unroll
+        for (int c = 0; c < 32; ++c) Pw[r * C::LDP + half * 32 + c] = __float2bfloat16_rn(0.f);
+      } else {
+        alpha = expf(m_i - m_new);  // m_i = -inf -> 0 (O and l are still zero)
+#pragma unroll
+        for (int c = 0; c < 32; ++c) {
+          const bf16 p = __float2bfloat16_rn(expf(s[c] - m_new));
+          Pw[r * C::LDP + half * 32 + c] = p;
+          sum += __bfloat162float(p);
+        }
+      }
+      sum += __shfl_xor_sync(0xffffffffu, sum, 1);
+      l_i = l_i * alpha + sum;
+      m_i = m_new;
+      if (alpha != 1.f)
+        for (int d = half * (D / 2); d < (half + 1) * (D / 2); ++d) Ow[r * C::LDO + d] *= alpha;
+    }
+    __syncwarp();
+
+    // O_w[16, D] += P_w[16, BK] · V_tile[BK, D]
+#pragma unroll
+    for (int d0 = 0; d0 < D; d0 += 16) {
+      wmma::fragment<wmma::accumulator, 16, 16, 16, float> o;
+      wmma::load_matrix_sync(o, Ow + d0, C::LDO, wmma::mem_row_major);
+#pragma unroll
+      for (int kk = 0; kk < C::BK; kk += 16) {
+        wmma::fragment<wmma::matrix_a, 16, 16, 16, bf16, wmma::row_major> pa;
+        wmma::fragment<wmma::matrix_b, 16, 16, 16, bf16, wmma::row_major> vb16;
+        wmma::load_matrix_sync(pa, Pw + kk, C::LDP);
+        wmma::load_matrix_sync(vb16, Vs + kk * C::LDV + d0, C::LDV);
+        wmma::mma_sync(o, pa, vb16, o);
+      }
+      wmma::store_matrix_sync(Ow + d0, o, C::LDO, wmma::mem_row_major);
+    }
+    __syncwarp();
+  }
+  __syncwarp();
+  if (qi < a.T) {
+    const float inv = l_i > 0.f ? 1.f / l_i : 0.f;
+    bf16* dst = a.out + qi * a.os0 + h * a.os1;
+    for (int d = half * (D / 2); d < (half + 1) * (D / 2); ++d)
+      dst[d] = __float2bfloat16_rn(Ow[r * C::LDO + d] * inv);
+  }
+}
+
+// ---------------------------------------------------------------- decode (flash-decoding)
+
+constexpr int kDecodeThreads = 128;
+constexpr int kMaxGroup = 8;
+
+struct DecodeArgs {
+  AttnArgs a;
+  int64_t n_keys;  // visible keys
+  int64_t chunk;   // keys per split
+  float* part;     // [splits, H, D + 2]: o[D], m, l
+};
+
+__device__ __forceinline__ void unpack8(const uint4& u, float f[8]) {
+  const __nv_bfloat162* p = reinterpret_cast<const __nv_bfloat162*>(&u);
+#pragma unroll
+  for (int i = 0; i < 4; ++i) {
+    const float2 t = __bfloat1622float2(p[i]);
+    f[2 * i] = t.x;
+    f[2 * i + 1] = t.y;
+  }
+}
+
+template <int D>
+__global__ void __launch_bounds__(kDecodeThreads) attn_decode_kernel(DecodeArgs da) {
+  constexpr int LPK = D / 8;               // lanes per key
+  constexpr int NG = kDecodeThreads / LPK; // lane groups per block
+  __shared__ float sm_m[NG][kMaxGroup], sm_l[NG][kMaxGroup];
+  __shared__ float sm_o[NG][kMaxGroup][D];
+  const AttnArgs& a = da.a;
+  const int G = static_cast<int>(a.H / a.Hkv);
+  const int64_t kvh = blockIdx.y, split = blockIdx.x;
+  const int grp = threadIdx.x / LPK, sub = threadIdx.x % LPK;
+  const int64_t s0 = split * da.chunk, s1 = std::min<int64_t>(da.n_keys, s0 + da.chunk);
+
+  float q[kMaxGroup][8], o[kMaxGroup][8], m[kMaxGroup], l[kMaxGroup];
+#pragma unroll
+  for (int g = 0; g < kMaxGroup; ++g) {
+    m[g] = -INFINITY;
+    l[g] = 0.f;
+#pragma unroll
+    for (int e = 0; e < 8; ++e) o[g][e] = 0.f;
+    if (g < G) {
+      const uint4 u = *reinterpret_cast<const uint4*>(a.q + (kvh * G + g) * a.qs1 + sub * 8);
+      unpack8(u, q[g]);
+#pragma unroll
+      for (int e = 0; e < 8; ++e) q[g][e] *= a.scale;
+    }
+  }
+  // Every lane of a warp runs the same number of steps (the shuffles below need the whole warp);
+  // a lane group whose key is past the chunk computes nothing and keeps its state.
+  for (int64_t jb = s0; jb < s1; jb += NG) {
+    const int64_t j = jb + grp;
+    const bool valid = j < s1;
+    uint4 ku = make_uint4(0, 0, 0, 0), vu = make_uint4(0, 0, 0, 0);
+    if (valid) {
+      ku = *reinterpret_cast<const uint4*>(a.k + j * a.ks0 + kvh * a.ks1 + sub * 8);
+      vu = *reinterpret_cast<const uint4*>(a.v + j * a.vs0 + kvh * a.vs1 + sub * 8);
+    }
+    float kf[8], vf[8];
+    unpack8(ku, kf);
+    unpack8(vu, vf);
+#pragma unroll
+    for (int g = 0; g < kMaxGroup; ++g) {
+      if (g < G) {
+        float s = 0.f;
+#pragma unroll
+        for (int e = 0; e < 8; ++e) s = fmaf(q[g][e], kf[e], s);
+#pragma unroll
+        for (int off = LPK / 2; off > 0; off >>= 1) s += __shfl_xor_sync(0xffffffffu, s, off);
+        if (valid) {
+          const float m_new = fmaxf(m[g], s);
+          const float alpha = expf(m[g] - m_new), p = expf(s - m_new);
+          l[g] = l[g] * alpha + p;
+#pragma unroll
+          for (int e = 0; e < 8; ++e) o[g][e] = fmaf(o[g][e], alpha, p * vf[e]);
+          m[g] = m_new;
+        }
+      }
+    }
+  }
+  // Merge the lane groups of the block.
+#pragma unroll
+  for (int g = 0; g < kMaxGroup; ++g) {
+    if (g < G) {
+      if (sub == 0) {
+        sm_m[grp][g] = m[g];
+        sm_l[grp][g] = l[g];
+      }
+#pragma unroll
+      for (int e = 0; e < 8; ++e) sm_o[grp][g][sub * 8 + e] = o[g][e];
+    }
+  }
+  __syncthreads();
+  for (int e = threadIdx.x; e < G * D; e += blockDim.x) {
+    const int g = e / D, d = e % D;
+    float M = -INFINITY;
+    for (int i = 0; i < NG; ++i) M = fmaxf(M, sm_m[i][g]);
+    float L = 0.f, O = 0.f;
+    if (M != -INFINITY) {
+      for (int i = 0; i < NG; ++i) {
+        const float w = expf(sm_m[i][g] - M);
+        L += sm_l[i][g] * w;
+        O += sm_o[i][g][d] * w;
+      }
+    }
+    float* dst = da.part + (split * a.H + kvh * G + g) * (D + 2);
+    dst[d] = O;
+    if (d == 0) {
+      dst[D] = M;
+      dst[D + 1] = L;
+    }
+  }
+}
+
+template <int D>
+__global__ void attn_combine_kernel(const float* part, int64_t splits, int64_t H, bf16* out, int64_t os1) {
+  const int64_t h = blockIdx.x;
+  float M = -INFINITY;
+  for (int64_t s = 0; s < splits; ++s) M = fmaxf(M, part[(s * H + h) * (D + 2) + D]);
+  for (int d = threadIdx.x; d < D; d += blockDim.x) {
+    float L = 0.f, O = 0.f;
+    if (M != -INFINITY) {
+      for (int64_t s = 0; s < splits; ++s) {
+        const float* p = part + (s * H + h) * (D + 2);
+        const float w = expf(p[D] - M);
+        L += p[D + 1] * w;
+        O += p[d] * w;
+      }
+    }
+    out[h * os1 + d] = __float2bfloat16_rn(L > 0.f ? O / L : 0.f);
+  }
+}
+
+bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
+
+template <int D>
+void launch_prefill(const AttnArgs& a, Context& ctx) {
+  using C = Prefill<D>;
+  SAILVL_CHECK(C::kBytes <= ctx.smem_optin(), Internal, "attention: prefill tile needs ", C::kBytes,
+               " bytes of shared memory, device allows ", ctx.smem_optin());
+  CUDA_CHECK(cudaFuncSetAttribute(attn_prefill_kernel<D>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                  static_cast<int>(C::kBytes)));
+  const int64_t qblocks = (a.T + C::BQ - 1) / C::BQ;
+  SAILVL_CHECK(qblocks <= 0x7fffffff && a.H <= 65535, Internal, "attention: grid too large (T=", a.T, ", H=", a.H, ")");
+  const dim3 grid(static_cast<unsigned>(qblocks), static_cast<unsigned>(a.H));
+  attn_prefill_kernel<D><<<grid, 128, C::kBytes, ctx.stream()>>>(a);
+  CUDA_CHECK_LAUNCH();
+}
+
+template <int D>
+void launch_decode(const AttnArgs& a, Context& ctx) {
+  DecodeArgs da{};
+  da.a = a;
+  da.n_keys = a.causal ? std::min<int64_t>(a.S, a.q_offset + 1) : a.S;
+  const int64_t want = std::max<int64_t>(1, (2 * int64_t{ctx.sm_count()} + a.Hkv - 1) / a.Hkv);
+  const int64_t by_len = std::max<int64_t>(1, (da.n_keys + 63) / 64);
+  const int64_t splits = std::min(want, by_len);
+  da.chunk = std::max<int64_t>(1, (da.n_keys + splits - 1) / splits);
+  SAILVL_CHECK(a.Hkv <= 65535, Internal, "attention: too many KV heads (", a.Hkv, ")");
+  da.part = static_cast<float*>(
+      ctx.scratch(Context::Slot::AttnPartial, static_cast<size_t>(splits * a.H * (D + 2)) * sizeof(float)));
+  attn_decode_kernel<D><<<dim3(static_cast<unsigned>(splits), static_cast<unsigned>(a.Hkv)), kDecodeThreads, 0,
+                          ctx.stream()>>>(da);
+  CUDA_CHECK_LAUNCH();
+  attn_combine_kernel<D><<<static_cast<unsigned>(a.H), D, 0, ctx.stream()>>>(da.part, splits, a.H, a.out, a.os1);
+  CUDA_CHECK_LAUNCH();
+}
+
+}  // namespace
+
+void attention(const Tensor& out, const Tensor& q, const Tensor& k, const Tensor& v, const AttentionParams& p) {
+  constexpr const char* op = "attention";
+  for (const Tensor* t : {&out, &q, &k, &v})
+    SAILVL_CHECK(t->dtype() == DType::BF16 && t->dim() == 3 && t->stride(2) == 1, Internal, op,
+                 ": CUDA attention takes BF16 [*, heads, Dh] tensors with a contiguous last dim, got ", t->describe());
+  const int64_t T = q.size(0), H = q.size(1), D = q.size(2), S = k.size(0), Hkv = k.size(1);
+  SAILVL_CHECK(D == 64 || D == 128, Internal, op, ": head dim ", D, " not compiled (64 and 128 are)");
+  SAILVL_CHECK(k.size(2) == D && v.size(0) == S && v.size(1) == Hkv && v.size(2) == D, Internal, op,
+               ": k ", k.describe(), " and v ", v.describe(), " disagree");
+  SAILVL_CHECK(Hkv > 0 && H % Hkv == 0, Internal, op, ": H = ", H, " is not a multiple of Hkv = ", Hkv);
+  SAILVL_CHECK(out.size(0) == T && out.size(1) == H && out.size(2) == D, Internal, op, ": out ", out.describe(),
+               " must be [", T, ", ", H, ", ", D, "]");
+  SAILVL_CHECK(p.q_offset >= 0, Internal, op, ": negative q_offset");
+  for (const Tensor* t : {&out, &q, &k, &v})
+    SAILVL_CHECK(aligned16(t->raw_data()) && t->stride(0) % 8 == 0 && t->stride(1) % 8 == 0, Internal, op,
+                 ": ", t->describe(), " needs 16-byte aligned rows (strides multiples of 8 elements)");
+  if (T == 0) return;
+  AttnArgs a{};
+  a.q = q.data<bf16>();
+  a.k = k.data<bf16>();
+  a.v = v.data<bf16>();
+  a.out = out.data<bf16>();
+  a.qs0 = q.stride(0);
+  a.qs1 = q.stride(1);
+  a.ks0 = k.stride(0);
+  a.ks1 = k.stride(1);
+  a.vs0 = v.stride(0);
+  a.vs1 = v.stride(1);
+  a.os0 = out.stride(0);
+  a.os1 = out.stride(1);
+  a.T = T;
+  a.S = S;
+  a.H = H;
+  a.Hkv = Hkv;
+  a.q_offset = p.q_offset;
+  a.causal = p.causal ? 1 : 0;
+  a.scale = p.scale != 0 ? p.scale : 1.0f / std::sqrt(static_cast<float>(D));
+  auto& ctx = Context::get(out.device().index);
+  const bool decode = T == 1 && H / Hkv <= kMaxGroup;
+  if (decode) {
+    if (D == 64) launch_decode<64>(a, ctx);
+    else launch_decode<128>(a, ctx);
+  } else {
+    if (D == 64) launch_prefill<64>(a, ctx);
+    else launch_prefill<128>(a, ctx);
+  }
+}
+
+}  // namespace sailvl::ops::cuda

@@ -1,0 +1,39 @@
+// Prompt building: question text + tiles per image from the input. Either an error, or a prompt
+// whose <IMG_CONTEXT> count is 256 x total tiles and whose ids are all in range; user text never
+// yields control tokens (special parsing off).
+#include "loader/tokenizer.h"
+#include "model/chat_template.h"
+#include "tests/fuzz/fuzz_common.h"
+
+using namespace sailvl;
+
+static const loader::Tokenizer& tok() {
+  static const loader::Tokenizer t = loader::Tokenizer::load(fuzz_source_dir() + "/tests/data/sailvl-tokenizer");
+  return t;
+}
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  if (size < 2) return 0;
+  model::ChatRequest req;
+  const int n_images = data[0] % 4;
+  int64_t total = 0;
+  for (int k = 0; k < n_images; ++k) {
+    const int64_t t = 1 + (data[1] >> (2 * k)) % 4;
+    req.tiles.push_back(t);
+    total += t;
+  }
+  req.layout = static_cast<model::ImageLayout>(data[0] / 4 % 4);
+  req.question = std::string(as_text(data + 2, size - 2));
+  try {
+    const auto p = model::build_chat_prompt(tok(), req);
+    const auto ctx = tok().require_added_token("<IMG_CONTEXT>");
+    int64_t count = 0;
+    for (auto id : p.ids) {
+      SAILVL_FUZZ_EXPECT(id >= 0 && id < tok().size());
+      count += id == ctx;
+    }
+    SAILVL_FUZZ_EXPECT(count == 256 * total && p.image_context_tokens == count);
+  } catch (const Error&) {
+  }
+  return 0;
+}

@@ -1,0 +1,29 @@
+// Streaming detokenisation of arbitrary id sequences (pairs of bytes -> ids modulo the vocab):
+// every emitted piece is valid UTF-8, and the pieces plus flush() equal the lossy decode of all.
+#include "loader/tokenizer.h"
+#include "tests/fuzz/fuzz_common.h"
+
+using namespace sailvl::loader;
+
+static const Tokenizer& tok() {
+  static const Tokenizer t = Tokenizer::load(fuzz_source_dir() + "/tests/data/sailvl-tokenizer");
+  return t;
+}
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  std::vector<TokenId> ids;
+  for (size_t i = 0; i + 2 < size; i += 3)
+    ids.push_back(static_cast<TokenId>((data[i] | data[i + 1] << 8 | data[i + 2] << 16) % tok().size()));
+  StreamDecoder dec(tok(), /*skip_special=*/true);
+  std::string all;
+  for (TokenId id : ids) {
+    const std::string piece = dec.push(id);
+    SAILVL_FUZZ_EXPECT(!find_invalid_utf8(piece).has_value());
+    all += piece;
+  }
+  const std::string tail = dec.flush();
+  SAILVL_FUZZ_EXPECT(!find_invalid_utf8(tail).has_value());
+  all += tail;
+  SAILVL_FUZZ_EXPECT(all == replace_invalid_utf8(tok().decode(ids, /*skip_special=*/true)));
+  return 0;
+}

@@ -1,0 +1,284 @@
+// End-to-end tests of the `sailvl` binary on the tiny checkpoints: run, run --json, chat through a
+// pipe, tokenize, inspect, --help, and one test per exit code (tensor/error.h, cli/main.cpp).
+// Expected tokens come from the oracle (tests/data/models/<preset>/<case>.json: HF transformers).
+#include <nlohmann/json.hpp>
+
+#include "loader/safetensors.h"
+#include "tests/testutil.h"
+
+using namespace sailvl;
+using nlohmann::json;
+namespace fs = std::filesystem;
+
+namespace {
+
+json golden(const std::string& preset, const std::string& name) {
+  return json::parse(test::read_file(test::data_path("models/" + preset + "/" + name + ".json")));
+}
+
+std::string bin() { return test::sailvl_binary(); }
+
+std::string quote(const std::string& s) { return "'" + s + "'"; }
+
+// The oracle's response text: decoded new tokens, special tokens skipped, stripped (card's chat()).
+std::string strip(const std::string& s) {
+  const size_t b = s.find_first_not_of(" \t\n\r");
+  if (b == std::string::npos) return "";
+  return s.substr(b, s.find_last_not_of(" \t\n\r") - b + 1);
+}
+
+}  // namespace
+
+TEST(Cli, HelpAndVersion) {
+  std::string out;
+  EXPECT_EQ(test::run_command(bin() + " --help", &out), 0);
+  for (const char* cmd : {"run", "chat", "tokenize", "inspect", "make-model", "bench"})
+    EXPECT_NE(out.find(std::string("  ") + cmd), std::string::npos) << "missing from --help: " << cmd;
+  for (const char* cmd : {"run", "chat", "tokenize", "inspect", "make-model", "bench"}) {
+    EXPECT_EQ(test::run_command(bin() + " " + cmd + " --help", &out), 0) << cmd;
+    EXPECT_NE(out.find("usage: sailvl " + std::string(cmd)), std::string::npos) << out;
+  }
+  EXPECT_EQ(test::run_command(bin() + " --version", &out), 0);
+  EXPECT_EQ(out.rfind("sailvl ", 0), 0u);
+}
+
+TEST(Cli, RunJsonMatchesOracleGreedyTokens) {
+  for (const std::string preset : {"tiny-internvit", "tiny-aimv2"}) {
+    const fs::path model = test::tiny_model(preset);
+    const json g = golden(preset, "b_one_image");
+    const std::string img = test::data_path(g["images"][0].get<std::string>()).string();
+    std::string out, err;
+    const int rc = test::run_command(bin() + " run --json -q -m " + model.string() + " -i " + img +
+                                         " --max-tiles " + std::to_string(g["max_num"].get<int>()) + " -n 32 -p " +
+                                         quote(g["question"].get<std::string>()),
+                                     &out, &err);
+    ASSERT_EQ(rc, 0) << err;
+    const json r = json::parse(out);
+    EXPECT_EQ(r["tokens"], g["generated_ids"]) << preset;
+    EXPECT_EQ(r["text"].get<std::string>(), strip(g["generated_text"].get<std::string>())) << preset;
+    EXPECT_EQ(r["prompt_tokens"].get<int64_t>(), g["num_prompt_tokens"].get<int64_t>());
+    EXPECT_EQ(r["image_tiles"].get<int64_t>(), 1);
+  }
+}
+
+TEST(Cli, RunStreamsTextToStdoutAndSummaryToStderr) {
+  const fs::path model = test::tiny_model("tiny-internvit");
+  const json g = golden("tiny-internvit", "a_text");
+  std::string out, err;
+  ASSERT_EQ(test::run_command(bin() + " run -m " + model.string() + " -n 32 -p " +
+                                  quote(g["question"].get<std::string>()),
+                              &out, &err),
+            0)
+      << err;
+  EXPECT_EQ(strip(out), strip(g["generated_text"].get<std::string>()));
+  EXPECT_NE(err.find("prompt tokens"), std::string::npos) << err;
+  EXPECT_NE(err.find("tok/s"), std::string::npos) << err;
+}
+
+TEST(Cli, PromptFromFileAndStdin) {
+  const fs::path model = test::tiny_model("tiny-internvit");
+  const json g = golden("tiny-internvit", "a_text");
+  const fs::path f = test::temp_dir("prompt") / "q.txt";
+  test::write_file(f, g["question"].get<std::string>());
+  std::string a, b;
+  ASSERT_EQ(test::run_command(bin() + " run --json -q -m " + model.string() + " -n 8 -p @" + f.string(), &a), 0);
+  ASSERT_EQ(test::run_command("cat " + f.string() + " | " + bin() + " run --json -q -m " + model.string() +
+                                  " -n 8 -p -",
+                              &b),
+            0);
+  EXPECT_EQ(json::parse(a)["tokens"], json::parse(b)["tokens"]);
+  const auto want = std::vector<int64_t>(g["generated_ids"].begin(), g["generated_ids"].begin() + 8);
+  EXPECT_EQ(json::parse(a)["tokens"].get<std::vector<int64_t>>(), want);
+}
+
+TEST(Cli, LogitsOutWritesPrefillLogits) {
+  const fs::path model = test::tiny_model("tiny-internvit");
+  const json g = golden("tiny-internvit", "a_text");
+  const fs::path out = test::temp_dir("logits") / "logits.safetensors";
+  ASSERT_EQ(test::run_command(bin() + " run -q -m " + model.string() + " -n 1 --logits-out " + out.string() +
+                                  " -p " + quote(g["question"].get<std::string>()),
+                              nullptr),
+            0);
+  auto f = loader::SafetensorsFile::open(out.string());
+  const loader::TensorInfo* info = f->find("logits");
+  ASSERT_NE(info, nullptr);
+  EXPECT_EQ(info->dtype, DType::F32);
+  Tensor logits = f->tensor(*info);
+  ASSERT_EQ(logits.dim(), 1);
+  // The argmax of the prefill logits (padding rows and <IMG_CONTEXT> excluded) is the first
+  // generated token.
+  const auto v = logits.to_floats();
+  int64_t best = 0;
+  for (int64_t i = 1; i < 151674; ++i)
+    if (i != 151667 && v[static_cast<size_t>(i)] > v[static_cast<size_t>(best)]) best = i;
+  EXPECT_EQ(best, g["generated_ids"][0].get<int64_t>());
+}
+
+TEST(Cli, ChatThroughPipeTwoTurnsWithImage) {
+  const fs::path model = test::tiny_model("tiny-internvit");
+  const json g = golden("tiny-internvit", "b_one_image");
+  const std::string img = test::data_path(g["images"][0].get<std::string>()).string();
+  const fs::path script = test::temp_dir("chat") / "in.txt";
+  test::write_file(script, "/image " + img + "\n" + g["question"].get<std::string>() + "\nAnd the colours?\n/exit\n");
+  std::string out, err;
+  ASSERT_EQ(test::run_command(bin() + " chat -q -m " + model.string() + " --max-tiles 2 -n 32 < " + script.string(),
+                              &out, &err),
+            0)
+      << err;
+  // First answer line == the oracle's greedy answer for the same (image, question).
+  const size_t nl = out.find('\n');
+  ASSERT_NE(nl, std::string::npos) << out;
+  EXPECT_EQ(strip(out.substr(0, nl)), strip(g["generated_text"].get<std::string>()));
+  // A second answer follows (history kept: the prompt grows, so the run does not fail).
+  EXPECT_GT(out.size(), nl + 1);
+}
+
+TEST(Cli, TokenizeAndDecode) {
+  const fs::path model = test::tiny_model("tiny-internvit");
+  std::string out;
+  // SAILVL-SPEC §11: "</img>\nPlease describe the image shortly." without special parsing
+  // starts with the text tokens of "</img>" and ends with [198, 5501, 7512, 279, 2168, 19620, 13].
+  ASSERT_EQ(test::run_command(bin() + " tokenize -m " + model.string() + " --text " +
+                                  quote("\nPlease describe the image shortly."),
+                              &out),
+            0);
+  EXPECT_EQ(json::parse(out)["ids"], json::parse("[198, 5501, 7512, 279, 2168, 19620, 13]"));
+  ASSERT_EQ(test::run_command(bin() + " tokenize -m " + model.string() + " --decode --text '[5501, 7512]'", &out), 0);
+  EXPECT_EQ(strip(out), "Please describe");
+}
+
+TEST(Cli, InspectSummarisesTheCheckpoint) {
+  const fs::path model = test::tiny_model("tiny-aimv2");
+  std::string out;
+  ASSERT_EQ(test::run_command(bin() + " inspect -m " + model.string(), &out), 0);
+  EXPECT_NE(out.find("AIMv2"), std::string::npos) << out;
+  EXPECT_NE(out.find("shard"), std::string::npos) << out;
+}
+
+// ---- exit codes ----
+
+TEST(CliExitCodes, Usage2) {
+  EXPECT_EQ(test::run_command(bin() + " run --no-such-flag 2>/dev/null"), 2);
+  EXPECT_EQ(test::run_command(bin() + " no-such-command 2>/dev/null"), 2);
+  const fs::path model = test::tiny_model("tiny-internvit");
+  EXPECT_EQ(test::run_command(bin() + " run -m " + model.string() + " -p hi --temp abc 2>/dev/null"), 2);
+}
+
+TEST(CliExitCodes, BadModel3) {
+  std::string err;
+  EXPECT_EQ(test::run_command(bin() + " run -m /nonexistent/model -p hi", nullptr, &err), 3);
+  EXPECT_NE(err.find("/nonexistent/model"), std::string::npos) << err;
+  // A directory with a truncated safetensors file.
+  const fs::path d = test::temp_dir("badmodel");
+  fs::copy(test::tiny_model("tiny-internvit"), d, fs::copy_options::recursive | fs::copy_options::overwrite_existing);
+  fs::resize_file(d / "model.safetensors", fs::file_size(d / "model.safetensors") - 100);
+  EXPECT_EQ(test::run_command(bin() + " run -m " + d.string() + " -p hi", nullptr, &err), 3);
+  EXPECT_NE(err.find("model.safetensors"), std::string::npos) << err;
+}
+
+TEST(CliExitCodes, BadTokenizer4) {
+  const fs::path model = test::tiny_model("tiny-internvit");
+  std::string err;
+  // Invalid UTF-8 in the prompt: the error names the byte offset.
+  EXPECT_EQ(test::run_command(bin() + " run -m " + model.string() + " -p $'ok\\xff'", nullptr, &err), 4);
+  EXPECT_NE(err.find("offset 2"), std::string::npos) << err;
+  // A corrupt tokenizer.json.
+  const fs::path d = test::temp_dir("badtok");
+  fs::copy(model, d, fs::copy_options::recursive | fs::copy_options::overwrite_existing);
+  test::write_file(d / "tokenizer.json", "{\"model\": {\"vocab\": ");
+  EXPECT_EQ(test::run_command(bin() + " run -m " + d.string() + " -p hi", nullptr, &err), 4);
+  EXPECT_NE(err.find("tokenizer.json"), std::string::npos) << err;
+}
+
+TEST(CliExitCodes, BadImage5) {
+  const fs::path model = test::tiny_model("tiny-internvit");
+  const fs::path img = test::temp_dir("badimg") / "broken.png";
+  test::write_file(img, std::string("\x89PNG\r\n\x1a\n\0\0\0\rIHDR", 16));
+  std::string err;
+  EXPECT_EQ(test::run_command(bin() + " run -m " + model.string() + " -i " + img.string() + " -p hi", nullptr, &err),
+            5);
+  EXPECT_NE(err.find("broken.png"), std::string::npos) << err;
+}
+
+TEST(CliExitCodes, OutOfMemory6) {
+  // Find the smallest address-space limit (10 MB steps) under which a short run succeeds, then ask
+  // for a long context at that limit: the KV cache (~100 MB more) cannot be allocated, and the run
+  // must end with exit code 6 and a message, not a crash.
+  const fs::path model = test::tiny_model("tiny-internvit");
+  const std::string base = bin() + " run -q -m " + model.string() + " -p hi";
+  auto ok_at = [&](int64_t kb, const std::string& extra, std::string* err = nullptr) {
+    return test::run_command("ulimit -v " + std::to_string(kb) + "; " + base + extra + " >/dev/null", nullptr, err);
+  };
+  int64_t lo = 10000, hi = 4000000;  // KiB
+  ASSERT_EQ(ok_at(hi, " -n 2 -c 256"), 0);
+  while (hi - lo > 10000) {
+    const int64_t mid = (lo + hi) / 2;
+    (ok_at(mid, " -n 2 -c 256") == 0 ? hi : lo) = mid;
+  }
+  std::string err;
+  EXPECT_EQ(ok_at(hi, " -n 30000 -c 32768", &err), 6) << "limit " << hi << " KiB: " << err;
+  EXPECT_NE(err.find("memory"), std::string::npos) << err;
+}
+
+TEST(CliExitCodes, ContextOverflow7) {
+  const fs::path model = test::tiny_model("tiny-internvit");
+  std::string err;
+  EXPECT_EQ(test::run_command(bin() + " run -m " + model.string() + " -c 64 -n 32 -p hi", nullptr, &err), 7);
+  EXPECT_NE(err.find("64"), std::string::npos) << err;
+}
+
+TEST(CliExitCodes, NonFiniteLogits8) {
+  // Poison the final norm weight with NaN in a copy of the checkpoint: every logit becomes NaN.
+  const fs::path d = test::temp_dir("nan");
+  fs::copy(test::tiny_model("tiny-internvit"), d, fs::copy_options::recursive | fs::copy_options::overwrite_existing);
+  const fs::path st = d / "model.safetensors";
+  uint64_t data_start = 0, begin = 0, end = 0;
+  {
+    auto f = loader::SafetensorsFile::open(st.string());
+    const loader::TensorInfo* info = f->find("language_model.model.norm.weight");
+    ASSERT_NE(info, nullptr);
+    data_start = 8 + f->header().header_len;
+    begin = info->begin;
+    end = info->end;
+  }
+  std::string bytes = test::read_file(st);
+  for (uint64_t i = data_start + begin; i + 1 < data_start + end; i += 2) {
+    bytes[i] = static_cast<char>(0xc0);  // BF16 0x7fc0 = quiet NaN, little-endian
+    bytes[i + 1] = static_cast<char>(0x7f);
+  }
+  test::write_file(st, bytes);
+  std::string err;
+  EXPECT_EQ(test::run_command(bin() + " run -m " + d.string() + " -n 4 -p hi", nullptr, &err), 8);
+  EXPECT_NE(err.find("step"), std::string::npos) << err;
+}
+
+TEST(CliExitCodes, CudaFailure9) {
+  const fs::path model = test::tiny_model("tiny-internvit");
+  std::string out;
+  test::run_command(bin() + " run -m " + model.string() + " --device cuda -n 1 -p hi 2>&1", &out);
+  // Where a GPU answers this is not a failure; the test is about machines without one.
+  if (out.find("no usable CUDA device") == std::string::npos && out.find("without the CUDA backend") == std::string::npos)
+    GTEST_SKIP() << "a CUDA device is usable here";
+  EXPECT_EQ(test::run_command(bin() + " run -m " + model.string() + " --device cuda -n 1 -p hi 2>/dev/null"), 9);
+}
+
+TEST(CliExitCodes, Interrupted130KeepsPartialAnswer) {
+  const fs::path model = test::tiny_model("tiny-internvit");
+  const fs::path out = test::temp_dir("sigint") / "out.txt";
+  const std::string cmd = "( " + bin() + " run -q -m " + model.string() + " -n 30000 -c 32768 -p hi > " +
+                          out.string() + " & pid=$!; sleep 3; kill -INT $pid; wait $pid; echo $? )";
+  std::string rc;
+  test::run_command(cmd, &rc);
+  EXPECT_EQ(strip(rc), "130");
+  EXPECT_FALSE(strip(test::read_file(out)).empty()) << "the partial answer was not kept";
+}
+
+TEST(CliExitCodes, BrokenPipeIsNotACrash) {
+  const fs::path model = test::tiny_model("tiny-internvit");
+  std::string out;
+  const int rc = test::run_command(
+      "set -o pipefail; " + bin() + " run -q -m " + model.string() + " -n 2000 -p hi | head -c 1 >/dev/null; echo ${PIPESTATUS[0]}",
+      &out);
+  (void)rc;
+  EXPECT_EQ(strip(out), "0");
+}
