@@ -17,6 +17,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cli/command.h"
+#include "cli/session.h"
 #include "loader/config.h"
 #include "loader/weights.h"
 
@@ -24,7 +25,7 @@ using namespace sailvl;
 
 static void setup_inspect(cli::Args& a) {
   a.usage_line = "sailvl inspect -m DIR [--json] [--ctx N]";
-  a.option("-m,--model", "DIR", "checkpoint directory (config.json + safetensors)");
+  a.option("-m,--model", "DIR", "checkpoint directory (config.json + safetensors), or ORG/NAME in the local Hugging Face cache");
   a.option("--ctx", "N", "context length for the KV-cache and activation estimates", "4096");
   a.flag("--json", "print one JSON object instead of text");
 }
@@ -47,7 +48,7 @@ static std::string human_count(int64_t n) {
 static bool starts_with(const std::string& s, const char* p) { return s.rfind(p, 0) == 0; }
 
 static int run_inspect(cli::Args& a) {
-  const std::string dir = a.get("model");
+  const std::string dir = cli::resolve_model_dir(a.get("model"));
   const int64_t ctx = a.get_int("ctx", 1, 1 << 24);
   const loader::ModelConfig cfg = loader::load_config(dir);
   const loader::WeightMap w = loader::WeightMap::open(dir);

@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cli/command.h"
+#include "cli/session.h"
 #include "loader/tokenizer.h"
 #include "tensor/error.h"
 
@@ -76,7 +77,7 @@ static int run_tokenize(Args& a) {
     format = loader::TokenizerFormat::VocabMerges;
   else
     SAILVL_CHECK(form == "auto", Usage, "--tokenizer-format must be auto, json or files, got '", form, "'");
-  const loader::Tokenizer tok = loader::Tokenizer::load(a.get("model"), format);
+  const loader::Tokenizer tok = loader::Tokenizer::load(resolve_model_dir(a.get("model")), format);
   const std::string input = read_input(a);
 
   if (a.on("decode")) {

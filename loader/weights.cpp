@@ -48,6 +48,22 @@ static void check_shard_name(const std::string& index_path, const std::string& t
                ", which is not a plain file name (no '/', '\\' or '..' allowed)");
 }
 
+ShardIndex parse_shard_index(std::string_view json_text, const std::string& display_name) {
+  const std::string& ip = display_name;
+  const nlohmann::json j = parse_json_strict(json_text, ip);
+  SAILVL_CHECK(j.is_object() && j.contains("weight_map") && j["weight_map"].is_object(), BadModel, ip,
+               ": expected a JSON object with a \"weight_map\" object");
+  ShardIndex out;
+  for (const auto& [tensor, shard] : j["weight_map"].items()) {
+    SAILVL_CHECK(shard.is_string(), BadModel, ip, ": weight_map value of tensor ", quoted(tensor), " is not a string");
+    const std::string s = shard.get<std::string>();
+    check_shard_name(ip, tensor, s);
+    out.weight_map[tensor] = s;
+    if (std::find(out.shards.begin(), out.shards.end(), s) == out.shards.end()) out.shards.push_back(s);
+  }
+  return out;
+}
+
 WeightMap WeightMap::open(const std::string& dir) {
   WeightMap w;
   w.dir_ = dir;
@@ -67,18 +83,9 @@ WeightMap WeightMap::open(const std::string& dir) {
 
   // Sharded: parse the index, check the names, list every missing shard at once.
   const std::string ip = index.string();
-  const nlohmann::json j = parse_json_strict(read_text_file(index, 64u << 20), ip);
-  SAILVL_CHECK(j.is_object() && j.contains("weight_map") && j["weight_map"].is_object(), BadModel, ip,
-               ": expected a JSON object with a \"weight_map\" object");
-  std::map<std::string, std::string> wanted;  // tensor -> shard
-  std::vector<std::string> shard_names;       // in order of first appearance
-  for (const auto& [tensor, shard] : j["weight_map"].items()) {
-    SAILVL_CHECK(shard.is_string(), BadModel, ip, ": weight_map value of tensor ", quoted(tensor), " is not a string");
-    const std::string s = shard.get<std::string>();
-    check_shard_name(ip, tensor, s);
-    wanted[tensor] = s;
-    if (std::find(shard_names.begin(), shard_names.end(), s) == shard_names.end()) shard_names.push_back(s);
-  }
+  const ShardIndex parsed = parse_shard_index(read_text_file(index, 64u << 20), ip);
+  const std::map<std::string, std::string>& wanted = parsed.weight_map;  // tensor -> shard
+  std::vector<std::string> shard_names = parsed.shards;
   std::sort(shard_names.begin(), shard_names.end());  // model-00001-of-N first
   std::vector<std::string> missing;
   for (const auto& s : shard_names)

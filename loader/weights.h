@@ -10,9 +10,11 @@
 // tensor in two shards). Errors are ErrorKind::BadModel and name the file and tensor.
 #pragma once
 
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "loader/config.h"
@@ -21,6 +23,14 @@
 namespace sailvl::loader {
 
 class WeightScope;
+
+// model.safetensors.index.json, parsed and checked without touching the file system (the fuzzer
+// feeds it bytes): a JSON object with a "weight_map" object of tensor -> shard basename.
+struct ShardIndex {
+  std::map<std::string, std::string> weight_map;  // tensor -> shard file name
+  std::vector<std::string> shards;                // distinct shard names, in order of appearance
+};
+ShardIndex parse_shard_index(std::string_view json_text, const std::string& display_name);
 
 class WeightMap {
  public:

@@ -282,3 +282,24 @@ TEST(CliExitCodes, BrokenPipeIsNotACrash) {
   (void)rc;
   EXPECT_EQ(strip(out), "0");
 }
+
+TEST(Cli, FindsModelInHuggingFaceCacheLayout) {
+  // ~/.cache/huggingface/hub/models--ORG--NAME/snapshots/REV with refs/main naming REV; no network.
+  const fs::path hf = test::temp_dir("hfhome");
+  const fs::path snap = hf / "hub" / "models--TestOrg--Tiny-SAIL" / "snapshots" / "0123abcd";
+  fs::create_directories(snap.parent_path());
+  fs::create_directory_symlink(fs::absolute(test::tiny_model("tiny-internvit")), snap);
+  test::write_file(hf / "hub" / "models--TestOrg--Tiny-SAIL" / "refs" / "main", "0123abcd");
+  std::string out, err;
+  EXPECT_EQ(test::run_command("HF_HOME=" + hf.string() + " " + bin() + " inspect -m TestOrg/Tiny-SAIL", &out, &err), 0)
+      << err;
+  EXPECT_NE(out.find("InternViT"), std::string::npos) << out;
+  EXPECT_EQ(test::run_command("HF_HOME=" + hf.string() + " HF_HUB_CACHE= " + bin() +
+                                  " run --json -q -n 2 -m TestOrg/Tiny-SAIL -p hi",
+                              &out, &err),
+            0)
+      << err;
+  // A name that is not in the cache: exit 3 and the places that were looked in.
+  EXPECT_EQ(test::run_command("HF_HOME=" + hf.string() + " " + bin() + " inspect -m TestOrg/Missing", &out, &err), 3);
+  EXPECT_NE(err.find("models--TestOrg--Missing"), std::string::npos) << err;
+}
