@@ -4,7 +4,7 @@
 #   2. build and test the CUDA-enabled configuration (build/; GPU tests skip without a device);
 #   3. build and test the CPU-only configuration under ASan + UBSan + _GLIBCXX_ASSERTIONS
 #      (build-cpu/: -DSAILVL_CUDA=OFF -DSAILVL_SANITIZE=ON);
-#   4. a short run of every libFuzzer target (scripts/fuzz.sh, FUZZ_SECONDS each, default 30).
+#   4. a short run of every libFuzzer target (scripts/fuzz.sh, FUZZ_SECONDS each, default 20).
 # SAILVL_CUDA_ARCHS=90 narrows the CUDA architectures; SAILVL_SKIP_FUZZ=1 skips step 4.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -34,7 +34,7 @@ ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
   ctest --test-dir build-cpu --output-on-failure -j "$jobs"
 
 if [ "${SAILVL_SKIP_FUZZ:-0}" != 1 ]; then
-  phase "fuzz: every target, ${FUZZ_SECONDS:-30} s each"
+  phase "fuzz: every target, ${FUZZ_SECONDS:-20} s each"
   bash scripts/fuzz.sh
 fi
 phase "all tests passed"

@@ -8,6 +8,20 @@
 
 #include "tensor/tensor.h"
 
+// True in ASan builds (GCC and clang): timing limits and `ulimit -v` tests are meaningless there
+// (ASan reserves terabytes of shadow address space and slows code several-fold); those tests run
+// in the plain build of the same suite.
+#if defined(__SANITIZE_ADDRESS__)
+#define SAILVL_UNDER_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define SAILVL_UNDER_ASAN 1
+#endif
+#endif
+#ifndef SAILVL_UNDER_ASAN
+#define SAILVL_UNDER_ASAN 0
+#endif
+
 namespace sailvl::test {
 
 // tests/data/<rel> in the source tree.
