@@ -35,6 +35,6 @@ ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
 
 if [ "${SAILVL_SKIP_FUZZ:-0}" != 1 ]; then
   phase "fuzz: every target, ${FUZZ_SECONDS:-20} s each"
-  bash scripts/fuzz.sh
+  FUZZ_SECONDS=${FUZZ_SECONDS:-20} bash scripts/fuzz.sh
 fi
 phase "all tests passed"
