@@ -108,7 +108,12 @@ INSTANTIATE_TEST_SUITE_P(
                       LinearCase{4, 9, 7, DType::F16, true},  // K < 8: pure scalar tail
                       LinearCase{5, 129, 77, DType::BF16, true},  // smallest GEMM
                       LinearCase{33, 300, 64, DType::BF16, true},  // several panels + a tail panel
-                      LinearCase{70, 129, 77, DType::F32, true}, LinearCase{17, 50, 40, DType::F16, false}),
+                      LinearCase{70, 129, 77, DType::F32, true}, LinearCase{17, 50, 40, DType::F16, false},
+                      // the packed GEMM's block edges: M past one 120-row block with a 6-row tail
+                      // of 4, N over several column blocks with a 16-column strip tail, K over two
+                      // 256-deep blocks with a tail that is not a multiple of 8
+                      LinearCase{130, 1030, 600, DType::BF16, true}, LinearCase{127, 70, 513, DType::F32, true},
+                      LinearCase{13, 35, 300, DType::F16, false}, LinearCase{6, 16, 256, DType::BF16, false}),
     [](const auto& info) {
       const auto& c = info.param;
       return "M" + std::to_string(c.M) + "_N" + std::to_string(c.N) + "_K" + std::to_string(c.K) + "_" +

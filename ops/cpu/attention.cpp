@@ -10,11 +10,13 @@
 // that share g are stacked into one block of r·nt query rows, so each K/V row loaded is used by all
 // of them (the 6:1 / 7:1 GQA of Qwen2.5 makes decode a [r, Dh]·[Dh, S] product instead of r
 // GEMVs). Per task, with per-thread scratch reused across calls:
-//   Sc[r·nt, S'] = Q_blk · K[0:S', g]ᵀ       Eigen GEMM (S' = visible keys of the tile's last row)
+//   Sc[r·nt, S'] = Q_blk · K[0:S', g]ᵀ       GEMM (S' = visible keys of the tile's last row)
 //   row-wise masked softmax in place (scale applied here, as HF scales q·kᵀ; AVX2 exp)
-//   O[r·nt, Dh]  = P · V[0:S', g]            Eigen GEMM, then scattered to out
-// nt = max(1, 64 / r) keeps the score block at ~64 rows: a 3328-token prefill needs 64·3328 floats
-// per thread, never an [H, T, S] buffer. Tasks are scheduled dynamically (causal tiles differ in cost).
+//   O[r·nt, Dh]  = P · V[0:S', g]            GEMM, then scattered to out
+// (both GEMMs: gemm.cpp's packed kernel on the task's thread in AVX2 builds, Eigen otherwise)
+// nt = max(1, 64 / r) (128 / r bidirectional) keeps the score block at 64-128 rows: a 3328-token
+// prefill needs 64·3328 floats per thread, never an [H, T, S] buffer. Tasks are scheduled
+// dynamically (causal tiles differ in cost).
 // Decode (T = 1) has Hkv tasks; with 2 threads and Hkv >= 2 that fills the machine (a sequence-split
 // "flash-decoding" variant would be needed to use more threads than KV heads).
 //
@@ -31,6 +33,7 @@
 
 #include "ops/cpu/cpu_ops.h"
 #include "ops/cpu/cpu_util.h"
+#include "ops/cpu/gemm.h"
 
 namespace sailvl::ops::cpu {
 
@@ -40,7 +43,9 @@ using RowMajor = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::Row
 using ConstMapRM = Eigen::Map<const RowMajor, Eigen::Unaligned, Eigen::OuterStride<>>;
 using MapRM = Eigen::Map<RowMajor, Eigen::Unaligned, Eigen::OuterStride<>>;
 
-constexpr int64_t kTargetRows = 64;
+// Query rows per task: causal tiles compute scores up to their last row's horizon, so smaller tiles
+// waste less; bidirectional tiles (the ViT) amortise the K/V packing over more rows.
+constexpr int64_t kTargetRowsCausal = 64, kTargetRowsFull = 128;
 
 struct View3 {  // [n0, n1, Dh] with last dim contiguous
   float* p;
@@ -114,7 +119,8 @@ void attention(const Tensor& out, const Tensor& q, const Tensor& k, const Tensor
 
   const int64_t r = H / Hkv;
   const float scale = p.scale != 0 ? p.scale : 1.0f / std::sqrt(static_cast<float>(Dh));
-  const int64_t nt_max = std::min(T, std::max<int64_t>(1, kTargetRows / r));
+  const int64_t target = p.causal ? kTargetRowsCausal : kTargetRowsFull;
+  const int64_t nt_max = std::min(T, std::max<int64_t>(1, target / r));
   const int64_t tiles = (T + nt_max - 1) / nt_max;
   const int64_t tasks = Hkv * tiles;
 
@@ -135,11 +141,17 @@ void attention(const Tensor& out, const Tensor& q, const Tensor& k, const Tensor
         for (int64_t i = 0; i < nt; ++i)
           std::copy_n(Q.at(t0 + i, g * r + j), Dh, qs.data() + (j * nt + i) * Dh);
 
+#ifdef SAILVL_CPU_AVX2
+      const RowMat<const float> Qb{qs.data(), rows, Dh, Dh};
+      const RowMat<const float> Kg{K.at(0, g), s_vis, Dh, K.s0}, Vg{V.at(0, g), s_vis, Dh, V.s0};
+      gemm_f32_serial(Qb, Kg, /*transposed=*/true, RowMat<float>{sc.data(), rows, s_vis, s_vis});
+#else
       const ConstMapRM Qb(qs.data(), rows, Dh, Eigen::OuterStride<>(Dh));
       const ConstMapRM Kg(K.at(0, g), s_vis, Dh, Eigen::OuterStride<>(K.s0));
       const ConstMapRM Vg(V.at(0, g), s_vis, Dh, Eigen::OuterStride<>(V.s0));
       MapRM Sc(sc.data(), rows, s_vis, Eigen::OuterStride<>(s_vis));
       Sc.noalias() = Qb * Kg.transpose();
+#endif
 
       for (int64_t row = 0; row < rows; ++row) {
         const int64_t i = row % nt;
@@ -149,8 +161,13 @@ void attention(const Tensor& out, const Tensor& q, const Tensor& k, const Tensor
         std::fill(s + lim, s + s_vis, 0.0f);
       }
 
+#ifdef SAILVL_CPU_AVX2
+      gemm_f32_serial(RowMat<const float>{sc.data(), rows, s_vis, s_vis}, Vg, /*transposed=*/false,
+                      RowMat<float>{os.data(), rows, Dh, Dh});
+#else
       MapRM Ob(os.data(), rows, Dh, Eigen::OuterStride<>(Dh));
       Ob.noalias() = Sc * Vg;
+#endif
       for (int64_t j = 0; j < r; ++j)
         for (int64_t i = 0; i < nt; ++i) std::copy_n(os.data() + (j * nt + i) * Dh, Dh, O.at(t0 + i, g * r + j));
     }

@@ -10,14 +10,11 @@
 //    with a 16-bit shift (vpmovzxwd + vpslld: exact), F16 with vcvtph2ps, and accumulated with FMA
 //    into 8-lane F32 registers; the 8 lanes are summed at the end of the row.
 //
-// 2. Prefill / vision, M > kGemvMaxM: a GEMM over panels of weight rows. The N output columns are
-//    cut into panels of nb rows of w (nb <= 512 rows and <= 2 MiB of F32, at least 2 panels per
-//    thread when N allows; larger panels mean fewer re-packings of x by Eigen); each thread converts one panel
-//    [nb, K] to F32 in a per-thread scratch buffer (reused across calls: no big allocation per
-//    call, and the model is never copied whole to F32) and multiplies it with Eigen:
-//    out[:, n0:n0+nb] = x · panelᵀ  (Eigen's packed GEBP kernel, single-threaded inside the
-//    parallel region). Converting costs nb·K·(2+4+4) bytes against 2·M·nb·K FLOPs, negligible for
-//    M in the hundreds. F32 weights skip the conversion and are mapped directly.
+// 2. Prefill / vision, M > kGemvMaxM: compute-bound. AVX2 builds use our packed GEMM (gemm.cpp:
+//    BLIS-style 6 × 16 micro-kernel, the BF16 → F32 conversion fused into the weight packing, so
+//    the model is never copied to F32). Builds without AVX2 cut the N output columns into panels
+//    of <= 512 weight rows, convert each panel to F32 in a per-thread scratch buffer and multiply
+//    with Eigen's GEBP kernel: out[:, n0:n0+nb] = x · panelᵀ.
 //
 // Accumulation error (both paths): F32 sums of K products, |err| <~ K·2^-24·Σ|x||w| (a bound; the
 // typical error is ~sqrt(K) times smaller). The bias is added in F32 after the dot product.
@@ -31,6 +28,7 @@
 
 #include "ops/cpu/cpu_ops.h"
 #include "ops/cpu/cpu_util.h"
+#include "ops/cpu/gemm.h"
 
 namespace sailvl::ops::cpu {
 
@@ -127,7 +125,9 @@ void gemv_dispatch_m(const uint8_t* w, int64_t w_row_bytes, const RowMat<const f
   }
 }
 
-// ---- GEMM over weight panels ----
+// ---- GEMM over weight panels (the portable fallback) ----
+
+#ifndef SAILVL_CPU_AVX2
 
 using RowMajor = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
 using ConstMapRM = Eigen::Map<const RowMajor, Eigen::Unaligned, Eigen::OuterStride<>>;
@@ -174,6 +174,8 @@ void gemm_panels(const Tensor& w, const RowMat<const float>& x, const RowMat<flo
   }
 }
 
+#endif  // !SAILVL_CPU_AVX2
+
 }  // namespace
 
 void linear(const Tensor& out, const Tensor& x, const Tensor& w, const std::optional<Tensor>& bias) {
@@ -204,7 +206,12 @@ void linear(const Tensor& out, const Tensor& x, const Tensor& w, const std::opti
       default: gemv_dispatch_m<DType::F32>(wb, rb, xm, om, N, K); break;
     }
   } else {
+#ifdef SAILVL_CPU_AVX2
+    gemm_xwt(xm, static_cast<const uint8_t*>(w.raw_data()), w.stride(0) * static_cast<int64_t>(dtype_size(w.dtype())),
+             w.dtype(), om, N, K);
+#else
     gemm_panels(w, xm, om, N, K);
+#endif
   }
   if (bias) {
     const std::vector<float> b = vec_f32(*bias, N, op, "bias");
