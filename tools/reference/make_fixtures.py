@@ -3,9 +3,9 @@
     tools/reference/.venv/bin/python tools/reference/make_fixtures.py [--out DIR] [--check]
 
 Runs, in order:
-  make_tokenizer_goldens.main(out_dir)   (engineer "tokenizer"; skipped with a message if absent)
-  make_image_goldens.main(out_dir)       (engineer "image"; skipped with a message if absent)
-  make_model_goldens.main(out_dir)       (this directory: weights.json, vision and chat goldens)
+  make_tokenizer_goldens.main(out_dir/tokenizer)   tokenizer goldens (not hf_speed.json: a timing)
+  make_image_goldens.main(out_dir/images)          image tiling goldens and the test images
+  make_model_goldens.main(out_dir)                 weights.json, vision and chat goldens
 
 Determinism: fixed seeds, torch.set_num_threads(2), deterministic algorithms, stable JSON and
 safetensors writers. `--check` regenerates into a temporary directory and compares the SHA-256
@@ -27,7 +27,10 @@ REPO = HERE.parent.parent
 DATA = REPO / "tests" / "data"
 sys.path.insert(0, str(HERE))
 
-STEPS = ("make_tokenizer_goldens", "make_image_goldens", "make_model_goldens")
+# (module, sub-directory of tests/data it writes, extra keyword arguments)
+STEPS = (("make_tokenizer_goldens", "tokenizer", {"speed": False}),
+         ("make_image_goldens", "images", {}),
+         ("make_model_goldens", "", {}))
 
 
 def generate(out_dir: Path) -> list[str]:
@@ -35,12 +38,10 @@ def generate(out_dir: Path) -> list[str]:
     import torch
     torch.set_num_threads(2)
     ran = []
-    for mod_name in STEPS:
-        if not (HERE / f"{mod_name}.py").exists():
-            print(f"[make_fixtures] {mod_name}.py not present: skipped", file=sys.stderr)
-            continue
-        print(f"[make_fixtures] {mod_name}.main({out_dir})", file=sys.stderr)
-        importlib.import_module(mod_name).main(out_dir)
+    for mod_name, sub, kwargs in STEPS:
+        dest = out_dir / sub if sub else out_dir
+        print(f"[make_fixtures] {mod_name}.main({dest})", file=sys.stderr)
+        importlib.import_module(mod_name).main(str(dest), **kwargs)
         ran.append(mod_name)
     return ran
 
@@ -48,7 +49,8 @@ def generate(out_dir: Path) -> list[str]:
 def digests(root: Path) -> dict[str, str]:
     out = {}
     for p in sorted(root.rglob("*")):
-        if p.is_file() and "sailvl-tokenizer" not in p.parts and "configs" not in p.parts:
+        if (p.is_file() and "sailvl-tokenizer" not in p.parts and "configs" not in p.parts
+                and p.name != "hf_speed.json"):
             out[str(p.relative_to(root))] = hashlib.sha256(p.read_bytes()).hexdigest()
     return out
 

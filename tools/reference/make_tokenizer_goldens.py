@@ -59,7 +59,7 @@ def corpus():
         ("code_python", "def f(x):\n    return x ** 2  # square\n\nprint(f(3))\n"),
         ("code_cpp", "int main() {\n\tstd::vector<int> v{1, 2, 3};\n\treturn v.size() > 2 ? 0 : 1;\n}\n"),
         ("json", '{"key": [1, 2.5, null, true], "s": "a\\nb"}'),
-        ("url", "https://huggingface.co/BytedanceDouyinContent/SAIL-VL-2B?x=1&y=%20"),
+        ("url", "https://example.com/org/Model-Name-2B?x=1&y=%20"),
         ("punct_runs", "Wait... what?!?! ---- ==== ***"),
         ("chinese", "你是由抖音内容理解组开发的多模态大模型，英文名叫UniVL, 是一个有用无害的人工智能助手。"),
         ("chinese_mixed", "请描述这张图片。Describe 图像 in 中文 please!"),
@@ -251,7 +251,7 @@ def measure_speed(tok, text, repeats=5):
     return n, best
 
 
-def main(out_dir=None):
+def main(out_dir=None, speed=True):
     from tokenizers import Tokenizer
     import tokenizers
     import transformers
@@ -317,6 +317,9 @@ def main(out_dir=None):
         f.write("\n")
 
     text = bench_corpus(texts)
+    if not speed:  # make_fixtures.py: fixtures only (timings are measurements, not fixtures)
+        print(f"wrote {len(cases)} cases, {len(dcases)} decode cases, {len(disagreements)} disagreements")
+        return goldens
     n_tok, secs = measure_speed(hf, text)
     n_tok_plain, secs_plain = measure_speed(plain, text)
     speed = {

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Create (or reuse) tools/reference/.venv with the pinned oracle packages from PyPI.
 #   tools/reference/setup.sh            # idempotent: an existing venv with the pins is left alone
-#   CPU_ONLY=1 tools/reference/setup.sh # torch/torchvision CPU wheels (smaller download)
+# Where the wheels come from is pip's business: its own environment variables (PIP_INDEX_URL,
+# PIP_EXTRA_INDEX_URL, e.g. an index of CPU-only torch wheels for a smaller download) apply.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 venv="$here/.venv"
@@ -27,10 +28,6 @@ PY
   echo "$venv already has the pinned packages" >&2
   exit 0
 fi
-extra=()
-if [[ "${CPU_ONLY:-0}" == 1 ]]; then
-  extra=(--extra-index-url https://download.pytorch.org/whl/cpu)
-fi
 "$venv/bin/python" -m pip install --upgrade pip >&2
-"$venv/bin/python" -m pip install "${extra[@]}" -r "$here/requirements.txt"
+"$venv/bin/python" -m pip install -r "$here/requirements.txt"
 echo "ok: $venv" >&2
