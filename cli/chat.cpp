@@ -9,6 +9,7 @@
 // first turn gets an "<image>\n" prefix on its question so markers and images stay in step.
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <filesystem>
 #include <iostream>
@@ -64,7 +65,10 @@ int run(Args& a) {
   const Device device = pick_device(a);
   const std::string dir = resolve_model_dir(a.get("model"));
   log(1, a, "sailvl: loading " + dir + " on " + device.str() + " ...");
-  const model::SailVL m = model::SailVL::load(dir, device);
+  // Memory preflight: the history may grow to the whole context; at least one image's tiles.
+  const int64_t images_given = static_cast<int64_t>(a.all("image").size());
+  const model::SailVL m =
+      model::SailVL::load(dir, device, load_options(a, std::max<int64_t>(images_given, 1) * max_tiles_per_image(a), 0));
   const bool tty = ::isatty(0);
   if (tty) log(1, a, "sailvl: chat ready (/help for commands)");
 
@@ -146,7 +150,8 @@ int run(Args& a) {
       if (r.stop == model::StopReason::Cancelled) clear_interrupt();  // keep the partial answer, go on
     } catch (const Error& e) {
       // A bad image or an over-long prompt ends this turn, not the conversation (at a terminal).
-      if (!tty) throw;
+      // A CUDA error ends the process: a sticky one leaves the device unusable.
+      if (!tty || e.kind() == ErrorKind::Cuda) throw;
       std::cerr << "error: " << e.what() << "\n";
       if (pending) {
         images.resize(images.size() - pending);

@@ -8,6 +8,9 @@
 //   shards      file -> tensors, bytes
 //   memory      weights as stored; KV cache = 2 (K, V) * L * Hkv * Dh * sizeof(act) per token, for
 //               --ctx tokens; rough activations (one ViT tile, one LLM prefill of --ctx tokens, F32)
+//   preflight   the memory plan `run` checks before loading (model/memory_plan.h) for a prompt
+//               filling --ctx tokens and one image of --max-tiles tiles + thumbnail: every part on
+//               CUDA (BF16), and what the CPU needs besides the mmapped weights
 // With --json the same as one JSON object on stdout.
 #include <cstdio>
 #include <filesystem>
@@ -20,6 +23,7 @@
 #include "cli/session.h"
 #include "loader/config.h"
 #include "loader/weights.h"
+#include "model/memory_plan.h"
 
 using namespace sailvl;
 
@@ -27,6 +31,7 @@ static void setup_inspect(cli::Args& a) {
   a.usage_line = "sailvl inspect -m DIR [--json] [--ctx N]";
   a.option("-m,--model", "DIR", "checkpoint directory (config.json + safetensors), or ORG/NAME in the local Hugging Face cache");
   a.option("--ctx", "N", "context length for the KV-cache and activation estimates", "4096");
+  a.option("--max-tiles", "N", "tiles of one image for the preflight plan (as sailvl run)", "10");
   a.flag("--json", "print one JSON object instead of text");
 }
 
@@ -46,6 +51,21 @@ static std::string human_count(int64_t n) {
 }
 
 static bool starts_with(const std::string& s, const char* p) { return s.rfind(p, 0) == 0; }
+
+// JSON key of a plan part.
+static const char* plan_key(model::MemPart p) {
+  switch (p) {
+    case model::MemPart::Weights: return "weights_bytes";
+    case model::MemPart::KvCache: return "kv_cache_bytes";
+    case model::MemPart::Vision: return "vision_bytes";
+    case model::MemPart::Prefill: return "prefill_bytes";
+    case model::MemPart::Logits: return "logits_bytes";
+    case model::MemPart::Workspaces: return "workspaces_bytes";
+    case model::MemPart::Margin: return "margin_bytes";
+    case model::MemPart::kCount: break;
+  }
+  return "?";
+}
 
 static int run_inspect(cli::Args& a) {
   const std::string dir = cli::resolve_model_dir(a.get("model"));
@@ -88,6 +108,15 @@ static int run_inspect(cli::Args& a) {
   const uint64_t act_llm =
       4ull * (ctx * (3 * L.hidden + (L.heads + 2 * L.kv_heads) * L.head_dim + 2 * L.intermediate) + L.vocab);
 
+  // ---- the preflight plan (model/memory_plan.h), as `sailvl run` would check it ----
+  const int64_t max_tiles = a.get_int("max-tiles", 1, 40);
+  model::Workload wl;
+  wl.context = ctx;
+  wl.max_new_tokens = 1;
+  wl.tiles = max_tiles > 1 ? max_tiles + 1 : 1;  // + thumbnail
+  const model::MemoryPlan plan_cuda = model::plan_memory(cfg, Device::cuda(0), DType::BF16, wl, weights);
+  const model::MemoryPlan plan_cpu = model::plan_memory(cfg, Device::cpu(), DType::F32, wl, weights);
+
   if (a.on("json")) {
     nlohmann::ordered_json j;
     j["dir"] = dir;
@@ -109,6 +138,14 @@ static int run_inspect(cli::Args& a) {
                    {"kv_bytes_per_token_f32", kv_tok_f32}, {"ctx", ctx},
                    {"kv_bytes_ctx_bf16", kv_tok_bf16 * ctx}, {"kv_bytes_ctx_f32", kv_tok_f32 * ctx},
                    {"activations_vit_tile_bytes", act_vit},  {"activations_llm_prefill_bytes", act_llm}};
+    nlohmann::ordered_json pf;
+    pf["ctx"] = ctx;
+    pf["tiles"] = wl.tiles;
+    for (size_t i = 0; i < plan_cuda.bytes.size(); ++i)
+      pf["cuda_bf16"][plan_key(static_cast<model::MemPart>(i))] = plan_cuda.bytes[i];
+    pf["cuda_bf16"]["total_bytes"] = plan_cuda.total();
+    pf["cpu_f32_needed_bytes"] = plan_cpu.needed();  // besides the mmapped weights
+    j["preflight"] = pf;
     std::cout << j.dump(2) << "\n";
     return 0;
   }
@@ -143,6 +180,9 @@ static int run_inspect(cli::Args& a) {
               human_bytes(kv_tok_bf16 * ctx).c_str(), human_bytes(kv_tok_f32 * ctx).c_str());
   std::printf("  activations (rough, F32) one ViT tile %s; LLM prefill of %lld tokens %s\n", human_bytes(act_vit).c_str(),
               (long long)ctx, human_bytes(act_llm).c_str());
+  std::printf("preflight   CUDA (BF16), %lld-token context, %lld tiles:\n%s", (long long)ctx, (long long)wl.tiles,
+              model::format_plan(plan_cuda, std::nullopt).c_str());
+  std::printf("  CPU (F32) needs %s besides the mmapped weights\n", model::format_bytes(plan_cpu.needed()).c_str());
   return 0;
 }
 

@@ -33,6 +33,19 @@ void setup(Args& a) {
   a.option("--dump", "DIR", "write every stage (pixels, vision, projector, prompt ids, logits) as safetensors");
 }
 
+// The request as the flags describe it; `tiles` per image.
+model::ChatRequest make_request(const Args& a, const std::string& question, std::vector<int64_t> tiles,
+                                int64_t num_image_token) {
+  model::ChatRequest req;
+  req.question = question;
+  req.tiles = std::move(tiles);
+  req.layout = a.on("frames") ? model::ImageLayout::Video : model::ImageLayout::Auto;
+  req.num_image_token = num_image_token;
+  req.parse_special = a.on("parse-special");
+  if (a.has("system")) req.system_message = a.get("system");
+  return req;
+}
+
 std::string read_prompt(const Args& a) {
   const std::string p = a.get("prompt");
   if (p == "-") return std::string(std::istreambuf_iterator<char>(std::cin), {});
@@ -50,20 +63,20 @@ int run(Args& a) {
   const std::string question = read_prompt(a);
   const Device device = pick_device(a);
   const std::string dir = resolve_model_dir(a.get("model"));
+  const std::vector<std::string> paths = a.all("image");
+  // Memory preflight for this request with every image at its most tiles (the exact count needs
+  // the decoded images; the prompt bound needs no tokenizer).
+  const int64_t per_image = max_tiles_per_image(a);
+  const model::ChatRequest worst = make_request(a, question, std::vector<int64_t>(paths.size(), per_image),
+                                                loader::load_config(dir).num_image_token);
+  const model::LoadOptions load = load_options(a, per_image * static_cast<int64_t>(paths.size()),
+                                               model::max_prompt_tokens(worst));
   log(1, a, "sailvl: loading " + dir + " on " + device.str() + " ...");
-  const model::SailVL m = model::SailVL::load(dir, device);
+  const model::SailVL m = model::SailVL::load(dir, device, load);
   log(2, a, "sailvl: " + m.config().describe());
 
-  const std::vector<std::string> paths = a.all("image");
   const loader::PixelBatch images = load_images(a, paths);
-
-  model::ChatRequest req;
-  req.question = question;
-  req.tiles = images.tiles_per_image;
-  req.layout = a.on("frames") ? model::ImageLayout::Video : model::ImageLayout::Auto;
-  req.num_image_token = m.image_tokens_per_tile();
-  req.parse_special = a.on("parse-special");
-  if (a.has("system")) req.system_message = a.get("system");
+  const model::ChatRequest req = make_request(a, question, images.tiles_per_image, m.image_tokens_per_tile());
   const model::ChatPrompt prompt = model::build_chat_prompt(m.tokenizer(), req);
 
   model::GenerationOptions g = generation_options(a);

@@ -90,6 +90,40 @@ Device pick_device(const Args& a) {
   return cuda::available() ? Device::cuda(0) : Device::cpu();
 }
 
+int64_t max_tiles_per_image(const Args& a) {
+  if (a.on("frames")) return 1;
+  const int64_t n = preprocess_options(a).max_tiles;
+  return n > 1 ? n + 1 : 1;  // the thumbnail comes only with a grid of several tiles
+}
+
+namespace {
+// SAILVL_FAKE_FREE_BYTES: a decimal byte count, or unset.
+std::optional<uint64_t> fake_free_bytes() {
+  const char* v = std::getenv("SAILVL_FAKE_FREE_BYTES");
+  if (!v || !*v) return std::nullopt;
+  uint64_t n = 0;
+  for (const char* p = v; *p; ++p) {
+    SAILVL_CHECK(*p >= '0' && *p <= '9' && n < (uint64_t{1} << 60), Usage,
+                 "SAILVL_FAKE_FREE_BYTES must be a byte count, got '", escape_for_print(v), "'");
+    n = n * 10 + static_cast<uint64_t>(*p - '0');
+  }
+  return n;
+}
+}  // namespace
+
+model::LoadOptions load_options(const Args& a, int64_t tiles, int64_t prompt_tokens) {
+  model::Workload w;
+  w.context = a.get_int("ctx-size", 0, 1 << 24);
+  w.max_new_tokens = a.get_int("max-new-tokens", 0, 1 << 24);
+  w.prompt_tokens = prompt_tokens;
+  w.tiles = tiles;
+  w.cpu_threads = ops::num_threads();
+  model::LoadOptions o;
+  o.preflight = w;
+  o.free_bytes = fake_free_bytes();
+  return o;
+}
+
 void apply_threads(const Args& a) { ops::set_num_threads(static_cast<int>(a.get_int("threads", 0, 4096))); }
 
 model::GenerationOptions generation_options(const Args& a) {

@@ -26,6 +26,15 @@ void add_generation_flags(Args& a);
 void add_image_flags(Args& a);
 
 Device pick_device(const Args& a);  // --device cpu|cuda|auto (auto: cuda when usable)
+
+// Tiles one image can become at most: --max-tiles plus the thumbnail (added when the grid has more
+// than one tile); one per frame with --frames.
+int64_t max_tiles_per_image(const Args& a);
+// model::SailVL::load options with the memory preflight for this command's flags: context (-c),
+// new tokens (-n), `tiles` image tiles per request and the CPU threads. `prompt_tokens` bounds the
+// prompt when it is known before loading (run), 0 when not (chat: the history grows to the context).
+// SAILVL_FAKE_FREE_BYTES=N (for tests) makes the preflight assume N bytes of free memory.
+model::LoadOptions load_options(const Args& a, int64_t tiles, int64_t prompt_tokens);
 void apply_threads(const Args& a);
 model::GenerationOptions generation_options(const Args& a);
 loader::PreprocessOptions preprocess_options(const Args& a);

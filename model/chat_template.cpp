@@ -167,6 +167,15 @@ ChatPrompt build_chat_prompt(const loader::Tokenizer& tok, const ChatRequest& re
   return out;
 }
 
+int64_t max_prompt_tokens(const ChatRequest& req) {
+  const ChatTokens placeholder{0, 0, 0, 0, 0};  // ids do not matter: only parts are counted
+  int64_t n = 0;
+  for (const Part& p : layout_conversation(req, with_image_prefix(req), placeholder))
+    n += p.token < 0 ? 3 * static_cast<int64_t>(p.text.size()) : p.count;
+  for (int64_t t : req.tiles) n += 2 + req.num_image_token * t;  // <img> <IMG_CONTEXT> x 256·t </img>
+  return n;
+}
+
 void append_turn(std::vector<ChatTurn>& history, const ChatPrompt& prompt, std::string answer) {
   history.push_back({prompt.question, std::move(answer)});
 }

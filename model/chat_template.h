@@ -70,6 +70,12 @@ struct ChatTokens {
 // non-positive tiles, or invalid UTF-8 in the question/history (BadTokenizer, with byte offset).
 ChatPrompt build_chat_prompt(const loader::Tokenizer& tok, const ChatRequest& req);
 
+// An upper bound on build_chat_prompt(tok, req).ids.size() that needs no tokenizer (the memory
+// preflight runs before one is needed): every control token counts one, each image its
+// <img>, </img> and num_image_token × tiles, and text 3 tokens per byte — a byte-level BPE token
+// covers at least one byte, and NFC normalisation grows UTF-8 text at most 3× (UAX #15).
+int64_t max_prompt_tokens(const ChatRequest& req);
+
 // Appends the finished turn to a history (question as returned in ChatPrompt::question).
 void append_turn(std::vector<ChatTurn>& history, const ChatPrompt& prompt, std::string answer);
 

@@ -6,6 +6,7 @@
 
 #include "model/model.h"
 #include "ops/ops.h"
+#include "tensor/stage.h"
 
 namespace sailvl::model {
 
@@ -108,11 +109,15 @@ GenerationResult generate(const SailVL& model, std::span<const int64_t> prompt, 
 
   // ---- prefill ----
   auto t0 = Clock::now();
-  const Tensor E = model.embed_prompt(prompt, rows);            // [S, D]
   std::vector<Tensor> layer_outputs;
-  Qwen2ForwardOptions fo;
-  if (taps && taps->layers()) fo.layer_outputs = &layer_outputs;
-  llm.forward(E, cache, ws, logits, fo);                        // logits of position S-1  [V]
+  {
+    StageScope stage("prefill");
+    const Tensor E = model.embed_prompt(prompt, rows);          // [S, D]
+    Qwen2ForwardOptions fo;
+    if (taps && taps->layers()) fo.layer_outputs = &layer_outputs;
+    llm.forward(E, cache, ws, logits, fo);                      // logits of position S-1  [V]
+    finish_stage(dev);
+  }
   tm.prefill_ms = ms_since(t0);
   if (taps) {
     taps->write_ids("prompt_ids", prompt);
@@ -128,13 +133,17 @@ GenerationResult generate(const SailVL& model, std::span<const int64_t> prompt, 
       break;
     }
     const auto t_step = Clock::now();
-    if (!dev.is_cpu()) logits_host.copy_from(logits);
-    const int64_t bad = first_non_finite(logits_host);
-    SAILVL_CHECK(bad < 0, NonFinite, "non-finite logit (", logits_host.data<float>()[bad], " at id ", bad,
-                 ") at generation step ", step, " (position ", S + step - 1,
-                 "); the checkpoint or an op produced NaN/Inf — check the weights (sailvl inspect) or run on CPU");
-    sp.history = res.tokens;
-    const int64_t token = ops::sample(logits, sp, static_cast<uint64_t>(step));
+    int64_t token = 0;
+    {
+      StageScope stage("sampling", step);
+      if (!dev.is_cpu()) logits_host.copy_from(logits);
+      const int64_t bad = first_non_finite(logits_host);
+      SAILVL_CHECK(bad < 0, NonFinite, "non-finite logit (", logits_host.data<float>()[bad], " at id ", bad,
+                   ") at generation step ", step, " (position ", S + step - 1,
+                   "); the checkpoint or an op produced NaN/Inf — check the weights (sailvl inspect) or run on CPU");
+      sp.history = res.tokens;
+      token = ops::sample(logits, sp, static_cast<uint64_t>(step));
+    }
     res.tokens.push_back(token);
     tm.new_tokens = static_cast<int64_t>(res.tokens.size());
 
@@ -152,8 +161,12 @@ GenerationResult generate(const SailVL& model, std::span<const int64_t> prompt, 
       break;
     }
     next_id.data<int64_t>()[0] = token;
-    llm.embed(next_emb, next_id);                               // e = embed_tokens[token]   [1, D]
-    llm.forward(next_emb, cache, ws, logits);                   // logits of the new position [V]
+    {
+      StageScope stage("decode", step);
+      llm.embed(next_emb, next_id);                             // e = embed_tokens[token]   [1, D]
+      llm.forward(next_emb, cache, ws, logits);                 // logits of the new position [V]
+      finish_stage(dev);
+    }
     tm.token_ms.push_back(ms_since(t_step));
   }
   tm.decode_ms = ms_since(t_decode);

@@ -6,6 +6,7 @@
 
 #include "model/model.h"
 #include "ops/ops.h"
+#include "tensor/stage.h"
 
 namespace sailvl::model {
 
@@ -43,9 +44,19 @@ void check_layer_count(const loader::WeightMap& w, const std::string& prefix, in
                idx.empty() ? std::string() : str_cat(" (indices 0..", top, ")"));
 }
 
+// The memory preflight: the plan for this checkpoint and workload against the free memory.
+void preflight(const loader::ModelConfig& c, const loader::WeightMap& w, const Device& device, const LoadOptions& opt) {
+  if (!opt.preflight) return;
+  StageScope stage("memory preflight");
+  const MemoryPlan plan = plan_memory(c, device, activation_dtype(device), *opt.preflight, w.total_bytes());
+  const std::optional<uint64_t> free = opt.free_bytes ? opt.free_bytes : free_memory(device);
+  if (!free) return;  // the system does not say (no MemAvailable): nothing to compare with
+  check_fits(plan, *free, opt.free_bytes ? "assumed, not measured (SAILVL_FAKE_FREE_BYTES)" : "");
+}
+
 }  // namespace
 
-SailVL SailVL::load(const std::string& model_dir, const Device& device) {
+SailVL SailVL::load(const std::string& model_dir, const Device& device, const LoadOptions& opt) {
   SailVL m;
   m.cfg_ = loader::load_config(model_dir);
   m.device_ = device;
@@ -54,24 +65,29 @@ SailVL SailVL::load(const std::string& model_dir, const Device& device) {
   const loader::ModelConfig& c = m.cfg_;
   const loader::WeightMap& w = *m.weights_;
 
+  const bool intern = c.vision.arch == loader::VisionArch::InternViT;
   check_layer_count(w, "language_model.model.layers.", c.llm.layers, "llm_config.num_hidden_layers");
-  if (c.vision.arch == loader::VisionArch::InternViT) {
+  if (intern)
     check_layer_count(w, "vision_model.encoder.layers.", c.vision.layers, "vision_config.num_hidden_layers");
-    m.internvit_ = std::make_shared<InternViT>(InternViT::load(w, c.vision, c.select_layer, device));
-  } else {
+  else
     check_layer_count(w, "vision_model.trunk.blocks.", c.vision.layers, "vision_config.num_hidden_layers");
-    m.aimv2_ = std::make_shared<Aimv2>(Aimv2::load(w, c.vision, c.select_layer, device));
-  }
   const int64_t G = c.vision.image_size / c.vision.patch_size;
   SAILVL_CHECK(c.num_image_token * 4 == G * G, BadModel, model_dir, ": num_image_token ", c.num_image_token,
                " does not match a ", G, "x", G, " patch grid shuffled 2x2");
-  m.projector_ = std::make_shared<Projector>(Projector::load(w, c, device));
-  m.llm_ = std::make_shared<Qwen2>(Qwen2::load(w, c.llm, device));
-
   m.special_.im_end = m.tok_->require_added_token("<|im_end|>");
   m.special_.img_context = m.tok_->require_added_token("<IMG_CONTEXT>");
   SAILVL_CHECK(m.tok_->size() <= c.llm.vocab, BadModel, model_dir, ": the tokenizer has ", m.tok_->size(),
                " tokens but the embedding table only ", c.llm.vocab, " rows");
+
+  preflight(c, w, device, opt);  // after the cheap checks, before the first weight is placed
+
+  StageScope stage("load weights");
+  if (intern)
+    m.internvit_ = std::make_shared<InternViT>(InternViT::load(w, c.vision, c.select_layer, device));
+  else
+    m.aimv2_ = std::make_shared<Aimv2>(Aimv2::load(w, c.vision, c.select_layer, device));
+  m.projector_ = std::make_shared<Projector>(Projector::load(w, c, device));
+  m.llm_ = std::make_shared<Qwen2>(Qwen2::load(w, c.llm, device));
   return m;
 }
 
@@ -81,11 +97,20 @@ Tensor SailVL::vision_features(const Tensor& pixels) const {
 
 Tensor SailVL::encode_images(const Tensor& pixels, ImageStages* stages) const {
   auto t0 = std::chrono::steady_clock::now();
-  Tensor features = vision_features(pixels);                 // [T, G², C]
+  Tensor features;
+  {
+    StageScope stage("vision");
+    features = vision_features(pixels);                      // [T, G², C]
+    finish_stage(device_);
+  }
   const double vision_ms = ms_since(t0);
   t0 = std::chrono::steady_clock::now();
-  Tensor shuffled;
-  Tensor rows = projector_->forward(features, &shuffled);    // [T, 256, D]
+  Tensor shuffled, rows;
+  {
+    StageScope stage("projector");
+    rows = projector_->forward(features, &shuffled);         // [T, 256, D]
+    finish_stage(device_);
+  }
   if (stages) {
     stages->features = features;
     stages->shuffled = shuffled;

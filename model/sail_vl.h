@@ -24,6 +24,7 @@
 #include "loader/weights.h"
 #include "model/aimv2.h"
 #include "model/intern_vit.h"
+#include "model/memory_plan.h"
 #include "model/projector.h"
 #include "model/qwen2.h"
 
@@ -43,12 +44,23 @@ struct ImageStages {
   double vision_ms = 0, projector_ms = 0;
 };
 
+// What SailVL::load checks before it places any weight on the device.
+struct LoadOptions {
+  // Memory preflight (model/memory_plan.h) for this workload: ErrorKind::OutOfMemory with the
+  // breakdown when it does not fit. nullopt: no preflight.
+  std::optional<Workload> preflight;
+  // The free memory to assume instead of asking the device (tests: SAILVL_FAKE_FREE_BYTES).
+  std::optional<uint64_t> free_bytes;
+};
+
 class SailVL {
  public:
   // config.json -> ModelConfig; *.safetensors -> WeightMap; tokenizer files in the same directory.
   // Every tensor is bound by name with its shape; the layer counts in the config are checked
-  // against the layers present in the checkpoint (a mismatch is ErrorKind::BadModel).
-  static SailVL load(const std::string& model_dir, const Device& device = Device::cpu());
+  // against the layers present in the checkpoint (a mismatch is ErrorKind::BadModel). With
+  // opt.preflight the memory plan is checked after that and before the first weight is placed.
+  static SailVL load(const std::string& model_dir, const Device& device = Device::cpu(),
+                     const LoadOptions& opt = {});
 
   const loader::ModelConfig& config() const { return cfg_; }
   const loader::Tokenizer& tokenizer() const { return *tok_; }

@@ -31,6 +31,15 @@ MemStats mem_stats();
 void reset_peak();
 void empty_cache();
 
+// cudaMemGetInfo for `device`: bytes free and in total on the card (other processes' use and this
+// process's CUDA context are already taken out of `free`). Throws ErrorKind::Cuda when not built or
+// when the call fails.
+struct DeviceMemory {
+  size_t free = 0;
+  size_t total = 0;
+};
+DeviceMemory device_memory(int device);
+
 // Raw copies; kinds are inferred (unified addressing). Synchronous w.r.t. the host.
 void memcpy_h2d(void* dst, const void* src, size_t n);
 void memcpy_d2h(void* dst, const void* src, size_t n);

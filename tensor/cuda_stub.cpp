@@ -18,6 +18,10 @@ const Status& status() {
 MemStats mem_stats() { return {}; }
 void reset_peak() {}
 void empty_cache() {}
+DeviceMemory device_memory(int) {
+  cuda_alloc_storage(0, 0);
+  return {};
+}
 void memcpy_h2d(void*, const void*, size_t) { cuda_alloc_storage(0, 0); }
 void memcpy_d2h(void*, const void*, size_t) { cuda_alloc_storage(0, 0); }
 void memcpy_d2d(void*, const void*, size_t) { cuda_alloc_storage(0, 0); }

@@ -153,6 +153,8 @@ TEST(Cli, InspectSummarisesTheCheckpoint) {
   ASSERT_EQ(test::run_command(bin() + " inspect -m " + model.string(), &out), 0);
   EXPECT_NE(out.find("AIMv2"), std::string::npos) << out;
   EXPECT_NE(out.find("shard"), std::string::npos) << out;
+  EXPECT_NE(out.find("preflight"), std::string::npos) << out;  // the memory plan `run` checks
+  EXPECT_NE(out.find("safety margin"), std::string::npos) << out;
 }
 
 // ---- exit codes ----
@@ -219,6 +221,45 @@ TEST(CliExitCodes, OutOfMemory6) {
   std::string err;
   EXPECT_EQ(ok_at(hi, " -n 30000 -c 32768", &err), 6) << "limit " << hi << " KiB: " << err;
   EXPECT_NE(err.find("memory"), std::string::npos) << err;
+}
+
+TEST(CliExitCodes, MemoryPreflightOutOfMemory6BeforeLoadingWeights) {
+  // SAILVL_FAKE_FREE_BYTES makes the preflight believe 1000 bytes are free: `run` and `chat` must
+  // refuse with exit 6 and the whole breakdown before any weight is bound (-v logs the model's
+  // description right after loading; it must not appear).
+  const fs::path model = test::tiny_model("tiny-internvit");
+  const std::string img = test::data_path("images/demo/photo.jpg").string();
+  const std::string args = " -v --device cpu -m " + model.string();
+  const std::string loaded = "sailvl: custom SAIL-VL-architecture model";  // -v, right after the load
+  std::string err;
+  // Enough memory: the run goes through and logs the load.
+  ASSERT_EQ(test::run_command("SAILVL_FAKE_FREE_BYTES=100000000000 " + bin() + " run" + args + " -n 2 -p hi >/dev/null",
+                              nullptr, &err),
+            0)
+      << err;
+  ASSERT_NE(err.find(loaded), std::string::npos) << err;
+
+  EXPECT_EQ(test::run_command("SAILVL_FAKE_FREE_BYTES=1000 " + bin() + " run" + args + " -i " + img + " -p hi", nullptr,
+                              &err),
+            6)
+      << err;
+  for (const char* s : {"not enough memory on cpu", "before loading any weights", "weights", "page cache", "KV cache",
+                        "vision activations", "LLM prefill activations", "logits", "library workspaces",
+                        "safety margin", "total", "needed (without weights)", "1000 B", "SAILVL_FAKE_FREE_BYTES",
+                        "--max-tiles", "-c"})
+    EXPECT_NE(err.find(s), std::string::npos) << "missing '" << s << "' in:\n" << err;
+  EXPECT_NE(err.find("sailvl: loading"), std::string::npos) << err;
+  EXPECT_EQ(err.find(loaded), std::string::npos) << "the model was loaded:\n" << err;
+
+  EXPECT_EQ(test::run_command("echo hi | SAILVL_FAKE_FREE_BYTES=1000 " + bin() + " chat" + args, nullptr, &err), 6)
+      << err;
+  EXPECT_NE(err.find("KV cache"), std::string::npos) << err;
+  // A malformed value is a usage error.
+  EXPECT_EQ(test::run_command("SAILVL_FAKE_FREE_BYTES=lots " + bin() + " run --device cpu -m " + model.string() +
+                                  " -p hi",
+                              nullptr, &err),
+            2);
+  EXPECT_NE(err.find("SAILVL_FAKE_FREE_BYTES"), std::string::npos) << err;
 }
 
 TEST(CliExitCodes, ContextOverflow7) {

@@ -35,7 +35,7 @@ void* DeviceScratch::get(size_t bytes) {
     bytes_ = 0;
   }
   // Grow geometrically so a slowly growing request (decode context) reallocates rarely.
-  const size_t want = std::max<size_t>(bytes, 1 << 20);
+  const size_t want = std::max<size_t>(bytes, kCudaScratchMinBytes);
   cudaError_t e = cudaMalloc(&ptr_, want);
   if (e != cudaSuccess) {
     cudaGetLastError();

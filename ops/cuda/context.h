@@ -16,6 +16,7 @@
 #include <cstdint>
 #include <string>
 
+#include "ops/ops.h"
 #include "tensor/cuda/check.h"
 #include "tensor/tensor.h"
 
@@ -66,7 +67,7 @@ class Context {
   Context& operator=(const Context&) = delete;
   ~Context();
 
-  static constexpr size_t kLtWorkspaceBytes = size_t{32} << 20;  // cuBLASLt recommends >= 32 MiB on Hopper
+  static constexpr size_t kLtWorkspaceBytes = kCudaLtWorkspaceBytes;  // ops/ops.h (the memory plan counts it)
 
  private:
   explicit Context(int device);

@@ -1,6 +1,7 @@
 // CUDA_CHECK / CUBLAS_CHECK / CUDNN_CHECK and move-only RAII handles. Only included by code built
 // with the CUDA backend (ops/cuda, tensor/cuda). Every failure throws sailvl::Error(Kind::Cuda)
-// naming the call, the file and line, and the error's name.
+// naming the model stage it happened in (tensor/stage.h), the error's name, the call, the file and
+// line, and saying that the process stops (a sticky error leaves the device unusable).
 #pragma once
 
 #include <cublasLt.h>

@@ -10,13 +10,14 @@
 
 #include "tensor/cuda/check.h"
 #include "tensor/cuda_runtime.h"
+#include "tensor/stage.h"
 #include "tensor/storage.h"
 
 namespace sailvl {
 namespace cuda {
 
 void throw_cuda(const char* expr, const char* file, int line, const char* what) {
-  fail(ErrorKind::Cuda, "CUDA error ", what, " in ", expr, " at ", file, ":", line);
+  throw Error(ErrorKind::Cuda, cuda_error_message(what, expr, file, line));
 }
 
 const Status& status() {
@@ -75,8 +76,9 @@ struct Allocator {
       }
       if (e != cudaSuccess) {
         cudaGetLastError();
-        fail(ErrorKind::OutOfMemory, "CUDA allocation of ", n, " bytes failed (in use ", stats.in_use,
-             " bytes, peak ", stats.peak, "); try a smaller --ctx-size or --max-tiles");
+        const std::string stage = stage_label(current_stage());
+        fail(ErrorKind::OutOfMemory, "CUDA allocation of ", n, " bytes failed", stage.empty() ? "" : " during " + stage,
+             " (in use ", stats.in_use, " bytes, peak ", stats.peak, "); try a smaller --ctx-size or --max-tiles");
       }
       live[p] = r;
       stats.in_use += r;
@@ -134,6 +136,17 @@ void reset_peak() {
 void empty_cache() {
   std::lock_guard<std::mutex> lock(allocator().mu);
   allocator().release_cached_locked();
+}
+
+DeviceMemory device_memory(int device) {
+  SAILVL_CHECK(available(), Cuda, status().reason);
+  int prev = 0;
+  CUDA_CHECK(cudaGetDevice(&prev));
+  if (prev != device) CUDA_CHECK(cudaSetDevice(device));
+  DeviceMemory m;
+  CUDA_CHECK(cudaMemGetInfo(&m.free, &m.total));
+  if (prev != device) CUDA_CHECK(cudaSetDevice(prev));
+  return m;
 }
 
 void memcpy_h2d(void* dst, const void* src, size_t n) { CUDA_CHECK(cudaMemcpy(dst, src, n, cudaMemcpyHostToDevice)); }
