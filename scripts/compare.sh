@@ -1,0 +1,105 @@
+#!/usr/bin/env bash
+# sailvl vs the HF transformers reference, side by side, one table of ratios.
+#
+#   scripts/compare.sh                       sailvl-2b and sailvl-1d5-2b on CPU, 2 threads
+#   scripts/compare.sh sailvl-2b             one preset
+#   HF_BF16=full scripts/compare.sh          also the whole HF run in bfloat16 (slow on CPUs
+#                                            without native BF16 matmul: ~8x the float32 prefill)
+#   DEVICE=cuda scripts/compare.sh           on a GPU: ours in BF16 vs HF in bfloat16 and float32
+#
+# Scenario (the same on both sides; speed does not depend on weight values, so both use random
+# weights of the real shapes): TILES image tiles of 448 px (7 = a 4:3 photo at max_num 10), a
+# prompt of TILES*256 image rows + 50 text tokens, GEN greedy decode steps.
+#   vision   = vision tower + pixel shuffle + mlp1   (ours: the vision + projector stages)
+#   prefill  = the LLM forward over the whole prompt, filling the KV cache
+#   decode   = tokens per second on that cache (ours: median step; HF: the hand loop's mean)
+# Ratios are "how many times faster sailvl is" than HF's best row (float32 or bfloat16).
+#
+# Needs: a build (scripts/build.sh) and the reference venv (tools/reference/setup.sh). Full-size
+# random checkpoints are written to models/<preset> once (sailvl make-model, ~4.5 GB each).
+# Raw JSON of every run goes to $OUT_DIR (default build/compare/<date>).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+presets=("$@")
+[ ${#presets[@]} -eq 0 ] && presets=(sailvl-2b sailvl-1d5-2b)
+THREADS=${THREADS:-2}
+TILES=${TILES:-7}
+GEN=${GEN:-16}
+DEVICE=${DEVICE:-cpu}
+HF_BF16=${HF_BF16:-decode}   # decode | full | off
+BIN=${SAILVL_BIN:-build/sailvl}
+PY=${PY:-tools/reference/.venv/bin/python}
+OUT_DIR=${OUT_DIR:-build/compare/$(date +%Y%m%d-%H%M%S)}
+mkdir -p "$OUT_DIR"
+
+[ -x "$BIN" ] || { echo "compare.sh: $BIN not found; run scripts/build.sh first" >&2; exit 2; }
+[ -x "$PY" ] || { echo "compare.sh: $PY not found; run tools/reference/setup.sh first" >&2; exit 2; }
+prompt_tokens=$((TILES * 256 + 50))
+ours_dtype=$([ "$DEVICE" = cuda ] && echo bfloat16 || echo float32)
+
+for p in "${presets[@]}"; do
+  m=models/$p
+  if [ ! -f "$m/config.json" ]; then
+    echo "== make-model $p -> $m"
+    "$BIN" make-model --preset "$p" -o "$m" -q
+  fi
+  echo "== $p: sailvl ($DEVICE, $THREADS threads)"
+  "$BIN" bench -m "$m" --device "$DEVICE" --threads "$THREADS" --image-tiles "$TILES" \
+    --prompt-tokens "$prompt_tokens" --gen "$GEN" --json > "$OUT_DIR/$p.sailvl.json"
+  if [ "$DEVICE" = cuda ]; then hf_main=bfloat16; else hf_main=float32; fi
+  extra=()
+  [ "$HF_BF16" = decode ] && [ "$hf_main" = float32 ] && extra=(--bf16-decode)
+  echo "== $p: HF transformers $hf_main"
+  "$PY" tools/reference/bench_hf.py --preset "$p" --device "$DEVICE" --dtype "$hf_main" --tiles "$TILES" \
+    --gen "$GEN" --reps 1 --warmup 0 --threads "$THREADS" --no-generate "${extra[@]}" \
+    --json - > "$OUT_DIR/$p.hf.$hf_main.json"
+  other=$([ "$hf_main" = float32 ] && echo bfloat16 || echo float32)
+  if [ "$HF_BF16" = full ] || [ "$DEVICE" = cuda ]; then
+    echo "== $p: HF transformers $other"
+    "$PY" tools/reference/bench_hf.py --preset "$p" --device "$DEVICE" --dtype "$other" --tiles "$TILES" \
+      --gen "$GEN" --reps 1 --warmup 0 --threads "$THREADS" --no-generate --json - > "$OUT_DIR/$p.hf.$other.json"
+  fi
+done
+
+"$PY" - "$OUT_DIR" "$THREADS" "$DEVICE" "${presets[@]}" <<'EOF'
+import glob, json, os, subprocess, sys
+out, threads, device, presets = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4:]
+commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+print(f"\n## sailvl vs HF transformers — {device}, {threads} threads, commit {commit}, raw JSON in {out}\n")
+print("| preset | row | sailvl | HF float32 | HF bfloat16 | speed-up vs HF's best |")
+print("|---|---|---|---|---|---|")
+for p in presets:
+    ours = json.load(open(f"{out}/{p}.sailvl.json"))
+    hf = {}
+    for f in glob.glob(f"{out}/{p}.hf.*.json"):
+        r = json.loads(open(f).read())
+        hf[r["dtype"]] = r
+    f32, b16 = hf.get("float32"), hf.get("bfloat16")
+    def hf_val(r, key):
+        if r is None:
+            return None
+        if key == "vision": return r["vision_ms"]
+        if key == "prefill": return r["prefill_ms"]
+        return r["decode_hand_loop"]["tok_s"]
+    b16_decode = None
+    if b16 is None and f32 is not None and f32.get("bf16_decode_hand_loop"):
+        b16_decode = f32["bf16_decode_hand_loop"]["tok_s"]
+    t = ours["ttft_ms"]
+    rows = [("vision + projector, ms", "vision", t["vision"] + t["projector"], False),
+            (f"prefill {ours['prompt_tokens']} tokens, ms", "prefill", t["prefill"], False),
+            ("decode, tok/s", "decode", ours["decode"]["tokens_per_s_median"], True)]
+    for label, key, mine, higher_better in rows:
+        a = hf_val(f32, key)
+        b = hf_val(b16, key) if b16 is not None else (b16_decode if key == "decode" else None)
+        cands = [v for v in (a, b) if v]
+        best = (max(cands) if higher_better else min(cands)) if cands else None
+        ratio = (mine / best if higher_better else best / mine) if best else None
+        fmt = (lambda v: "—" if v is None else (f"{v:.2f}" if higher_better else f"{v:.0f}"))
+        b_txt = fmt(b) + (" (cast after F32 prefill)" if b is not None and b16 is None else "")
+        print(f"| {p} | {label} | {fmt(mine)} | {fmt(a)} | {b_txt} | {'—' if ratio is None else f'{ratio:.2f}×'} |")
+    ck = sum(os.path.getsize(f) for f in glob.glob(f"models/{p}/*.safetensors"))
+    rss = ours["peak_host_bytes"]
+    print(f"| {p} | peak host RSS | {rss/1e9:.2f} GB | {f32['peak_rss_bytes']/1e9 if f32 else 0:.2f} GB | | "
+          f"{100*rss/ck:.0f} % of the {ck/1e9:.2f} GB checkpoint |")
+EOF
