@@ -3,7 +3,9 @@
 //   TTFT = preprocess + vision + projector + prefill;  decode tok/s (median, p10-p90 spread);
 //   bytes/token = every LLM weight read once per decoded token (decoder layers + final norm +
 //   LM head; one embedding row) + the KV cache read at the mean context;
-//   % of limit = (bytes/token × tok/s) / measured copy bandwidth of this device.
+//   % of limit = (bytes/token × tok/s) / measured copy bandwidth of this device (decode), and
+//   achieved FLOP/s / measured FMA peak (vision and prefill, CPU; FLOPs counted from the config:
+//   2 per multiply-add of every linear, plus attention's two products).
 //
 // The request is synthetic so every checkpoint (real or `make-model` random) can be measured the
 // same way: N image tiles of random pixels (the tiling itself is timed separately from a real
@@ -18,6 +20,10 @@
 #include <iostream>
 #include <nlohmann/json.hpp>
 #include <random>
+
+#if defined(__AVX2__) && defined(__FMA__)
+#include <immintrin.h>
+#endif
 
 #include "cli/session.h"
 #include "model/chat_template.h"
@@ -54,6 +60,62 @@ double host_copy_bandwidth() {
     best = std::max(best, 2.0 * static_cast<double>(n) / s);
   }
   return best;
+}
+
+// Host F32 FMA peak (FLOP/s) over all OpenMP threads: independent register-only FMA chains,
+// enough of them (12) to cover the FMA latency on both pipes of an AVX2 core. ~0.1 s.
+double host_fma_peak() {
+#if defined(__AVX2__) && defined(__FMA__)
+  constexpr int64_t kIters = 4'000'000;
+  double best = 0;
+  for (int rep = 0; rep < 3; ++rep) {
+    const auto t = Clock::now();
+    float sink = 0;
+#pragma omp parallel reduction(+ : sink)
+    {
+      __m256 a[12];
+      for (int i = 0; i < 12; ++i) a[i] = _mm256_set1_ps(static_cast<float>(i));
+      const __m256 m = _mm256_set1_ps(0.999999f), c = _mm256_set1_ps(1e-7f);
+      for (int64_t it = 0; it < kIters; ++it)
+        for (int i = 0; i < 12; ++i) a[i] = _mm256_fmadd_ps(a[i], m, c);
+      float lanes[8];
+      for (int i = 1; i < 12; ++i) a[0] = _mm256_add_ps(a[0], a[i]);
+      _mm256_storeu_ps(lanes, a[0]);
+      sink += lanes[0];
+    }
+    const double sec = ms_since(t) / 1000;
+    const double flops = static_cast<double>(ops::num_threads()) * kIters * 12 * 16;
+    best = std::max(best, flops / sec);
+    if (sink == 12345.0f) std::printf(" ");  // keep the chains alive
+  }
+  return best;
+#else
+  return 0;
+#endif
+}
+
+// FLOPs of one vision forward over `tiles` tiles (the blocks that run) and of the LLM prefill over
+// `tokens` tokens (causal attention: half the score matrix). 2 FLOPs per multiply-add.
+double vision_flops(const loader::ModelConfig& c, int64_t tiles) {
+  const auto& v = c.vision;
+  const double T = static_cast<double>((c.force_image_size / v.patch_size) * (c.force_image_size / v.patch_size) +
+                                       (v.model_type == "aimv2" ? 0 : 1));  // + CLS for InternViT
+  const double D = static_cast<double>(v.hidden), I = static_cast<double>(v.intermediate);
+  const double mlp = v.model_type == "aimv2" ? 3 * D * I : 2 * D * I;  // SwiGLU vs fc1/fc2
+  const int64_t blocks = c.select_layer == -1 ? v.layers : c.select_layer < 0 ? v.layers + c.select_layer + 1
+                                                                               : c.select_layer + 1;
+  const double patch = 2 * T * static_cast<double>(v.num_channels * v.patch_size * v.patch_size) * D;
+  const double per_layer = 2 * T * (4 * D * D + mlp) + 4 * T * T * D;  // qkv + o, MLP, QKᵀ and PV
+  const double Dl = static_cast<double>(c.llm.hidden);
+  const double proj = 2 * static_cast<double>(c.num_image_token) * (4 * D * Dl + Dl * Dl);  // mlp1: 4C→D→D
+  return static_cast<double>(tiles) * (patch + static_cast<double>(blocks) * per_layer + proj);
+}
+double prefill_flops(const loader::LlmConfig& L, int64_t tokens) {
+  const double S = static_cast<double>(tokens), D = static_cast<double>(L.hidden);
+  const double q = static_cast<double>(L.heads * L.head_dim), kv = static_cast<double>(L.kv_heads * L.head_dim);
+  const double per_layer = 2 * S * (D * q + 2 * D * kv + q * D + 3 * D * static_cast<double>(L.intermediate)) +
+                           2 * S * S * q;  // QKᵀ and PV over the causal half: 2 × (2·S²/2·H·Dh)
+  return static_cast<double>(L.layers) * per_layer + 2 * D * static_cast<double>(L.vocab);  // + LM head, 1 row
 }
 
 int64_t peak_rss_bytes() {
@@ -156,6 +218,14 @@ int run(Args& a) {
   const double tok_s = med_ms > 0 ? 1000.0 / med_ms : 0;
   const int64_t peak_host = peak_rss_bytes();  // before the bandwidth probe's two buffers
   const double bw = device.is_cpu() ? host_copy_bandwidth() : 0;  // CUDA: see bench_ops_cuda's probe
+  const double peak = device.is_cpu() ? host_fma_peak() : 0;
+  const double best_vision_ms = vision.empty() ? 0 : *std::min_element(vision.begin(), vision.end()) +
+                                                         *std::min_element(projector.begin(), projector.end());
+  const double best_prefill_ms = *std::min_element(prefill.begin(), prefill.end());
+  const double vflops = tiles > 0 ? vision_flops(c, tiles) : 0;
+  const double pflops = prefill_flops(L, static_cast<int64_t>(ids.size()));
+  const double v_rate = best_vision_ms > 0 ? vflops / (best_vision_ms / 1e3) : 0;
+  const double p_rate = best_prefill_ms > 0 ? pflops / (best_prefill_ms / 1e3) : 0;
   const double achieved = bytes_per_token * tok_s;
 
   const double best_ttft = *std::min_element(ttft.begin(), ttft.end());
@@ -172,6 +242,13 @@ int run(Args& a) {
                    {"vision", *std::min_element(vision.begin(), vision.end())},
                    {"projector", *std::min_element(projector.begin(), projector.end())},
                    {"prefill", *std::min_element(prefill.begin(), prefill.end())}}},
+      {"compute", {{"fma_peak_GFLOPs", peak / 1e9},
+                   {"vision_projector_GFLOP", vflops / 1e9},
+                   {"vision_projector_GFLOPs", v_rate / 1e9},
+                   {"vision_percent_of_peak", peak > 0 ? 100.0 * v_rate / peak : 0.0},
+                   {"prefill_GFLOP", pflops / 1e9},
+                   {"prefill_GFLOPs", p_rate / 1e9},
+                   {"prefill_percent_of_peak", peak > 0 ? 100.0 * p_rate / peak : 0.0}}},
       {"decode", {{"tokens_per_s_median", tok_s},
                   {"ms_per_token_p10", percentile(tok_ms, 0.1)},
                   {"ms_per_token_median", med_ms},
@@ -193,6 +270,10 @@ int run(Args& a) {
   std::printf("TTFT         %.1f ms = preprocess %.1f + vision %.1f + projector %.1f + prefill %.1f\n",
               preprocess_ms + best_ttft, preprocess_ms, j["ttft_ms"]["vision"].get<double>(),
               j["ttft_ms"]["projector"].get<double>(), j["ttft_ms"]["prefill"].get<double>());
+  if (peak > 0)
+    std::printf("compute      vision+projector %.0f GFLOP/s (%.0f%%), prefill %.0f GFLOP/s (%.0f%%) of the measured "
+                "%.0f GFLOP/s FMA peak\n",
+                v_rate / 1e9, 100.0 * v_rate / peak, p_rate / 1e9, 100.0 * p_rate / peak, peak / 1e9);
   std::printf("decode       %.2f tok/s median (%.1f / %.1f / %.1f ms per token p10/p50/p90) over %zu tokens\n", tok_s,
               percentile(tok_ms, 0.1), med_ms, percentile(tok_ms, 0.9), tok_ms.size());
   std::printf("bandwidth    %.2f GB/token -> %.1f GB/s", bytes_per_token / 1e9, achieved / 1e9);
