@@ -157,6 +157,30 @@ TEST(Cli, InspectSummarisesTheCheckpoint) {
   EXPECT_NE(out.find("safety margin"), std::string::npos) << out;
 }
 
+TEST(Cli, BenchJsonReportsEveryStageAgainstTheLimits) {
+  const fs::path model = test::tiny_model("tiny-internvit");
+  std::string out;
+  ASSERT_EQ(test::run_command(bin() + " bench -m " + model.string() +
+                                  " -t 2 --image-tiles 1 --prompt-tokens 400 --gen 4 --json",
+                              &out),
+            0);
+  const json j = json::parse(out);
+  EXPECT_EQ(j["prompt_tokens"].get<int64_t>(), 400);  // padded to the requested length
+  EXPECT_EQ(j["image_tiles"].get<int64_t>(), 1);
+  EXPECT_EQ(j["generated"].get<int64_t>(), 4);
+  for (const char* k : {"vision", "projector", "prefill"}) EXPECT_GT(j["ttft_ms"][k].get<double>(), 0) << k;
+  EXPECT_GT(j["decode"]["tokens_per_s_median"].get<double>(), 0);
+  EXPECT_GT(j["decode"]["copy_bandwidth_GBps"].get<double>(), 0);
+  EXPECT_GT(j["peak_host_bytes"].get<int64_t>(), 0);
+  // Compute limit: a peak was measured (AVX2 builds) and the FLOP counts are positive.
+  EXPECT_GT(j["compute"]["prefill_GFLOP"].get<double>(), 0);
+  EXPECT_GT(j["compute"]["vision_projector_GFLOP"].get<double>(), 0);
+#if defined(__AVX2__) && defined(__FMA__)
+  EXPECT_GT(j["compute"]["fma_peak_GFLOPs"].get<double>(), 0);
+  EXPECT_GT(j["compute"]["prefill_percent_of_peak"].get<double>(), 0);
+#endif
+}
+
 // ---- exit codes ----
 
 TEST(CliExitCodes, Usage2) {
