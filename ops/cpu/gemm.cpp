@@ -11,7 +11,8 @@
 //
 // Blocking (the five loops around a register-tile micro-kernel):
 //
-//   for each column block jc of NC columns          (one per OpenMP task; w rows jc..jc+NC)
+//   for each column block jc of NC columns          (w rows jc..jc+NC; threads split the columns,
+//                                                    or the rows of x when M > 2N: gemm_typed)
 //     for each K block pc of KC                      (B~ = w[jc.., pc..]ᵀ packed: KC × NC F32, ~L3)
 //       for each row block ic of MC rows of x        (A~ = x[ic.., pc..] packed: MC × KC F32, L2)
 //         for each NR = 16 column strip jr of B~     (a KC × 16 strip, 16 KiB: stays in L1)
@@ -254,9 +255,28 @@ Scratch& thread_scratch() {
 template <DType WT>
 void gemm_typed(const RowMat<const float>& x, const uint8_t* w, int64_t w_row_bytes, const RowMat<float>& out,
                 int64_t N, int64_t K) {
+  const int64_t M = x.rows;
+  const int64_t nthreads = omp_get_max_threads();
+  // How to share the work between threads. Each thread packs what it reads, so one operand is
+  // packed by every thread: split the columns (N) and every thread packs all of x (M·K floats), or
+  // split the rows (M) and every thread packs all of w (N·K weights, about twice the cost per
+  // element: widening + transposing). Split the rows when M > 2N (the ViT's 7175-row GEMMs
+  // against 1024-4096 columns, the 256-column K/V projections), else the columns.
+  if (nthreads > 1 && M > 2 * N && M >= nthreads * MR) {
+    const int64_t per = ((M + nthreads - 1) / nthreads + MR - 1) / MR * MR;
+#pragma omp parallel for schedule(static)
+    for (int64_t t = 0; t < nthreads; ++t) {
+      const int64_t m0 = t * per, rows = std::min(per, M - m0);
+      if (rows <= 0) continue;
+      const RowMat<const float> xs{x.row(m0), rows, x.cols, x.stride};
+      const RowMat<float> os{out.row(m0), rows, out.cols, out.stride};
+      for (int64_t n0 = 0; n0 < N; n0 += NC)
+        gemm_block<WT, true>(xs, w, w_row_bytes, os, n0, std::min(NC, N - n0), K, thread_scratch());
+    }
+    return;
+  }
   // Column blocks: one per thread (each thread then packs all of x once per K block), more only
   // when a thread's share exceeds NC columns. Every block costs the same, so a static split is even.
-  const int64_t nthreads = omp_get_max_threads();
   const int64_t per_thread = (N + nthreads - 1) / nthreads;
   const int64_t chunks = nthreads * ((per_thread + NC - 1) / NC);
   const int64_t nc = std::max<int64_t>(NR, ((N + chunks - 1) / chunks + NR - 1) / NR * NR);
