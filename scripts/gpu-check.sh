@@ -59,5 +59,5 @@ echo "================ gpu-check summary ($(nvidia-smi --query-gpu=name --format
 for r in "${rows[@]}"; do echo "$r"; done
 if [ -f "$LOG/bench.log" ]; then
   echo "---------------- bench (time per call, counters) ----------------"
-  grep -E "^(probe|gemv|gemm|attn|rms_norm)" "$LOG/bench.log" | awk '{ $3=""; $4=""; print }' | sed 's/  */ /g'
+  grep -E "^[a-z_0-9]+/" "$LOG/bench.log" | awk '{ $3=""; $4=""; print }' | sed 's/  */ /g'
 fi
