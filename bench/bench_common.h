@@ -27,6 +27,8 @@
 #include <utility>
 #include <vector>
 
+#include "ops/ops.h"
+
 namespace sailvl::bench {
 
 struct Llm {
@@ -291,6 +293,15 @@ inline std::vector<SampleRow> sample_rows() {
   return {{std::string(m.tag) + "/greedy", m.V, m.allowed_vocab, SampleMode::Greedy},
           {std::string(m.tag) + "/temp1_topk50", m.V, m.allowed_vocab, SampleMode::TopK50},  // the card's setting
           {std::string(m.tag) + "/temp1_topp0.9", m.V, m.allowed_vocab, SampleMode::TopP09}};  // sorts all of V
+}
+// The sampler settings of a row (the same on CPU and CUDA).
+inline ops::SamplingParams sampling_params(const SampleRow& r) {
+  ops::SamplingParams p;
+  p.allowed_vocab = r.allowed;
+  if (r.mode != SampleMode::Greedy) p.temperature = 1.0f;
+  if (r.mode == SampleMode::TopK50) p.top_k = 50;
+  if (r.mode == SampleMode::TopP09) p.top_p = 0.9f;
+  return p;
 }
 
 }  // namespace sailvl::bench

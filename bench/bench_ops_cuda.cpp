@@ -369,15 +369,7 @@ void BM_PatchEmbed(benchmark::State& st, const bn::PatchRow& r) {
 
 void BM_Sample(benchmark::State& st, const bn::SampleRow& r) {
   const Tensor logits = in({r.V}, DType::F32, 32, 8.0f);
-  ops::SamplingParams p;
-  p.allowed_vocab = r.allowed;
-  if (r.mode == bn::SampleMode::TopK50) {
-    p.temperature = 1.0f;
-    p.top_k = 50;
-  } else if (r.mode == bn::SampleMode::TopP09) {
-    p.temperature = 1.0f;
-    p.top_p = 0.9f;
-  }
+  const ops::SamplingParams p = bn::sampling_params(r);
   uint64_t step = 0;
   run_row(st, 0, r.V * F32, Limit::Copy, [&] { benchmark::DoNotOptimize(gpu::sample(logits, p, step++)); });
 }
