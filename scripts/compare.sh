@@ -62,44 +62,4 @@ for p in "${presets[@]}"; do
   fi
 done
 
-"$PY" - "$OUT_DIR" "$THREADS" "$DEVICE" "${presets[@]}" <<'EOF'
-import glob, json, os, subprocess, sys
-out, threads, device, presets = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4:]
-commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
-print(f"\n## sailvl vs HF transformers — {device}, {threads} threads, commit {commit}, raw JSON in {out}\n")
-print("| preset | row | sailvl | HF float32 | HF bfloat16 | speed-up vs HF's best |")
-print("|---|---|---|---|---|---|")
-for p in presets:
-    ours = json.load(open(f"{out}/{p}.sailvl.json"))
-    hf = {}
-    for f in glob.glob(f"{out}/{p}.hf.*.json"):
-        r = json.loads(open(f).read())
-        hf[r["dtype"]] = r
-    f32, b16 = hf.get("float32"), hf.get("bfloat16")
-    def hf_val(r, key):
-        if r is None:
-            return None
-        if key == "vision": return r["vision_ms"]
-        if key == "prefill": return r["prefill_ms"]
-        return r["decode_hand_loop"]["tok_s"]
-    b16_decode = None
-    if b16 is None and f32 is not None and f32.get("bf16_decode_hand_loop"):
-        b16_decode = f32["bf16_decode_hand_loop"]["tok_s"]
-    t = ours["ttft_ms"]
-    rows = [("vision + projector, ms", "vision", t["vision"] + t["projector"], False),
-            (f"prefill {ours['prompt_tokens']} tokens, ms", "prefill", t["prefill"], False),
-            ("decode, tok/s", "decode", ours["decode"]["tokens_per_s_median"], True)]
-    for label, key, mine, higher_better in rows:
-        a = hf_val(f32, key)
-        b = hf_val(b16, key) if b16 is not None else (b16_decode if key == "decode" else None)
-        cands = [v for v in (a, b) if v]
-        best = (max(cands) if higher_better else min(cands)) if cands else None
-        ratio = (mine / best if higher_better else best / mine) if best else None
-        fmt = (lambda v: "—" if v is None else (f"{v:.2f}" if higher_better else f"{v:.0f}"))
-        b_txt = fmt(b) + (" (cast after F32 prefill)" if b is not None and b16 is None else "")
-        print(f"| {p} | {label} | {fmt(mine)} | {fmt(a)} | {b_txt} | {'—' if ratio is None else f'{ratio:.2f}×'} |")
-    ck = sum(os.path.getsize(f) for f in glob.glob(f"models/{p}/*.safetensors"))
-    rss = ours["peak_host_bytes"]
-    print(f"| {p} | peak host RSS | {rss/1e9:.2f} GB | {f32['peak_rss_bytes']/1e9 if f32 else 0:.2f} GB | | "
-          f"{100*rss/ck:.0f} % of the {ck/1e9:.2f} GB checkpoint |")
-EOF
+python3 tools/reference/compare_table.py "$OUT_DIR" "$THREADS" "$DEVICE" models "${presets[@]}"
