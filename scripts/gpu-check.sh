@@ -9,7 +9,7 @@
 #                                    (without .gpu/ it configures and builds build-gpu/ first, which
 #                                    needs the apt packages of scripts/deps.sh)
 # Knobs: PRESET (sailvl-1d5-2b), TILES (7), GEN (64), BUDGET_S (540: every step's timeout is cut to
-# what is left of it), SKIP_E2E=1, SKIP_SAN=1, SKIP_BENCH=1, ONLY_TESTS=1.
+# what is left of it), SAN_S (120: each sanitizer run), SKIP_E2E=1, SKIP_SAN=1, SKIP_BENCH=1, ONLY_TESTS=1.
 # No network. Logs go to /tmp/gpu-check; $OUT/gpu-check.tgz (when $OUT is set: the device
 # machine's fetch folder) is refreshed after every step, so a run cut short still reports.
 set -uo pipefail
@@ -105,6 +105,7 @@ fi
 
 # ---- GPU tests ----
 for t in "$B"/cuda_test_*; do
+  case "$t" in *.cmake) continue ;; esac
   step "$(basename "$t" | sed 's/^cuda_test_//')" 150 "$t" --gtest_color=no
 done
 
@@ -130,10 +131,10 @@ if [ -z "${SKIP_SAN:-}" ] && [ -x "$SAN" ]; then
   for tool in memcheck racecheck initcheck synccheck; do
     extra=()
     [ "$tool" = memcheck ] && extra=(--leak-check full)
-    step "san-$tool" 200 "$SAN" --tool "$tool" "${extra[@]}" --error-exitcode 1 "$OPS" --gtest_color=no &
+    step "san-$tool" "${SAN_S:-120}" "$SAN" --tool "$tool" "${extra[@]}" --error-exitcode 1 "$OPS" --gtest_color=no &
     pids+=($!)
   done
-  step san-memcheck-model 200 "$SAN" --tool memcheck --error-exitcode 1 "$B/cuda_test_model_cuda" --gtest_color=no \
+  step san-memcheck-model "${SAN_S:-120}" "$SAN" --tool memcheck --error-exitcode 1 "$B/cuda_test_model_cuda" --gtest_color=no \
     --gtest_filter='*VisionStages*'
   wait "${pids[@]}"
   # rows added in the background subshells are lost: rebuild them from the logs
