@@ -1,6 +1,7 @@
 // AIMv2 forward: see aimv2.h for the math and its source.
 #include "model/aimv2.h"
 
+#include <algorithm>
 #include <string>
 
 #include "model/model.h"
@@ -10,30 +11,34 @@ namespace sailvl::model {
 
 namespace {
 
-// Buffers for one tile, allocated once per forward() and reused by every tile and block.
+// Buffers for one pass of P tiles (M = P·N rows), allocated once per forward() and reused by every
+// pass and block. The tiles of a pass share every GEMM; attention stays within each tile.
 struct Scratch {
-  Tensor px;       // [1, 3, S, S]
-  Tensor patches;  // [1, N, C], N = G²
-  Tensor x;        // [N, C]  the residual stream
-  Tensor n;        // [N, C]  normed input of a sub-block
-  Tensor q, k, v;  // [N, C]  = [N, H, Dh]
-  Tensor a;        // [N, C]
-  Tensor y;        // [N, C]
-  Tensor g, u;     // [N, F]  SwiGLU gate and up
+  Tensor px;       // [P, 3, S, S]
+  Tensor patches;  // [P, N, C], N = G²
+  Tensor x;        // [M, C]  the residual stream
+  Tensor n;        // [M, C]  normed input of a sub-block
+  Tensor qkv;      // [M, 3C] = [M, 3H, Dh]: heads 0..H-1 q, H..2H-1 k, 2H..3H-1 v
+  Tensor a;        // [M, C]
+  Tensor y;        // [M, C]
+  Tensor g, u;     // [M, F]  SwiGLU gate and up
 };
 
 // x = x + proj(MHA(RMSNorm_1(x)))
-void attention_block(Scratch& s, const Aimv2Block& B, const loader::VisionConfig& cfg) {
-  const int64_t N = s.x.size(0), H = cfg.heads, Dh = cfg.head_dim;
+void attention_block(Scratch& s, const Aimv2Block& B, const loader::VisionConfig& cfg, int64_t N) {
+  const int64_t M = s.x.size(0), H = cfg.heads, Dh = cfg.head_dim;
   const float eps = static_cast<float>(cfg.norm_eps);
-  ops::rms_norm(s.n, s.x, B.norm_1, eps);                   // n = RMSNorm_1(x)           [N, C]
-  ops::linear(s.q, s.n, B.wq, B.bq);                        // q = n·Wqᵀ                   [N, H·Dh]
-  ops::linear(s.k, s.n, B.wk, B.bk);                        // k = n·Wkᵀ                   [N, H·Dh]
-  ops::linear(s.v, s.n, B.wv, B.bv);                        // v = n·Wvᵀ                   [N, H·Dh]
-  ops::attention(s.a.reshape({N, H, Dh}), s.q.reshape({N, H, Dh}), s.k.reshape({N, H, Dh}),
-                 s.v.reshape({N, H, Dh}), {.causal = false});  // a = softmax(q·kᵀ/√Dh)·v   [N, H, Dh]
-  ops::linear(s.y, s.a, B.proj_w, B.proj_b);                // y = a·Woᵀ                   [N, C]
-  ops::add(s.x, s.x, s.y);                                  // x = x + y                   [N, C]
+  ops::rms_norm(s.n, s.x, B.norm_1, eps);                   // n = RMSNorm_1(x)           [M, C]
+  ops::linear(s.qkv, s.n, B.qkv_w, B.qkv_b);                // [q k v] = n·Wqkvᵀ           [M, 3·H·Dh]
+  const Tensor heads = s.qkv.reshape({M, 3 * H, Dh});
+  const Tensor a = s.a.reshape({M, H, Dh});
+  for (int64_t t = 0; t < M / N; ++t) {                     // each tile attends to itself
+    const Tensor qkv_t = heads.narrow(0, t * N, N);
+    ops::attention(a.narrow(0, t * N, N), qkv_t.narrow(1, 0, H), qkv_t.narrow(1, H, H), qkv_t.narrow(1, 2 * H, H),
+                   {.causal = false});                      // a = softmax(q·kᵀ/√Dh)·v    [N, H, Dh]
+  }
+  ops::linear(s.y, s.a, B.proj_w, B.proj_b);                // y = a·Woᵀ                   [M, C]
+  ops::add(s.x, s.x, s.y);                                  // x = x + y                   [M, C]
 }
 
 // x = x + fc2(silu(fc1(y)) ⊙ fc3(y)),  y = RMSNorm_2(x)
@@ -82,16 +87,8 @@ Aimv2 Aimv2::load(const loader::WeightMap& weights, const loader::VisionConfig& 
     auto W = weights.scope("vision_model.trunk.blocks." + std::to_string(i));
     Aimv2Block B;
     B.norm_1 = place_as_activation(W.require("norm_1.weight", {C}), device);
-    const Tensor qkv = place(W.require("attn.qkv.weight", {3 * C, C}), device);
-    B.wq = qkv.narrow(0, 0, C);      // rows [0, C)    -> q
-    B.wk = qkv.narrow(0, C, C);      // rows [C, 2C)   -> k
-    B.wv = qkv.narrow(0, 2 * C, C);  // rows [2C, 3C)  -> v
-    if (cfg.qkv_bias) {
-      const Tensor b = place_as_activation(W.require("attn.qkv.bias", {3 * C}), device);
-      B.bq = b.narrow(0, 0, C);
-      B.bk = b.narrow(0, C, C);
-      B.bv = b.narrow(0, 2 * C, C);
-    }
+    B.qkv_w = place(W.require("attn.qkv.weight", {3 * C, C}), device);
+    B.qkv_b = optional_bias(W, cfg.qkv_bias, "attn.qkv.bias", 3 * C, device);
     B.proj_w = place(W.require("attn.proj.weight", {C, C}), device);
     B.proj_b = optional_bias(W, cfg.use_bias, "attn.proj.bias", C, device);
     B.norm_2 = place_as_activation(W.require("norm_2.weight", {C}), device);
@@ -119,27 +116,40 @@ Tensor Aimv2::forward(const Tensor& pixels) const {
   const float eps = static_cast<float>(cfg_.norm_eps);
 
   Tensor out = Tensor::empty({T, N, C}, act, device_);
+  // Tiles per pass: one on the CPU (its GEMMs are large enough and the scratch stays small), all
+  // of them (up to 16) on a GPU, where M = 1024 rows per GEMM would leave the chip half idle.
+  const int64_t P = std::min<int64_t>(T, device_.is_cpu() ? 1 : 16), M = P * N;
   Scratch s;
-  s.px = Tensor::empty({1, cfg_.num_channels, S, S}, act, device_);
-  s.patches = Tensor::empty({1, N, C}, act, device_);
-  for (Tensor* t : {&s.x, &s.n, &s.q, &s.k, &s.v, &s.a, &s.y}) *t = Tensor::empty({N, C}, act, device_);
-  for (Tensor* t : {&s.g, &s.u}) *t = Tensor::empty({N, F}, act, device_);
+  s.px = Tensor::empty({P, cfg_.num_channels, S, S}, act, device_);
+  s.patches = Tensor::empty({P, N, C}, act, device_);
+  for (Tensor* t : {&s.x, &s.n, &s.a, &s.y}) *t = Tensor::empty({M, C}, act, device_);
+  s.qkv = Tensor::empty({M, 3 * C}, act, device_);
+  for (Tensor* t : {&s.g, &s.u}) *t = Tensor::empty({M, F}, act, device_);
 
-  for (int64_t t = 0; t < T; ++t) {
+  for (int64_t t0 = 0; t0 < T; t0 += P) {
+    const int64_t p = std::min(P, T - t0), m = p * N;  // the last pass may be short
+    Scratch v = s;                                     // views of the first m rows
+    v.px = s.px.narrow(0, 0, p);
+    v.patches = s.patches.narrow(0, 0, p);
+    for (Tensor* x : {&v.x, &v.n, &v.qkv, &v.a, &v.y, &v.g, &v.u}) *x = x->narrow(0, 0, m);
     // Preprocessor: x = RMSNorm(Conv(pixels)) + pos
-    s.px.copy_from(pixels.narrow(0, t, 1));
-    ops::patch_embed(s.patches, s.px, patch_w, patch_b);     // patches = Conv2d(px)     [1, N, C]
-    ops::rms_norm(s.x, s.patches.select(0, 0), patch_norm, eps);  // x = RMSNorm(patches) [N, C]
-    ops::add(s.x, s.x, pos);                                  // x = x + pos              [N, C]
+    v.px.copy_from(pixels.narrow(0, t0, p));
+    ops::patch_embed(v.patches, v.px, patch_w, patch_b);     // patches = Conv2d(px)     [p, N, C]
+    ops::rms_norm(v.x, v.patches.reshape({m, C}), patch_norm, eps);  // x = RMSNorm(patches) [m, C]
+    for (int64_t i = 0; i < p; ++i) {
+      const Tensor xi = v.x.narrow(0, i * N, N);
+      ops::add(xi, xi, pos);                                  // x = x + pos              [N, C]
+    }
 
     for (const Aimv2Block& B : blocks_) {
-      attention_block(s, B, cfg_);
-      mlp_block(s, B, cfg_);
+      attention_block(v, B, cfg_, N);
+      mlp_block(v, B, cfg_);
     }
+    Tensor dst = out.narrow(0, t0, p).reshape({m, C});
     if (post_norm_)
-      ops::rms_norm(out.select(0, t), s.x, *post_norm_, eps);  // feature = post_trunk_norm(x)  [N, C]
+      ops::rms_norm(dst, v.x, *post_norm_, eps);              // feature = post_trunk_norm(x)  [m, C]
     else
-      out.select(0, t).copy_from(s.x);
+      dst.copy_from(v.x);
   }
   return out;
 }

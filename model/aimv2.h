@@ -33,8 +33,8 @@ namespace sailvl::model {
 // One AIMv2Block; names relative to vision_model.trunk.blocks.{i}.
 struct Aimv2Block {
   Tensor norm_1;                     // norm_1.weight                        [C]
-  Tensor wq, wk, wv;                 // attn.qkv.weight rows 0:C, C:2C, 2C:3C [C, C] each
-  std::optional<Tensor> bq, bk, bv;  // attn.qkv.bias (qkv_bias only)        [C]
+  Tensor qkv_w;                      // attn.qkv.weight: rows 0:C q, C:2C k, 2C:3C v  [3C, C]
+  std::optional<Tensor> qkv_b;       // attn.qkv.bias (qkv_bias only)        [3C]
   Tensor proj_w;                     // attn.proj.weight                     [C, C]
   std::optional<Tensor> proj_b;      // attn.proj.bias (use_bias only)       [C]
   Tensor norm_2;                     // norm_2.weight                        [C]

@@ -1,6 +1,7 @@
 // InternViT forward: see intern_vit.h for the math and its source.
 #include "model/intern_vit.h"
 
+#include <algorithm>
 #include <string>
 
 #include "model/model.h"
@@ -10,30 +11,35 @@ namespace sailvl::model {
 
 namespace {
 
-// Buffers for one tile, allocated once per forward() and reused by every tile and layer.
+// Buffers for one pass of P tiles (M = P·N rows, N = G² + 1), allocated once per forward() and
+// reused by every pass and layer. The tiles of a pass share every GEMM; attention stays within
+// each tile.
 struct Scratch {
-  Tensor px;       // [1, 3, S, S]  this tile's pixels in the activation dtype
-  Tensor patches;  // [1, G², C]
-  Tensor h;        // [N, C]  the residual stream, N = G² + 1 (CLS first)
-  Tensor n;        // [N, C]  normed input of a sub-block
-  Tensor q, k, v;  // [N, C]  = [N, H, Dh]
-  Tensor a;        // [N, C]  attention output (heads concatenated)
-  Tensor y;        // [N, C]  sub-block output before the layer scale
-  Tensor f;        // [N, F]  MLP hidden
+  Tensor px;       // [P, 3, S, S]  the pass's pixels in the activation dtype
+  Tensor patches;  // [P, G², C]
+  Tensor h;        // [M, C]  the residual stream, tile i in rows [i·N, (i+1)·N), CLS first
+  Tensor n;        // [M, C]  normed input of a sub-block
+  Tensor qkv;      // [M, 3C] = [M, 3H, Dh]: heads 0..H-1 q, H..2H-1 k, 2H..3H-1 v
+  Tensor a;        // [M, C]  attention output (heads concatenated)
+  Tensor y;        // [M, C]  sub-block output before the layer scale
+  Tensor f;        // [M, F]  MLP hidden
 };
 
 // h = h + ls1 ⊙ proj(MHA(LN1(h)))
-void attention_block(Scratch& s, const InternVitLayer& L, const loader::VisionConfig& cfg) {
-  const int64_t N = s.h.size(0), H = cfg.heads, Dh = cfg.head_dim;
+void attention_block(Scratch& s, const InternVitLayer& L, const loader::VisionConfig& cfg, int64_t N) {
+  const int64_t M = s.h.size(0), H = cfg.heads, Dh = cfg.head_dim;
   const float eps = static_cast<float>(cfg.norm_eps);
-  ops::layer_norm(s.n, s.h, L.norm1_w, L.norm1_b, eps);     // n = LN1(h)                 [N, C]
-  ops::linear(s.q, s.n, L.wq, L.bq);                        // q = n·Wqᵀ + bq              [N, H·Dh]
-  ops::linear(s.k, s.n, L.wk, L.bk);                        // k = n·Wkᵀ + bk              [N, H·Dh]
-  ops::linear(s.v, s.n, L.wv, L.bv);                        // v = n·Wvᵀ + bv              [N, H·Dh]
-  ops::attention(s.a.reshape({N, H, Dh}), s.q.reshape({N, H, Dh}), s.k.reshape({N, H, Dh}),
-                 s.v.reshape({N, H, Dh}), {.causal = false});  // a = softmax(q·kᵀ/√Dh)·v   [N, H, Dh]
-  ops::linear(s.y, s.a, L.proj_w, L.proj_b);                // y = a·Woᵀ + bo              [N, C]
-  ops::add_scaled(s.h, s.h, L.ls1, s.y);                    // h = h + ls1 ⊙ y             [N, C]
+  ops::layer_norm(s.n, s.h, L.norm1_w, L.norm1_b, eps);     // n = LN1(h)                 [M, C]
+  ops::linear(s.qkv, s.n, L.qkv_w, L.qkv_b);                // [q k v] = n·Wqkvᵀ + b       [M, 3·H·Dh]
+  const Tensor heads = s.qkv.reshape({M, 3 * H, Dh});
+  const Tensor a = s.a.reshape({M, H, Dh});
+  for (int64_t t = 0; t < M / N; ++t) {                     // each tile attends to itself
+    const Tensor qkv_t = heads.narrow(0, t * N, N);
+    ops::attention(a.narrow(0, t * N, N), qkv_t.narrow(1, 0, H), qkv_t.narrow(1, H, H), qkv_t.narrow(1, 2 * H, H),
+                   {.causal = false});                      // a = softmax(q·kᵀ/√Dh)·v    [N, H, Dh]
+  }
+  ops::linear(s.y, s.a, L.proj_w, L.proj_b);                // y = a·Woᵀ + bo              [M, C]
+  ops::add_scaled(s.h, s.h, L.ls1, s.y);                    // h = h + ls1 ⊙ y             [M, C]
 }
 
 // h = h + ls2 ⊙ fc2(GELU(fc1(LN2(h))))
@@ -84,16 +90,8 @@ InternViT InternViT::load(const loader::WeightMap& weights, const loader::Vision
     InternVitLayer L;
     L.norm1_w = place_as_activation(W.require("norm1.weight", {C}), device);
     L.norm1_b = place_as_activation(W.require("norm1.bias", {C}), device);
-    const Tensor qkv = place(W.require("attn.qkv.weight", {3 * C, C}), device);
-    L.wq = qkv.narrow(0, 0, C);      // rows [0, C)    -> q
-    L.wk = qkv.narrow(0, C, C);      // rows [C, 2C)   -> k
-    L.wv = qkv.narrow(0, 2 * C, C);  // rows [2C, 3C)  -> v
-    if (cfg.qkv_bias) {
-      const Tensor b = place_as_activation(W.require("attn.qkv.bias", {3 * C}), device);
-      L.bq = b.narrow(0, 0, C);
-      L.bk = b.narrow(0, C, C);
-      L.bv = b.narrow(0, 2 * C, C);
-    }
+    L.qkv_w = place(W.require("attn.qkv.weight", {3 * C, C}), device);
+    if (cfg.qkv_bias) L.qkv_b = place_as_activation(W.require("attn.qkv.bias", {3 * C}), device);
     L.proj_w = place(W.require("attn.proj.weight", {C, C}), device);
     L.proj_b = place_as_activation(W.require("attn.proj.bias", {C}), device);
     L.ls1 = place_as_activation(W.require("ls1", {C}), device);
@@ -118,25 +116,38 @@ Tensor InternViT::forward(const Tensor& pixels) const {
   const DType act = activation_dtype(device_);
 
   Tensor out = Tensor::empty({T, G * G, C}, act, device_);  // features, CLS dropped
+  // Tiles per pass: one on the CPU (its GEMMs are large enough and the scratch stays small), all
+  // of them (up to 16) on a GPU, where M = 1025 rows per GEMM would leave the chip half idle.
+  const int64_t P = std::min<int64_t>(T, device_.is_cpu() ? 1 : 16), M = P * N;
   Scratch s;
-  s.px = Tensor::empty({1, cfg_.num_channels, S, S}, act, device_);
-  s.patches = Tensor::empty({1, G * G, C}, act, device_);
-  for (Tensor* t : {&s.h, &s.n, &s.q, &s.k, &s.v, &s.a, &s.y}) *t = Tensor::empty({N, C}, act, device_);
-  s.f = Tensor::empty({N, F}, act, device_);
+  s.px = Tensor::empty({P, cfg_.num_channels, S, S}, act, device_);
+  s.patches = Tensor::empty({P, G * G, C}, act, device_);
+  for (Tensor* t : {&s.h, &s.n, &s.a, &s.y}) *t = Tensor::empty({M, C}, act, device_);
+  s.qkv = Tensor::empty({M, 3 * C}, act, device_);
+  s.f = Tensor::empty({M, F}, act, device_);
 
-  for (int64_t t = 0; t < T; ++t) {
-    // Embeddings: h = [cls ; Conv(pixels)] + pos
-    s.px.copy_from(pixels.narrow(0, t, 1));
-    ops::patch_embed(s.patches, s.px, patch_w, patch_b);     // patches = Conv2d(px)     [1, G², C]
-    s.h.narrow(0, 0, 1).copy_from(cls);                       // h[0]   = cls             [1, C]
-    s.h.narrow(0, 1, G * G).copy_from(s.patches.select(0, 0));  // h[1:] = patches       [G², C]
-    ops::add(s.h, s.h, pos);                                  // h = h + pos              [N, C]
+  for (int64_t t0 = 0; t0 < T; t0 += P) {
+    const int64_t p = std::min(P, T - t0), m = p * N;  // the last pass may be short
+    Scratch v = s;                                     // views of the first m rows
+    v.px = s.px.narrow(0, 0, p);
+    v.patches = s.patches.narrow(0, 0, p);
+    for (Tensor* x : {&v.h, &v.n, &v.qkv, &v.a, &v.y, &v.f}) *x = x->narrow(0, 0, m);
+    // Embeddings: h = [cls ; Conv(pixels)] + pos, per tile
+    v.px.copy_from(pixels.narrow(0, t0, p));
+    ops::patch_embed(v.patches, v.px, patch_w, patch_b);     // patches = Conv2d(px)     [p, G², C]
+    for (int64_t i = 0; i < p; ++i) {
+      Tensor hi = v.h.narrow(0, i * N, N);
+      hi.narrow(0, 0, 1).copy_from(cls);                      // h[0]   = cls             [1, C]
+      hi.narrow(0, 1, G * G).copy_from(v.patches.select(0, i));  // h[1:] = patches      [G², C]
+      ops::add(hi, hi, pos);                                  // h = h + pos              [N, C]
+    }
 
     for (const InternVitLayer& L : layers_) {
-      attention_block(s, L, cfg_);
-      mlp_block(s, L, cfg_);
+      attention_block(v, L, cfg_, N);
+      mlp_block(v, L, cfg_);
     }
-    out.select(0, t).copy_from(s.h.narrow(0, 1, G * G));      // drop CLS                 [G², C]
+    for (int64_t i = 0; i < p; ++i)
+      out.select(0, t0 + i).copy_from(v.h.narrow(0, i * N + 1, G * G));  // drop CLS    [G², C]
   }
   return out;
 }

@@ -28,8 +28,8 @@ namespace sailvl::model {
 // One InternVisionEncoderLayer; names relative to vision_model.encoder.layers.{i}.
 struct InternVitLayer {
   Tensor norm1_w, norm1_b;            // norm1.{weight,bias}        [C]
-  Tensor wq, wk, wv;                  // attn.qkv.weight rows 0:C, C:2C, 2C:3C   [C, C] each
-  std::optional<Tensor> bq, bk, bv;   // attn.qkv.bias, same split  [C] (qkv_bias)
+  Tensor qkv_w;                       // attn.qkv.weight: rows 0:C q, C:2C k, 2C:3C v   [3C, C]
+  std::optional<Tensor> qkv_b;        // attn.qkv.bias, same order  [3C] (qkv_bias)
   Tensor proj_w, proj_b;              // attn.proj.{weight,bias}    [C, C], [C]
   Tensor ls1, ls2;                    // layer scale                [C]
   Tensor norm2_w, norm2_b;            // norm2.{weight,bias}        [C]

@@ -47,7 +47,12 @@ uint64_t kv_cache_bytes(const loader::LlmConfig& l, int64_t kv_tokens, uint64_t 
 }
 
 // Peak of the image path for T tiles: max(tower, projector), see the header.
-uint64_t vision_bytes(const loader::ModelConfig& cfg, int64_t tiles, uint64_t a, uint64_t* tower_out,
+// Tiles the vision towers run in one pass (model/intern_vit.cpp, model/aimv2.cpp).
+int64_t tiles_per_pass(int64_t tiles, const Device& device) {
+  return std::min<int64_t>(tiles, device.is_cpu() ? 1 : 16);
+}
+
+uint64_t vision_bytes(const loader::ModelConfig& cfg, int64_t tiles, int64_t pass, uint64_t a, uint64_t* tower_out,
                       uint64_t* projector_out) {
   if (tiles <= 0) return 0;
   const loader::VisionConfig& v = cfg.vision;
@@ -55,8 +60,8 @@ uint64_t vision_bytes(const loader::ModelConfig& cfg, int64_t tiles, uint64_t a,
   const uint64_t T = u(tiles), C = u(v.hidden), Fv = u(v.intermediate), G = u(v.image_size / v.patch_size);
   const uint64_t N = G * G, Nv = N + (intern ? 1 : 0), S = u(v.image_size), D = u(cfg.llm.hidden);
   const uint64_t mlp = intern ? Nv * Fv : 2 * N * Fv;  // InternViT fc1 output; AIMv2 gate and up
-  // features [T, N, C] + one tile's scratch: pixels, patches, h/n/q/k/v/a/y [Nv, C], MLP hidden
-  const uint64_t tower = a * (T * N * C + u(v.num_channels) * S * S + N * C + 7 * Nv * C + mlp);
+  // features [T, N, C] + one pass's scratch: pixels, patches, h/n/qkv/a/y [Nv, 7C], MLP hidden
+  const uint64_t tower = a * (T * N * C + u(pass) * (u(v.num_channels) * S * S + N * C + 7 * Nv * C + mlp));
   // features, shuffle and LayerNorm output ([T, N/4, 4C] = T·N·C each), GELU input and rows [T, N/4, D]
   const uint64_t projector = a * T * (3 * N * C + 2 * (N / 4) * D);
   *tower_out = tower;
@@ -70,11 +75,11 @@ uint64_t prefill_bytes(const loader::LlmConfig& l, int64_t prefill_tokens, uint6
   return a * (P * (4 * D + 2 * HD + 2 * F) + D) + 24 * P;
 }
 
-// One tile's im2col columns [N, 3·P²] in `elem` bytes (0 without images).
-uint64_t im2col_bytes(const loader::VisionConfig& v, int64_t tiles, uint64_t elem) {
-  if (tiles <= 0) return 0;
+// One pass's im2col columns [pass · N, 3·P²] in `elem` bytes (0 without images).
+uint64_t im2col_bytes(const loader::VisionConfig& v, int64_t pass, uint64_t elem) {
+  if (pass <= 0) return 0;
   const uint64_t G = u(v.image_size / v.patch_size), P = u(v.patch_size);
-  return G * G * u(v.num_channels) * P * P * elem;
+  return u(pass) * G * G * u(v.num_channels) * P * P * elem;
 }
 
 uint64_t cuda_workspace_bytes(const loader::ModelConfig& cfg, int64_t tiles, int64_t kv_tokens) {
@@ -84,7 +89,7 @@ uint64_t cuda_workspace_bytes(const loader::ModelConfig& cfg, int64_t tiles, int
   uint64_t total = ops::kCudaLtWorkspaceBytes;
   total += slot(splits * u(l.heads) * (u(l.head_dim) + 2) * 4);            // attention partials (F32)
   total += slot(kCudaSampleBytesPerId * u(l.vocab) + kMiB);               // sampling
-  if (tiles > 0) total += slot(im2col_bytes(cfg.vision, tiles, 2));       // patch columns (BF16)
+  if (tiles > 0) total += slot(im2col_bytes(cfg.vision, tiles_per_pass(tiles, Device::cuda()), 2));  // BF16
   return total;
 }
 
@@ -94,7 +99,7 @@ uint64_t cpu_workspace_bytes(const loader::ModelConfig& cfg, int64_t tiles, int6
   const uint64_t keys = u(std::max<int64_t>(kv_tokens, G * G + 1));    // LLM keys or vision tokens
   const uint64_t dh = u(std::max(cfg.llm.head_dim, v.head_dim));
   const uint64_t per_thread = kCpuPanelBytesPerThread + kCpuAttentionRows * (keys + 2 * dh) * 4;
-  return u(std::max<int64_t>(threads, 1)) * per_thread + im2col_bytes(v, tiles, 4);
+  return u(std::max<int64_t>(threads, 1)) * per_thread + im2col_bytes(v, tiles_per_pass(tiles, Device::cpu()), 4);
 }
 
 }  // namespace
@@ -141,7 +146,7 @@ MemoryPlan plan_memory(const loader::ModelConfig& cfg, const Device& device, DTy
       str_cat("2 (K, V) x ", l.layers, " layers x ", p.kv_tokens, " tokens x ", l.kv_heads, " KV heads x ",
               l.head_dim, " x ", dtype_name(act)));
   uint64_t tower = 0, projector = 0;
-  const uint64_t vision = vision_bytes(cfg, p.tiles, a, &tower, &projector);
+  const uint64_t vision = vision_bytes(cfg, p.tiles, tiles_per_pass(p.tiles, device), a, &tower, &projector);
   set(MemPart::Vision, vision,
       p.tiles == 0 ? std::string("no images")
                    : str_cat(p.tiles, " tiles: the larger of the tower (", format_bytes(tower), ") and the projector (",

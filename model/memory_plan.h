@@ -14,9 +14,10 @@
 //               select_layer and a stored-but-tied lm_head are skipped)
 //   KV cache    2 (K, V) · L · K_tok · Hkv · Dh · a                       model/kv_cache.h
 //   vision      the image path's peak: max(tower, projector) where          model/intern_vit.cpp,
-//                 tower     = a · (T·N·C + 3·S² + N·C + 7·Nv·C + MLP)       model/aimv2.cpp,
+//                 tower     = a · (T·N·C + Tp·(3·S² + N·C + 7·Nv·C + MLP))  model/aimv2.cpp,
 //                 projector = a · T · (3·N·C + 2·(N/4)·D)                    model/projector.cpp
-//               (tower: features of all tiles + one tile's scratch, Nv = N + 1 with InternViT's CLS,
+//               (tower: features of all tiles + the scratch of one pass of Tp tiles: Tp = 1 on
+//               CPU, min(T, 16) on CUDA; Nv = N + 1 with InternViT's CLS,
 //               MLP = Nv·Fv for InternViT, 2·N·Fv for AIMv2's SwiGLU; projector: features, pixel
 //               shuffle and LayerNorm output [T, N/4, 4C] each, GELU input and rows [T, N/4, D])
 //   prefill     a · (P_tok · (4D + 2·H·Dh + 2F) + D) + 24 · P_tok          model/qwen2.cpp, generate.cpp
@@ -24,7 +25,7 @@
 //               E [P, D]; the decode input [1, D]; positions, ids and image-row indices, I64)
 //   logits      4 · V                                                      F32 [V] on the device
 //   workspaces  CUDA: the cuBLASLt workspace + the op scratch buffers (ops/cuda/context.h), each at
-//               least 1 MiB: one tile's im2col columns (N · 3P² · 2), decode attention partials
+//               least 1 MiB: one pass's im2col columns (Tp · N · 3P² · 2), decode attention partials
 //               (ceil(K_tok/64) splits · H · (Dh + 2) · 4) and sampling (37 B per vocabulary id:
 //               ops/cuda/sample.cu's arrays + cub's sort buffers, + 1 MiB);
 //               CPU: one tile's im2col columns (N · 3P² · 4) + per thread 4 MiB of GEMM panels and

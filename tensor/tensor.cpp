@@ -257,7 +257,22 @@ void Tensor::copy_from(const Tensor& src) {
   }
   // Strided or converting copies that touch the device go through the host. Correct and simple;
   // the hot paths (weights upload, KV cache) never take this branch.
-  Tensor hs = sd.is_cpu() ? src : src.contiguous().to(Device::cpu());
+  Tensor hs = src;
+  if (sd.is_cuda()) {
+    // The bytes the view spans (from its first element to its last) in one copy, then a host view
+    // with the same strides. (Not src.contiguous(): for a strided device view that is a device
+    // clone, whose copy_from would come straight back here.)
+    int64_t span = 1;
+    for (int64_t d = 0; d < src.dim(); ++d) {
+      SAILVL_CHECK(src.strides_[d] >= 0, Internal, "copy_from: negative stride in ", src.describe());
+      span += (src.shape_[d] - 1) * src.strides_[d];
+    }
+    Tensor buf = Tensor::empty({src.numel() == 0 ? 0 : span}, src.dtype_);
+    if (src.numel() > 0) cuda::memcpy_d2h(buf.raw_data(), src.raw_data(), static_cast<size_t>(span) * dtype_size(src.dtype_));
+    hs = buf;
+    hs.shape_ = src.shape_;
+    hs.strides_ = src.strides_;
+  }
   if (dd.is_cpu()) return host_copy(*this, hs);
   Tensor staged = Tensor::empty(shape_, dtype_);
   host_copy(staged, hs);

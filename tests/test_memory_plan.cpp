@@ -84,13 +84,14 @@ TEST(MemoryPlan, Sailvl2bBreakdownOnCudaMatchesHandComputedValues) {
   EXPECT_EQ(p[MemPart::KvCache], 2 * L * kKvTokens * Hkv * Dh * a);
   EXPECT_EQ(p[MemPart::KvCache], 112 * MiB);
 
-  // Vision: the tower holds the features of all tiles [T, N, C] plus one tile's buffers (pixels
-  // [3, 448, 448], patches [N, C], seven [Nv, C], MLP hidden [Nv, Fv]); the projector holds the
-  // features, the shuffle and LayerNorm outputs ([T, 256, 4C] each) and two [T, 256, D].
-  const uint64_t tower = a * (T * N * C + 3 * S * S + N * C + 7 * Nv * C + Nv * Fv);
+  // Vision: the tower holds the features of all tiles [T, N, C] plus the buffers of one pass,
+  // which on CUDA is all 11 tiles (pixels [3, 448, 448], patches [N, C], seven [Nv, C], MLP hidden
+  // [Nv, Fv], each per tile); the projector holds the features, the shuffle and LayerNorm outputs
+  // ([T, 256, 4C] each) and two [T, 256, D].
+  const uint64_t tower = a * (T * N * C + T * (3 * S * S + N * C + 7 * Nv * C + Nv * Fv));
   const uint64_t projector = a * T * (3 * N * C + 2 * 256 * D);
-  EXPECT_GT(projector, tower);
-  EXPECT_EQ(p[MemPart::Vision], projector);
+  EXPECT_GT(tower, projector);
+  EXPECT_EQ(p[MemPart::Vision], tower);
 
   // Prefill: workspace x, n, y [P, D]; q, a [P, H·Dh]; gate, up [P, F]; embeddings E [P, D]; the
   // decode input [1, D]; I64 positions, ids and image-row indices (8 bytes each per token).
@@ -100,11 +101,12 @@ TEST(MemoryPlan, Sailvl2bBreakdownOnCudaMatchesHandComputedValues) {
   EXPECT_EQ(p[MemPart::Logits], 4 * V);  // F32 [V]
 
   // cuBLASLt 32 MiB; attention partials ceil(4096/64) = 64 splits × 12 heads × 130 floats (< 1 MiB,
-  // so the 1 MiB minimum); sampling 37 B × V + 1 MiB; im2col of one tile [1024, 3·14·14] BF16.
+  // so the 1 MiB minimum); sampling 37 B × V + 1 MiB; im2col of one pass (all 11 tiles)
+  // [11 · 1024, 3·14·14] BF16.
   const uint64_t attention = 1 * MiB;
   EXPECT_LT(64 * H * (Dh + 2) * 4, attention);
   const uint64_t sampling = 37 * V + MiB;
-  const uint64_t im2col = N * 3 * Px * Px * 2;
+  const uint64_t im2col = T * N * 3 * Px * Px * 2;
   EXPECT_EQ(p[MemPart::Workspaces], 32 * MiB + attention + sampling + im2col);
 
   // Margin: 256 MiB + 5% of everything else.

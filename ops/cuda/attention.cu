@@ -3,7 +3,9 @@
 // query i iff j <= q_offset + i). BF16 in and out, F32 scores, softmax and accumulation.
 // Head dims 64 (InternViT) and 128 (AIMv2, Qwen2) are instantiated; nothing else is compiled.
 //
-// Prefill (T > 1): flash-style tiling with tensor cores (WMMA, BF16 16×16×16, F32 accumulate).
+// Prefill (T > 1): attn_prefill_mma_kernel (below; mma.sync, everything in registers) by default.
+// The first version, kept as a cross-check (SAILVL_CUDA_ATTENTION=wmma or set_prefill_kernel), is
+// flash-style tiling with tensor cores through WMMA (BF16 16×16×16, F32 accumulate):
 //   Block = 4 warps, 64 query rows of one head (16 rows per warp); key tiles of 64 rows. Per tile:
 //   S_w = Q_w·K_tileᵀ (WMMA, F32 in shared memory) -> online softmax by two lanes per row (running
 //   max m and sum l in registers; P rounded to BF16 into shared memory, l sums the rounded P so the
@@ -28,7 +30,10 @@
 #include <mma.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
+#include <cstdlib>
+#include <string_view>
 
 #include "ops/cuda/common.cuh"
 #include "ops/cuda/context.h"
@@ -203,6 +208,222 @@ __global__ void __launch_bounds__(128) attn_prefill_kernel(AttnArgs a) {
   }
 }
 
+// ---------------------------------------------------------------- prefill (mma.sync, FA2-style)
+//
+// The default prefill kernel. Same math as the WMMA kernel above (P rounded to BF16, l sums the
+// rounded P), but S, P and O never leave registers: S = Q·Kᵀ and O += P·V are PTX
+// mma.sync.m16n8k16 (BF16 in, F32 accumulate), and the accumulator layout of S is exactly the
+// A-operand layout of P, so P is packed to BF16 in place. Operands come from shared memory through
+// ldmatrix (.trans for V); K/V tiles are double-buffered with cp.async so the next tile streams in
+// while this one is multiplied. Block = 4 warps, 64 query rows (16 per warp), key tiles of 64.
+// Fragment layout of m16n8k16 (g = lane / 4, c = 2·(lane % 4)):
+//   A 16×16 row-major: a0 = (g, c..c+1), a1 = (g+8, c..), a2 = (g, c+8..), a3 = (g+8, c+8..)
+//   B 16×8  col-major: b0 = (k c..c+1, n g), b1 = (k c+8.., n g)
+//   C 16×8  F32:       c0,c1 = (g, c..c+1), c2,c3 = (g+8, c..c+1)
+// Rows are padded by 16 bytes so the 8 rows of an ldmatrix hit 8 different bank groups.
+// Shared memory (Dh = 128): Q 17 KB + K 2×17 KB + V 2×17 KB = 85 KB (opt-in); Dh = 64: 45 KB.
+
+template <int D>
+struct Mma {
+  static constexpr int kWarps = 4, BQ = 16 * kWarps, BK = 64, LD = D + 8;  // LD in BF16 elements
+  static constexpr size_t kTile = size_t{BK} * LD * 2;                    // bytes of one K or V tile
+  static constexpr size_t kQ = 0, kK = size_t{BQ} * LD * 2, kV = kK + 2 * kTile, kBytes = kV + 2 * kTile;
+};
+
+__device__ __forceinline__ uint32_t smem_addr(const void* p) {
+  return static_cast<uint32_t>(__cvta_generic_to_shared(p));
+}
+__device__ __forceinline__ void cp_async16(void* dst, const void* src, bool valid) {
+  // src-size 0 writes 16 zero bytes and reads nothing (rows past T or S).
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(smem_addr(dst)), "l"(src),
+               "r"(valid ? 16 : 0));
+}
+__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
+template <int N>
+__device__ __forceinline__ void cp_async_wait() { asm volatile("cp.async.wait_group %0;\n" ::"n"(N)); }
+
+__device__ __forceinline__ void ldmatrix_x4(uint32_t r[4], const bf16* p) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(smem_addr(p)));
+}
+__device__ __forceinline__ void ldmatrix_x4_trans(uint32_t r[4], const bf16* p) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(smem_addr(p)));
+}
+__device__ __forceinline__ void mma_16816(float c[4], const uint32_t a[4], uint32_t b0, uint32_t b1) {
+  asm volatile(
+      "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+      "{%0,%1,%2,%3};\n"
+      : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+__device__ __forceinline__ uint32_t pack_bf16(float lo, float hi, float& sum) {
+  const __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);  // .x (low half) = lo
+  const float2 f = __bfloat1622float2(v);
+  sum += f.x + f.y;  // l sums the rounded weights
+  return *reinterpret_cast<const uint32_t*>(&v);
+}
+
+// rows [0, rows) of D BF16 from src (row stride `stride`) into shared memory (row stride LD),
+// zero-filling rows >= valid; cp.async, 16 bytes per thread per step.
+template <int D, int LD>
+__device__ __forceinline__ void load_tile_async(bf16* dst, const bf16* src, int64_t stride, int rows, int64_t valid) {
+  constexpr int kChunks = D / 8;
+  for (int e = threadIdx.x; e < rows * kChunks; e += blockDim.x) {
+    const int r = e / kChunks, c = e % kChunks;
+    const bool ok = r < valid;
+    cp_async16(dst + r * LD + c * 8, ok ? src + r * stride + c * 8 : src, ok);
+  }
+}
+
+template <int D>
+__global__ void __launch_bounds__(128) attn_prefill_mma_kernel(AttnArgs a) {
+  using C = Mma<D>;
+  constexpr int LD = C::LD, NT = C::BK / 8, DT = D / 8;  // S n-tiles, O n-tiles per warp
+  extern __shared__ __align__(128) unsigned char smem[];
+  bf16* Qs = reinterpret_cast<bf16*>(smem + C::kQ);
+  bf16* Ks = reinterpret_cast<bf16*>(smem + C::kK);
+  bf16* Vs = reinterpret_cast<bf16*>(smem + C::kV);
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, c2 = 2 * (lane & 3);
+
+  // Heaviest causal blocks (the last query rows) first.
+  const int64_t qblk = a.causal ? int64_t{gridDim.x} - 1 - blockIdx.x : int64_t{blockIdx.x};
+  const int64_t h = blockIdx.y, kvh = h / (a.H / a.Hkv);
+  const int64_t q0 = qblk * C::BQ;
+  const bf16* kb = a.k + kvh * a.ks1;
+  const bf16* vb = a.v + kvh * a.vs1;
+
+  int64_t k_end = a.S;
+  if (a.causal) k_end = std::min<int64_t>(a.S, a.q_offset + std::min<int64_t>(a.T, q0 + C::BQ));
+  const int64_t n_tiles = (k_end + C::BK - 1) / C::BK;
+
+  load_tile_async<D, LD>(Qs, a.q + q0 * a.qs0 + h * a.qs1, a.qs0, C::BQ, a.T - q0);
+  if (n_tiles > 0) {
+    load_tile_async<D, LD>(Ks, kb, a.ks0, C::BK, a.S);
+    load_tile_async<D, LD>(Vs, vb, a.vs0, C::BK, a.S);
+  }
+  cp_async_commit();
+
+  uint32_t qf[D / 16][4];
+  float o[DT][4];
+#pragma unroll
+  for (int j = 0; j < DT; ++j) o[j][0] = o[j][1] = o[j][2] = o[j][3] = 0.f;
+  float m0 = -INFINITY, m1 = -INFINITY, l0 = 0.f, l1 = 0.f;  // rows g and g + 8 of this warp
+  const float scale_log2 = a.scale * 1.4426950408889634f;
+  const int64_t row0 = q0 + warp * 16 + g, row1 = row0 + 8;  // absolute query rows
+
+  for (int64_t t = 0; t < n_tiles; ++t) {
+    const int64_t k0 = t * C::BK;
+    const int buf = static_cast<int>(t & 1);
+    if (t + 1 < n_tiles) {  // stream the next tile into the other buffer
+      const int64_t k1 = k0 + C::BK;
+      load_tile_async<D, LD>(Ks + (buf ^ 1) * C::BK * LD, kb + k1 * a.ks0, a.ks0, C::BK, a.S - k1);
+      load_tile_async<D, LD>(Vs + (buf ^ 1) * C::BK * LD, vb + k1 * a.vs0, a.vs0, C::BK, a.S - k1);
+      cp_async_commit();
+      cp_async_wait<1>();  // everything but the newest group: Q and tile t have landed
+    } else {
+      cp_async_wait<0>();
+    }
+    __syncthreads();
+    if (t == 0) {
+#pragma unroll
+      for (int kk = 0; kk < D / 16; ++kk)
+        ldmatrix_x4(qf[kk], Qs + (warp * 16 + (lane & 15)) * LD + kk * 16 + (lane >> 4) * 8);
+    }
+    const bf16* Kt = Ks + buf * C::BK * LD;
+    const bf16* Vt = Vs + buf * C::BK * LD;
+
+    // S[16, BK] = Q_w · K_tileᵀ
+    float s[NT][4];
+#pragma unroll
+    for (int j = 0; j < NT; ++j) s[j][0] = s[j][1] = s[j][2] = s[j][3] = 0.f;
+#pragma unroll
+    for (int kk = 0; kk < D / 16; ++kk) {
+#pragma unroll
+      for (int n2 = 0; n2 < NT / 2; ++n2) {
+        uint32_t b[4];  // keys n2·16 + [0, 8) and [8, 16), dims kk·16 + [0, 8) and [8, 16)
+        ldmatrix_x4(b, Kt + (n2 * 16 + (lane & 7) + (lane >> 4) * 8) * LD + kk * 16 + ((lane >> 3) & 1) * 8);
+        mma_16816(s[2 * n2], qf[kk], b[0], b[1]);
+        mma_16816(s[2 * n2 + 1], qf[kk], b[2], b[3]);
+      }
+    }
+
+    // Scale into log2 units; mask keys past S and (causal) past each row's position.
+    const bool need_mask = k0 + C::BK > a.S || (a.causal && k0 + C::BK - 1 > a.q_offset + q0);
+    float mx0 = -INFINITY, mx1 = -INFINITY;
+#pragma unroll
+    for (int j = 0; j < NT; ++j) {
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        float x = s[j][e] * scale_log2;
+        if (need_mask) {
+          const int64_t kj = k0 + j * 8 + c2 + (e & 1);
+          const int64_t qi = e < 2 ? row0 : row1;
+          if (kj >= a.S || (a.causal && kj > a.q_offset + qi)) x = -INFINITY;
+        }
+        s[j][e] = x;
+      }
+      mx0 = fmaxf(mx0, fmaxf(s[j][0], s[j][1]));
+      mx1 = fmaxf(mx1, fmaxf(s[j][2], s[j][3]));
+    }
+    mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 1));
+    mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 2));
+    mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 1));
+    mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 2));
+    const float mn0 = fmaxf(m0, mx0), mn1 = fmaxf(m1, mx1);
+    // A row with nothing visible yet keeps m = -inf: subtract 0 instead so every p is exp2(-inf) = 0.
+    const float ms0 = mn0 == -INFINITY ? 0.f : mn0, ms1 = mn1 == -INFINITY ? 0.f : mn1;
+    const float al0 = exp2f(m0 - ms0), al1 = exp2f(m1 - ms1);  // m = -inf -> 0 (O, l are still 0)
+    m0 = mn0;
+    m1 = mn1;
+    l0 *= al0;
+    l1 *= al1;
+#pragma unroll
+    for (int j = 0; j < DT; ++j) {
+      o[j][0] *= al0;
+      o[j][1] *= al0;
+      o[j][2] *= al1;
+      o[j][3] *= al1;
+    }
+
+    // O += P · V_tile, P packed to BF16 straight from the S accumulators.
+#pragma unroll
+    for (int kk = 0; kk < C::BK / 16; ++kk) {
+      uint32_t p[4];
+      p[0] = pack_bf16(exp2f(s[2 * kk][0] - ms0), exp2f(s[2 * kk][1] - ms0), l0);
+      p[1] = pack_bf16(exp2f(s[2 * kk][2] - ms1), exp2f(s[2 * kk][3] - ms1), l1);
+      p[2] = pack_bf16(exp2f(s[2 * kk + 1][0] - ms0), exp2f(s[2 * kk + 1][1] - ms0), l0);
+      p[3] = pack_bf16(exp2f(s[2 * kk + 1][2] - ms1), exp2f(s[2 * kk + 1][3] - ms1), l1);
+#pragma unroll
+      for (int d2 = 0; d2 < D / 16; ++d2) {
+        uint32_t b[4];  // keys kk·16 + [0, 8) and [8, 16), dims d2·16 + [0, 8) and [8, 16)
+        ldmatrix_x4_trans(b, Vt + (kk * 16 + (lane & 7) + ((lane >> 3) & 1) * 8) * LD + d2 * 16 + (lane >> 4) * 8);
+        mma_16816(o[2 * d2], p, b[0], b[1]);
+        mma_16816(o[2 * d2 + 1], p, b[2], b[3]);
+      }
+    }
+    __syncthreads();  // this buffer is refilled two iterations from now
+  }
+
+  // The four lanes of a quad hold partial sums of the same rows.
+  l0 += __shfl_xor_sync(0xffffffffu, l0, 1);
+  l0 += __shfl_xor_sync(0xffffffffu, l0, 2);
+  l1 += __shfl_xor_sync(0xffffffffu, l1, 1);
+  l1 += __shfl_xor_sync(0xffffffffu, l1, 2);
+  const float inv0 = l0 > 0.f ? 1.f / l0 : 0.f, inv1 = l1 > 0.f ? 1.f / l1 : 0.f;
+#pragma unroll
+  for (int j = 0; j < DT; ++j) {
+    if (row0 < a.T)
+      *reinterpret_cast<__nv_bfloat162*>(a.out + row0 * a.os0 + h * a.os1 + j * 8 + c2) =
+          __floats2bfloat162_rn(o[j][0] * inv0, o[j][1] * inv0);
+    if (row1 < a.T)
+      *reinterpret_cast<__nv_bfloat162*>(a.out + row1 * a.os0 + h * a.os1 + j * 8 + c2) =
+          __floats2bfloat162_rn(o[j][2] * inv1, o[j][3] * inv1);
+  }
+}
+
 // ---------------------------------------------------------------- decode (flash-decoding)
 
 constexpr int kDecodeThreads = 128;
@@ -353,6 +574,24 @@ void launch_prefill(const AttnArgs& a, Context& ctx) {
 }
 
 template <int D>
+void launch_prefill_mma(const AttnArgs& a, Context& ctx) {
+  using C = Mma<D>;
+  SAILVL_CHECK(C::kBytes <= ctx.smem_optin(), Internal, "attention: prefill tile needs ", C::kBytes,
+               " bytes of shared memory, device allows ", ctx.smem_optin());
+  static const bool once = [] {  // per process; the attribute is per kernel, not per launch
+    CUDA_CHECK(cudaFuncSetAttribute(attn_prefill_mma_kernel<D>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                    static_cast<int>(C::kBytes)));
+    return true;
+  }();
+  (void)once;
+  const int64_t qblocks = (a.T + C::BQ - 1) / C::BQ;
+  SAILVL_CHECK(qblocks <= 0x7fffffff && a.H <= 65535, Internal, "attention: grid too large (T=", a.T, ", H=", a.H, ")");
+  const dim3 grid(static_cast<unsigned>(qblocks), static_cast<unsigned>(a.H));
+  attn_prefill_mma_kernel<D><<<grid, 128, C::kBytes, ctx.stream()>>>(a);
+  CUDA_CHECK_LAUNCH();
+}
+
+template <int D>
 void launch_decode(const AttnArgs& a, Context& ctx) {
   DecodeArgs da{};
   da.a = a;
@@ -415,10 +654,29 @@ void attention(const Tensor& out, const Tensor& q, const Tensor& k, const Tensor
   if (decode) {
     if (D == 64) launch_decode<64>(a, ctx);
     else launch_decode<128>(a, ctx);
-  } else {
+  } else if (prefill_kernel() == PrefillKernel::Wmma) {
     if (D == 64) launch_prefill<64>(a, ctx);
     else launch_prefill<128>(a, ctx);
+  } else {
+    if (D == 64) launch_prefill_mma<64>(a, ctx);
+    else launch_prefill_mma<128>(a, ctx);
   }
 }
+
+namespace {
+std::atomic<int> g_prefill_kernel{-1};
+}
+
+PrefillKernel prefill_kernel() {
+  int k = g_prefill_kernel.load(std::memory_order_relaxed);
+  if (k < 0) {
+    const char* e = std::getenv("SAILVL_CUDA_ATTENTION");
+    k = e && std::string_view(e) == "wmma" ? static_cast<int>(PrefillKernel::Wmma) : static_cast<int>(PrefillKernel::Mma);
+    g_prefill_kernel.store(k, std::memory_order_relaxed);
+  }
+  return static_cast<PrefillKernel>(k);
+}
+
+void set_prefill_kernel(PrefillKernel k) { g_prefill_kernel.store(static_cast<int>(k), std::memory_order_relaxed); }
 
 }  // namespace sailvl::ops::cuda

@@ -28,6 +28,7 @@ DeviceScratch& DeviceScratch::operator=(DeviceScratch&& o) noexcept {
 
 void* DeviceScratch::get(size_t bytes) {
   if (bytes <= bytes_ && ptr_) return ptr_;
+  const size_t old_bytes = bytes_;
   if (ptr_) {
     CUDA_CHECK(cudaDeviceSynchronize());  // earlier kernels may still read the old buffer
     CUDA_CHECK(cudaFree(ptr_));
@@ -35,7 +36,7 @@ void* DeviceScratch::get(size_t bytes) {
     bytes_ = 0;
   }
   // Grow geometrically so a slowly growing request (decode context) reallocates rarely.
-  const size_t want = std::max<size_t>(bytes, kCudaScratchMinBytes);
+  const size_t want = std::max({bytes, 2 * old_bytes, kCudaScratchMinBytes});
   cudaError_t e = cudaMalloc(&ptr_, want);
   if (e != cudaSuccess) {
     cudaGetLastError();
@@ -68,10 +69,23 @@ Context::~Context() {
   if (pinned_) cudaFreeHost(pinned_);
 }
 
+namespace {
+std::mutex g_table_mu;
+std::unique_ptr<Context>* g_table = nullptr;  // leaked on purpose: outlives static tensors
+int g_count = 0;
+}  // namespace
+
+void Context::release_all() {
+  std::lock_guard<std::mutex> lock(g_table_mu);
+  if (!g_table) return;
+  cudaDeviceSynchronize();
+  for (int i = 0; i < g_count; ++i) g_table[i].reset();
+}
+
 Context& Context::get(int device) {
-  static std::mutex mu;
-  static std::unique_ptr<Context>* table = nullptr;  // leaked on purpose: outlives static tensors
-  static int count = 0;
+  auto& mu = g_table_mu;
+  auto& table = g_table;
+  auto& count = g_count;
   std::lock_guard<std::mutex> lock(mu);
   if (!table) {
     SAILVL_CHECK(sailvl::cuda::available(), Cuda, sailvl::cuda::status().reason);

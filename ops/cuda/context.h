@@ -44,6 +44,9 @@ class DeviceScratch {
 class Context {
  public:
   static Context& get(int device);
+  // Destroys every device's context (stream, cuBLASLt handle, workspace, scratch, pinned word);
+  // the next get() makes a fresh one. For a clean process end under compute-sanitizer's leak check.
+  static void release_all();
 
   cudaStream_t stream() const { return stream_.get(); }
   cublasLtHandle_t lt() const { return lt_.get(); }

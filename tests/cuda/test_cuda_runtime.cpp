@@ -25,3 +25,24 @@ TEST(CudaRuntime, RoundTripAndAllocatorStats) {
   EXPECT_EQ(cuda::mem_stats().in_use, before);
   EXPECT_GT(cuda::mem_stats().peak, before);
 }
+
+// A strided view of a device tensor (a column slice, a transpose) copies to the host, to a
+// contiguous device clone and to another dtype without going through itself again.
+TEST(CudaRuntime, StridedDeviceViewsCopy) {
+  REQUIRE_GPU();
+  std::vector<float> v(24);
+  for (size_t i = 0; i < v.size(); ++i) v[i] = static_cast<float>(i) - 7.5f;
+  const Tensor x = Tensor::from_floats(v, {4, 6});
+  const Tensor d = x.to(Device::cuda());
+  const Tensor cols = d.narrow(1, 1, 3);  // [4, 3], strides (6, 1)
+  const std::vector<float> want = x.narrow(1, 1, 3).contiguous().to_floats();
+  EXPECT_FALSE(cols.is_contiguous());
+  EXPECT_EQ(cols.to(Device::cpu()).to_floats(), want);
+  const Tensor c = cols.contiguous();
+  EXPECT_TRUE(c.device().is_cuda());
+  EXPECT_TRUE(c.is_contiguous());
+  EXPECT_EQ(c.to_floats(), want);
+  EXPECT_EQ(cols.to(DType::BF16).to_floats(), want);  // exact: every value is a multiple of 0.5 < 256
+  const Tensor t = d.transpose(0, 1);  // [6, 4], strides (1, 6)
+  EXPECT_EQ(t.to_floats(), x.transpose(0, 1).contiguous().to_floats());
+}

@@ -19,6 +19,7 @@ TEST(CudaOps, NotBuilt) { GTEST_SKIP() << "built without the CUDA backend"; }
 #include <vector>
 
 #include "ops/cpu/cpu_ops.h"
+#include "ops/cuda/context.h"
 #include "ops/cuda/cuda_ops.h"
 #include "tensor/cuda/arena.h"
 #include "tensor/cuda/upload.h"
@@ -28,6 +29,20 @@ TEST(CudaOps, NotBuilt) { GTEST_SKIP() << "built without the CUDA backend"; }
 using namespace sailvl;
 namespace cpu = sailvl::ops::cpu;
 namespace gpu = sailvl::ops::cuda;
+
+namespace {
+// After the last test every tensor is gone: destroy the op contexts and hand the allocator's cache
+// back, so compute-sanitizer's leak check (scripts/gpu-check.sh) sees every byte freed.
+class ReleaseDeviceMemory : public ::testing::Environment {
+ public:
+  void TearDown() override {
+    if (!sailvl::cuda::available()) return;
+    gpu::Context::release_all();
+    sailvl::cuda::empty_cache();
+  }
+};
+[[maybe_unused]] ::testing::Environment* const kRelease = ::testing::AddGlobalTestEnvironment(new ReleaseDeviceMemory);
+}  // namespace
 
 #define REQUIRE_GPU()                                                             \
   do {                                                                            \
@@ -226,10 +241,18 @@ TEST(CudaOps, AttentionMatchesCpu) {
       {1, 700, 6, 1, 128, true, 699, 1024},    // decode, G = 6 (Qwen2.5-1.5B grouping)
       {1, 2048, 7, 1, 128, true, 2047, 2048},  // decode, G = 7 (Qwen2.5-7B grouping), many splits
       {1, 3, 2, 2, 64, false, 0, 8},           // decode, tiny S, D = 64
+      {200, 200, 4, 2, 64, true, 0, 200},      // causal prefill, D = 64, four query blocks + tail
+      {64, 64, 2, 2, 128, true, 0, 64},        // exactly one query block and one key tile
+      {1, 40, 12, 1, 128, true, 39, 64},       // T = 1 with 12 heads per KV head: the prefill kernel
+      {150, 1100, 3, 1, 128, false, 0, 1100},  // many key tiles (double buffering), S % 64 != 0
   };
+  const gpu::PrefillKernel saved = gpu::prefill_kernel();
+  for (const auto kernel : {gpu::PrefillKernel::Mma, gpu::PrefillKernel::Wmma})
   for (const auto& c : cases) {
-    SCOPED_TRACE(::testing::Message() << "T=" << c.T << " S=" << c.S << " H=" << c.H << " Hkv=" << c.Hkv
-                                      << " D=" << c.D << " causal=" << c.causal << " q_offset=" << c.q_offset);
+    gpu::set_prefill_kernel(kernel);
+    SCOPED_TRACE(::testing::Message() << (kernel == gpu::PrefillKernel::Mma ? "mma" : "wmma") << " T=" << c.T
+                                      << " S=" << c.S << " H=" << c.H << " Hkv=" << c.Hkv << " D=" << c.D
+                                      << " causal=" << c.causal << " q_offset=" << c.q_offset);
     Tensor q = rnd({c.T, c.H, c.D}, 40, 2.f);
     Tensor kc = rnd({c.cache_rows, c.Hkv, c.D}, 41, 2.f), vc = rnd({c.cache_rows, c.Hkv, c.D}, 42, 1.f);
     Tensor k = kc.narrow(0, 0, c.S), v = vc.narrow(0, 0, c.S);
@@ -245,6 +268,7 @@ TEST(CudaOps, AttentionMatchesCpu) {
     // the output once: error <= ~2·2^-9·max|v| (max|v| = 1) plus 2^-9·|out|.
     EXPECT_CLOSE(got, want, 6e-3, kBf16);
   }
+  gpu::set_prefill_kernel(saved);
 }
 
 // ---------------------------------------------------------------- data movement
