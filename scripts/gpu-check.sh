@@ -172,6 +172,8 @@ fi
 # ---- CUDA op benchmarks ----
 if [ -z "${SKIP_BENCH:-}" ] && [ -x "$B/bench_ops_cuda" ]; then
   step bench-ops 150 "$B/bench_ops_cuda" --benchmark_out="$LOG/bench_ops_cuda.json" --benchmark_out_format=json
+  # the first (WMMA) prefill attention kernel on the same rows, for the comparison
+  step bench-ops-attn-wmma 60 env SAILVL_CUDA_ATTENTION=wmma "$B/bench_ops_cuda" --benchmark_filter='attn/.*prefill|attn/.*tile'
 fi
 
 echo
