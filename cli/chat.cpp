@@ -130,7 +130,7 @@ int run(Args& a) {
       req.system_message = system;
       req.num_image_token = m.image_tokens_per_tile();
       req.layout = a.on("frames") ? model::ImageLayout::Video : model::ImageLayout::Auto;
-      const loader::PixelBatch batch = load_images(a, images);
+      const loader::PixelBatch batch = load_images(a, images, device);
       req.tiles = batch.tiles_per_image;
       const model::ChatPrompt prompt = model::build_chat_prompt(m.tokenizer(), req);
 

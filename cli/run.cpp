@@ -75,7 +75,7 @@ int run(Args& a) {
   const model::SailVL m = model::SailVL::load(dir, device, load);
   log(2, a, "sailvl: " + m.config().describe());
 
-  const loader::PixelBatch images = load_images(a, paths);
+  const loader::PixelBatch images = load_images(a, paths, device);
   const model::ChatRequest req = make_request(a, question, images.tiles_per_image, m.image_tokens_per_tile());
   const model::ChatPrompt prompt = model::build_chat_prompt(m.tokenizer(), req);
 

@@ -147,9 +147,12 @@ loader::PreprocessOptions preprocess_options(const Args& a) {
   return p;
 }
 
-loader::PixelBatch load_images(const Args& a, const std::vector<std::string>& paths) {
+loader::PixelBatch load_images(const Args& a, const std::vector<std::string>& paths, const Device& device) {
   if (paths.empty()) return {};
-  const auto opt = preprocess_options(a);
+  auto opt = preprocess_options(a);
+  // On a GPU the model takes BF16 pixels (the card's `.to(torch.bfloat16)`): round once here, so
+  // the upload is a plain copy of half the bytes.
+  if (device.is_cuda()) opt.dtype = DType::BF16;
   return a.on("frames") ? loader::preprocess_video_frames(paths, opt) : loader::preprocess_images(paths, opt);
 }
 

@@ -39,7 +39,8 @@ void apply_threads(const Args& a);
 model::GenerationOptions generation_options(const Args& a);
 loader::PreprocessOptions preprocess_options(const Args& a);
 // Preprocess the -i images (or --frames video frames); empty batch when none.
-loader::PixelBatch load_images(const Args& a, const std::vector<std::string>& paths);
+// Decoded and tiled as the card does; BF16 when the model runs on a GPU.
+loader::PixelBatch load_images(const Args& a, const std::vector<std::string>& paths, const Device& device);
 
 // Verbosity: 0 quiet, 1 normal, 2 verbose.
 int verbosity(const Args& a);

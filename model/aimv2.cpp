@@ -31,12 +31,8 @@ void attention_block(Scratch& s, const Aimv2Block& B, const loader::VisionConfig
   ops::rms_norm(s.n, s.x, B.norm_1, eps);                   // n = RMSNorm_1(x)           [M, C]
   ops::linear(s.qkv, s.n, B.qkv_w, B.qkv_b);                // [q k v] = n·Wqkvᵀ           [M, 3·H·Dh]
   const Tensor heads = s.qkv.reshape({M, 3 * H, Dh});
-  const Tensor a = s.a.reshape({M, H, Dh});
-  for (int64_t t = 0; t < M / N; ++t) {                     // each tile attends to itself
-    const Tensor qkv_t = heads.narrow(0, t * N, N);
-    ops::attention(a.narrow(0, t * N, N), qkv_t.narrow(1, 0, H), qkv_t.narrow(1, H, H), qkv_t.narrow(1, 2 * H, H),
-                   {.causal = false});                      // a = softmax(q·kᵀ/√Dh)·v    [N, H, Dh]
-  }
+  ops::attention(s.a.reshape({M, H, Dh}), heads.narrow(1, 0, H), heads.narrow(1, H, H), heads.narrow(1, 2 * H, H),
+                 {.causal = false, .batch = M / N});        // a = softmax(q·kᵀ/√Dh)·v per tile  [M, H, Dh]
   ops::linear(s.y, s.a, B.proj_w, B.proj_b);                // y = a·Woᵀ                   [M, C]
   ops::add(s.x, s.x, s.y);                                  // x = x + y                   [M, C]
 }

@@ -32,12 +32,8 @@ void attention_block(Scratch& s, const InternVitLayer& L, const loader::VisionCo
   ops::layer_norm(s.n, s.h, L.norm1_w, L.norm1_b, eps);     // n = LN1(h)                 [M, C]
   ops::linear(s.qkv, s.n, L.qkv_w, L.qkv_b);                // [q k v] = n·Wqkvᵀ + b       [M, 3·H·Dh]
   const Tensor heads = s.qkv.reshape({M, 3 * H, Dh});
-  const Tensor a = s.a.reshape({M, H, Dh});
-  for (int64_t t = 0; t < M / N; ++t) {                     // each tile attends to itself
-    const Tensor qkv_t = heads.narrow(0, t * N, N);
-    ops::attention(a.narrow(0, t * N, N), qkv_t.narrow(1, 0, H), qkv_t.narrow(1, H, H), qkv_t.narrow(1, 2 * H, H),
-                   {.causal = false});                      // a = softmax(q·kᵀ/√Dh)·v    [N, H, Dh]
-  }
+  ops::attention(s.a.reshape({M, H, Dh}), heads.narrow(1, 0, H), heads.narrow(1, H, H), heads.narrow(1, 2 * H, H),
+                 {.causal = false, .batch = M / N});        // a = softmax(q·kᵀ/√Dh)·v per tile  [M, H, Dh]
   ops::linear(s.y, s.a, L.proj_w, L.proj_b);                // y = a·Woᵀ + bo              [M, C]
   ops::add_scaled(s.h, s.h, L.ls1, s.y);                    // h = h + ls1 ⊙ y             [M, C]
 }

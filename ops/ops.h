@@ -45,10 +45,12 @@ struct AttentionParams {
   bool causal = false;  // key j is visible to query i iff j <= q_offset + i
   int64_t q_offset = 0; // absolute position of query row 0 (= keys already in the cache)
   float scale = 0;      // 0 -> 1/sqrt(Dh)
+  int64_t batch = 1;    // independent sequences stacked on dim 0 (the tiles of a vision pass)
 };
 // out[T, H, Dh] = softmax(q·kᵀ·scale + mask) · v with q [T, H, Dh], k/v [S, Hkv, Dh]; H % Hkv == 0
 // and query head h reads kv head h / (H / Hkv) (GQA). k/v may be views (e.g. a KV cache prefix).
-// Softmax in F32.
+// Softmax in F32. With batch = B > 1, dim 0 of q/out holds B sequences of T/B rows and dim 0 of
+// k/v B sequences of S/B rows; sequence b attends only to its own keys (one launch on a GPU).
 void attention(const Tensor& out, const Tensor& q, const Tensor& k, const Tensor& v, const AttentionParams& p);
 
 // Elementwise.

@@ -132,9 +132,6 @@ if [ -z "${SKIP_SAN:-}" ] && [ -x "$SAN" ]; then
   for tool in memcheck racecheck initcheck synccheck; do
     extra=()
     [ "$tool" = memcheck ] && extra=(--leak-check full)
-    # racecheck: our kernels only. cuBLAS's Hopper GEMMs (nvjet_*) synchronise shared memory with
-    # mbarriers/TMA, which racecheck does not model: it reported a hazard inside one on 2026-11-26.
-    [ "$tool" = racecheck ] && extra=(--kernel-name kns=sailvl)
     step "san-$tool" "${SAN_S:-120}" "$SAN" --tool "$tool" "${extra[@]}" --error-exitcode 1 "$OPS" --gtest_color=no &
     pids+=($!)
   done
@@ -146,6 +143,14 @@ if [ -z "${SKIP_SAN:-}" ] && [ -x "$SAN" ]; then
     f=$LOG/san-$tool.log
     ok=CHECK
     grep -q 'ERROR SUMMARY: 0 errors' "$f" && grep -q '^\[  PASSED  \]' "$f" && ! grep -q '^\[  FAILED  \]' "$f" && ok=PASS
+    # racecheck: cuBLAS's Hopper GEMMs (nvjet_*) order shared memory through mbarriers and TMA,
+    # which racecheck does not model (restricting it with --kernel-name made the sanitizer itself
+    # fault, 2026-11-26). Hazards reported only inside nvjet kernels are listed, not failed.
+    if [ "$tool" = racecheck ] && [ $ok = CHECK ] && grep -q '^\[  PASSED  \]' "$f" && ! grep -q '^\[  FAILED  \]' "$f" &&
+      ! grep "Race reported" "$f" | grep -qv "nvjet_"; then
+      ok="PASS*"
+      echo "racecheck: $(grep -c 'Race reported' "$f") hazard report(s), all inside cuBLAS nvjet kernels" >> "$f"
+    fi
     rows+=("$(printf '%-22s %-12s        %s' "san-$tool" "$ok" \
       "$(grep -m1 'ERROR SUMMARY' "$f") $(grep -m1 -E '^\[  (PASSED|FAILED)' "$f")")")
   done

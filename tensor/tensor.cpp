@@ -222,6 +222,22 @@ void host_copy(const Tensor& dst, const Tensor& src) {
     std::memmove(d, s, static_cast<size_t>(n) * dtype_size(src.dtype()));
     return;
   }
+  // Contiguous F32 <-> BF16 (pixels and activations to and from the GPU): straight loops the
+  // compiler vectorises, instead of the generic per-element path below.
+  if (dst.is_contiguous() && src.is_contiguous()) {
+    if (src.dtype() == DType::F32 && dst.dtype() == DType::BF16) {
+      const auto* f = reinterpret_cast<const float*>(s);
+      auto* h = reinterpret_cast<uint16_t*>(d);
+      for (int64_t i = 0; i < n; ++i) h[i] = f32_to_bf16(f[i]);
+      return;
+    }
+    if (src.dtype() == DType::BF16 && dst.dtype() == DType::F32) {
+      const auto* h = reinterpret_cast<const uint16_t*>(s);
+      auto* f = reinterpret_cast<float*>(d);
+      for (int64_t i = 0; i < n; ++i) f[i] = bf16_to_f32(h[i]);
+      return;
+    }
+  }
   const size_t ds = dtype_size(dst.dtype()), ss = dtype_size(src.dtype());
   const int64_t nd = src.dim();
   std::vector<int64_t> idx(static_cast<size_t>(nd), 0);

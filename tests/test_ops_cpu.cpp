@@ -405,6 +405,21 @@ TEST(Attention, ExplicitScaleAndErrors) {
   EXPECT_EQ(error_kind([&] { cpu::attention(out, q, k3, v3, p); }), ErrorKind::Internal);  // 2 % 3 != 0
 }
 
+// batch = 3 through the dispatcher: each sequence of 5 queries sees only its own 7 keys, so the
+// result equals three separate calls (bit for bit: the same kernel runs each sequence).
+TEST(Attention, BatchedSequencesAttendOnlyToThemselves) {
+  Tensor q = rand_tensor({15, 2, 8}, 66), k = rand_tensor({21, 2, 8}, 67), v = rand_tensor({21, 2, 8}, 68);
+  AttentionParams p;
+  p.batch = 3;
+  Tensor got = Tensor::empty({15, 2, 8}, DType::F32), want = Tensor::empty({15, 2, 8}, DType::F32);
+  ops::attention(got, q, k, v, p);
+  for (int64_t b = 0; b < 3; ++b)
+    cpu::attention(want.narrow(0, 5 * b, 5), q.narrow(0, 5 * b, 5), k.narrow(0, 7 * b, 7), v.narrow(0, 7 * b, 7), {});
+  EXPECT_CLOSE(got, want, 0.0, 0.0);
+  p.batch = 4;  // 15 rows do not split into 4 sequences
+  EXPECT_EQ(error_kind([&] { ops::attention(got, q, k, v, p); }), ErrorKind::Internal);
+}
+
 // ---------------------------------------------------------------------------------------------
 // elementwise
 

@@ -51,7 +51,7 @@ struct AttnArgs {
   const bf16* v;
   bf16* out;
   int64_t qs0, qs1, ks0, ks1, vs0, vs1, os0, os1;  // token and head strides (elements)
-  int64_t T, S, H, Hkv;
+  int64_t T, S, H, Hkv;  // per sequence; blockIdx.z picks the sequence of a batch
   int64_t q_offset;
   int causal;
   float scale;
@@ -78,6 +78,16 @@ struct Prefill {
                 (16 * LDO * 4) % 32 == 0 && (16 * LDK * 2) % 32 == 0);
 };
 
+// Points a at sequence blockIdx.z of a batch (AttentionParams::batch): T query rows and S key rows
+// each, stacked on dim 0.
+__device__ __forceinline__ void select_sequence(AttnArgs& a) {
+  const int64_t b = blockIdx.z;
+  a.q += b * a.T * a.qs0;
+  a.out += b * a.T * a.os0;
+  a.k += b * a.S * a.ks0;
+  a.v += b * a.S * a.vs0;
+}
+
 // Copies `rows` rows of D BF16 (row r at src + r*stride) into shared memory with leading dim ld,
 // zero-filling rows >= valid. 16-byte chunks, all threads of the block.
 template <int D>
@@ -102,6 +112,7 @@ __global__ void __launch_bounds__(128) attn_prefill_kernel(AttnArgs a) {
   float* Sw = reinterpret_cast<float*>(smem + C::kS) + warp * 16 * C::LDS;
   bf16* Pw = reinterpret_cast<bf16*>(smem + C::kP) + warp * 16 * C::LDP;
   float* Ow = reinterpret_cast<float*>(smem + C::kO) + warp * 16 * C::LDO;
+  select_sequence(a);
 
   const int64_t h = blockIdx.y, kvh = h / (a.H / a.Hkv);
   const int64_t q0 = int64_t{blockIdx.x} * C::BQ;
@@ -287,6 +298,7 @@ __global__ void __launch_bounds__(128) attn_prefill_mma_kernel(AttnArgs a) {
   bf16* Ks = reinterpret_cast<bf16*>(smem + C::kK);
   bf16* Vs = reinterpret_cast<bf16*>(smem + C::kV);
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, c2 = 2 * (lane & 3);
+  select_sequence(a);
 
   // Heaviest causal blocks (the last query rows) first.
   const int64_t qblk = a.causal ? int64_t{gridDim.x} - 1 - blockIdx.x : int64_t{blockIdx.x};
@@ -560,21 +572,22 @@ __global__ void attn_combine_kernel(const float* part, int64_t splits, int64_t H
 bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
 
 template <int D>
-void launch_prefill(const AttnArgs& a, Context& ctx) {
+void launch_prefill(const AttnArgs& a, int64_t batch, Context& ctx) {
   using C = Prefill<D>;
   SAILVL_CHECK(C::kBytes <= ctx.smem_optin(), Internal, "attention: prefill tile needs ", C::kBytes,
                " bytes of shared memory, device allows ", ctx.smem_optin());
   CUDA_CHECK(cudaFuncSetAttribute(attn_prefill_kernel<D>, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                   static_cast<int>(C::kBytes)));
   const int64_t qblocks = (a.T + C::BQ - 1) / C::BQ;
-  SAILVL_CHECK(qblocks <= 0x7fffffff && a.H <= 65535, Internal, "attention: grid too large (T=", a.T, ", H=", a.H, ")");
-  const dim3 grid(static_cast<unsigned>(qblocks), static_cast<unsigned>(a.H));
+  SAILVL_CHECK(qblocks <= 0x7fffffff && a.H <= 65535 && batch <= 65535, Internal, "attention: grid too large (T=", a.T,
+               ", H=", a.H, ", batch=", batch, ")");
+  const dim3 grid(static_cast<unsigned>(qblocks), static_cast<unsigned>(a.H), static_cast<unsigned>(batch));
   attn_prefill_kernel<D><<<grid, 128, C::kBytes, ctx.stream()>>>(a);
   CUDA_CHECK_LAUNCH();
 }
 
 template <int D>
-void launch_prefill_mma(const AttnArgs& a, Context& ctx) {
+void launch_prefill_mma(const AttnArgs& a, int64_t batch, Context& ctx) {
   using C = Mma<D>;
   SAILVL_CHECK(C::kBytes <= ctx.smem_optin(), Internal, "attention: prefill tile needs ", C::kBytes,
                " bytes of shared memory, device allows ", ctx.smem_optin());
@@ -585,8 +598,9 @@ void launch_prefill_mma(const AttnArgs& a, Context& ctx) {
   }();
   (void)once;
   const int64_t qblocks = (a.T + C::BQ - 1) / C::BQ;
-  SAILVL_CHECK(qblocks <= 0x7fffffff && a.H <= 65535, Internal, "attention: grid too large (T=", a.T, ", H=", a.H, ")");
-  const dim3 grid(static_cast<unsigned>(qblocks), static_cast<unsigned>(a.H));
+  SAILVL_CHECK(qblocks <= 0x7fffffff && a.H <= 65535 && batch <= 65535, Internal, "attention: grid too large (T=", a.T,
+               ", H=", a.H, ", batch=", batch, ")");
+  const dim3 grid(static_cast<unsigned>(qblocks), static_cast<unsigned>(a.H), static_cast<unsigned>(batch));
   attn_prefill_mma_kernel<D><<<grid, 128, C::kBytes, ctx.stream()>>>(a);
   CUDA_CHECK_LAUNCH();
 }
@@ -617,13 +631,15 @@ void attention(const Tensor& out, const Tensor& q, const Tensor& k, const Tensor
   for (const Tensor* t : {&out, &q, &k, &v})
     SAILVL_CHECK(t->dtype() == DType::BF16 && t->dim() == 3 && t->stride(2) == 1, Internal, op,
                  ": CUDA attention takes BF16 [*, heads, Dh] tensors with a contiguous last dim, got ", t->describe());
-  const int64_t T = q.size(0), H = q.size(1), D = q.size(2), S = k.size(0), Hkv = k.size(1);
+  SAILVL_CHECK(p.batch >= 1 && q.size(0) % p.batch == 0 && k.size(0) % p.batch == 0, Internal, op, ": batch ",
+               p.batch, " does not divide q ", q.describe(), " and k ", k.describe());
+  const int64_t T = q.size(0) / p.batch, H = q.size(1), D = q.size(2), S = k.size(0) / p.batch, Hkv = k.size(1);
   SAILVL_CHECK(D == 64 || D == 128, Internal, op, ": head dim ", D, " not compiled (64 and 128 are)");
-  SAILVL_CHECK(k.size(2) == D && v.size(0) == S && v.size(1) == Hkv && v.size(2) == D, Internal, op,
+  SAILVL_CHECK(k.size(2) == D && v.size(0) == S * p.batch && v.size(1) == Hkv && v.size(2) == D, Internal, op,
                ": k ", k.describe(), " and v ", v.describe(), " disagree");
   SAILVL_CHECK(Hkv > 0 && H % Hkv == 0, Internal, op, ": H = ", H, " is not a multiple of Hkv = ", Hkv);
-  SAILVL_CHECK(out.size(0) == T && out.size(1) == H && out.size(2) == D, Internal, op, ": out ", out.describe(),
-               " must be [", T, ", ", H, ", ", D, "]");
+  SAILVL_CHECK(out.size(0) == q.size(0) && out.size(1) == H && out.size(2) == D, Internal, op, ": out ",
+               out.describe(), " must be [", q.size(0), ", ", H, ", ", D, "]");
   SAILVL_CHECK(p.q_offset >= 0, Internal, op, ": negative q_offset");
   for (const Tensor* t : {&out, &q, &k, &v})
     SAILVL_CHECK(aligned16(t->raw_data()) && t->stride(0) % 8 == 0 && t->stride(1) % 8 == 0, Internal, op,
@@ -650,16 +666,16 @@ void attention(const Tensor& out, const Tensor& q, const Tensor& k, const Tensor
   a.causal = p.causal ? 1 : 0;
   a.scale = p.scale != 0 ? p.scale : 1.0f / std::sqrt(static_cast<float>(D));
   auto& ctx = Context::get(out.device().index);
-  const bool decode = T == 1 && H / Hkv <= kMaxGroup;
+  const bool decode = T == 1 && H / Hkv <= kMaxGroup && p.batch == 1;
   if (decode) {
     if (D == 64) launch_decode<64>(a, ctx);
     else launch_decode<128>(a, ctx);
   } else if (prefill_kernel() == PrefillKernel::Wmma) {
-    if (D == 64) launch_prefill<64>(a, ctx);
-    else launch_prefill<128>(a, ctx);
+    if (D == 64) launch_prefill<64>(a, p.batch, ctx);
+    else launch_prefill<128>(a, p.batch, ctx);
   } else {
-    if (D == 64) launch_prefill_mma<64>(a, ctx);
-    else launch_prefill_mma<128>(a, ctx);
+    if (D == 64) launch_prefill_mma<64>(a, p.batch, ctx);
+    else launch_prefill_mma<128>(a, p.batch, ctx);
   }
 }
 

@@ -15,6 +15,8 @@
 // the same thread).
 #include <cuda_runtime.h>
 
+#include <cstdint>
+
 #include "ops/cuda/common.cuh"
 #include "ops/cuda/context.h"
 #include "ops/cuda/cuda_ops.h"
@@ -56,6 +58,44 @@ __global__ void elementwise_kernel(Rows out, Rows a, Rows b, const void* s, int 
   }
 }
 
+// The same, 8 BF16 per thread through 16-byte loads and stores (cols % 8 == 0, rows 16-byte
+// aligned): these ops are pure bandwidth, and the scalar version moves 2 bytes per access.
+template <Kind K>
+__global__ void elementwise_bf16x8_kernel(Rows out, Rows a, Rows b, const void* s, int s_kind, int64_t rows,
+                                          int64_t cols) {
+  const int64_t c8 = cols / 8, n = rows * c8;
+  for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < n; i += int64_t{gridDim.x} * blockDim.x) {
+    const int64_t r = i / c8, c = (i - r * c8) * 8;
+    const uint4 ua = *reinterpret_cast<const uint4*>(at<const bf16>(a, r, c));
+    uint4 ub = make_uint4(0, 0, 0, 0);
+    if constexpr (K != Kind::Gelu) ub = *reinterpret_cast<const uint4*>(at<const bf16>(b, r, c));
+    const auto* xa = reinterpret_cast<const bf16*>(&ua);
+    const auto* xb = reinterpret_cast<const bf16*>(&ub);
+    uint4 uo;
+    auto* xo = reinterpret_cast<bf16*>(&uo);
+#pragma unroll
+    for (int e = 0; e < 8; ++e) {
+      const float x = to_f32(xa[e]);
+      float y;
+      if constexpr (K == Kind::Gelu) {
+        y = 0.5f * x * (1.0f + erff(x * 0.70710678118654752f));
+      } else if constexpr (K == Kind::SiluMul) {
+        y = round_to<bf16>(x / (1.0f + expf(-x))) * to_f32(xb[e]);
+      } else if constexpr (K == Kind::Add) {
+        y = x + to_f32(xb[e]);
+      } else {
+        y = x + round_to<bf16>(load_param(s, c + e, s_kind) * to_f32(xb[e]));
+      }
+      xo[e] = from_f32<bf16>(y);
+    }
+    *reinterpret_cast<uint4*>(at<bf16>(out, r, c)) = uo;
+  }
+}
+
+bool vec8_ok(const RowView& v) {
+  return v.ptr == nullptr || (reinterpret_cast<uintptr_t>(v.ptr) % 16 == 0 && v.row_stride % 8 == 0);
+}
+
 template <Kind K>
 void launch(const char* op, const Tensor& out, const Tensor& a, const Tensor* b, const Tensor* s) {
   SAILVL_CHECK(is_act_dtype(out.dtype()) && a.dtype() == out.dtype() && (!b || b->dtype() == out.dtype()), Internal,
@@ -80,7 +120,10 @@ void launch(const char* op, const Tensor& out, const Tensor& a, const Tensor* b,
   constexpr int threads = 256;
   const unsigned grid = grid_for(n, threads, ctx);
   const Rows ro{o.ptr, o.row_stride}, ra{x.ptr, x.row_stride}, rb{y.ptr, y.row_stride};
-  if (out.dtype() == DType::BF16)
+  if (out.dtype() == DType::BF16 && o.cols % 8 == 0 && vec8_ok(o) && vec8_ok(x) && vec8_ok(y))
+    elementwise_bf16x8_kernel<K><<<grid_for(n / 8, threads, ctx), threads, 0, ctx.stream()>>>(ro, ra, rb, sp, s_kind,
+                                                                                             o.rows, o.cols);
+  else if (out.dtype() == DType::BF16)
     elementwise_kernel<bf16, K><<<grid, threads, 0, ctx.stream()>>>(ro, ra, rb, sp, s_kind, o.rows, o.cols);
   else
     elementwise_kernel<float, K><<<grid, threads, 0, ctx.stream()>>>(ro, ra, rb, sp, s_kind, o.rows, o.cols);

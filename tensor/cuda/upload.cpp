@@ -38,6 +38,19 @@ Staging& staging() {
 
 }  // namespace
 
+void release_upload_staging() {
+  Staging& st = staging();
+  std::lock_guard<std::mutex> lock(st.mu);
+  if (!st.buf) return;
+  cudaStreamSynchronize(st.stream);
+  for (auto& e : st.done) cudaEventDestroy(e);
+  cudaStreamDestroy(st.stream);
+  cudaFreeHost(st.buf);
+  st.buf = nullptr;
+  st.stream = nullptr;
+  st.done[0] = st.done[1] = nullptr;
+}
+
 Tensor upload(const Tensor& host, const UploadProgress& progress, Device device) {
   SAILVL_CHECK(host.defined() && host.device().is_cpu(), Internal, "upload: expected a CPU tensor, got ",
                host.defined() ? host.describe() : std::string("undefined"));
@@ -55,6 +68,9 @@ Tensor upload(const Tensor& host, const UploadProgress& progress, Device device)
   CUDA_CHECK(cudaGetDevice(&prev));
   if (prev != device.index) CUDA_CHECK(cudaSetDevice(device.index));
   st.ensure();
+  // dst may be a block the caching allocator recycled while a kernel on the op stream still reads
+  // it, and the staging stream is not ordered with that stream: let the device drain first.
+  CUDA_CHECK(cudaDeviceSynchronize());
   const auto* from = static_cast<const uint8_t*>(src.raw_data());
   auto* to = static_cast<uint8_t*>(dst.raw_data());
   bool used[2] = {false, false};

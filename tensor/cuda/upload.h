@@ -29,5 +29,7 @@ Tensor upload(const Tensor& host, const UploadProgress& progress = {}, Device de
 
 // Total pinned staging bytes held (for diagnostics); 0 before the first upload.
 size_t upload_staging_bytes();
+// Frees the pinned staging buffer, its stream and events (the next upload makes new ones).
+void release_upload_staging();
 
 }  // namespace sailvl::cuda

@@ -38,6 +38,7 @@ class ReleaseDeviceMemory : public ::testing::Environment {
   void TearDown() override {
     if (!sailvl::cuda::available()) return;
     gpu::Context::release_all();
+    sailvl::cuda::release_upload_staging();
     sailvl::cuda::empty_cache();
   }
 };
@@ -83,41 +84,47 @@ const DType kActs[] = {DType::BF16, DType::F32};
 
 TEST(CudaOps, ElementwiseMatchCpu) {
   REQUIRE_GPU();
+  struct Layout {
+    int64_t width, off, len;
+  };
+  // [37, 300] with the slice [:, 5:134]: the scalar kernels (odd widths, 2-byte aligned rows);
+  // [37, 264] with the slice [:, 8:136]: the 8-wide BF16 kernels (16-byte aligned rows).
+  for (const Layout L : {Layout{300, 5, 129}, Layout{264, 8, 128}})
   for (DType t : kActs) {
-    SCOPED_TRACE(dtype_name(t));
+    SCOPED_TRACE(::testing::Message() << dtype_name(t) << " width " << L.width);
     const bool bf = t == DType::BF16;
-    // Base [37, 300]; the ops run on the column slice [:, 5:134] (row stride 300) and on the whole.
-    Tensor a = rnd({37, 300}, 1, 4.f), b = rnd({37, 300}, 2, 4.f), s = rnd({129}, 3, 0.1f, 0.5f);
-    Tensor av = a.narrow(1, 5, 129), bv = b.narrow(1, 5, 129);
+    const int64_t W = L.width, n = L.len;
+    Tensor a = rnd({37, W}, 1, 4.f), b = rnd({37, W}, 2, 4.f), s = rnd({n}, 3, 0.1f, 0.5f);
+    Tensor av = a.narrow(1, L.off, n), bv = b.narrow(1, L.off, n);
     Tensor da = dev(a, t), db = dev(b, t);
-    Tensor dav = da.narrow(1, 5, 129), dbv = db.narrow(1, 5, 129);
+    Tensor dav = da.narrow(1, L.off, n), dbv = db.narrow(1, L.off, n);
     Tensor ds = dev(s, DType::BF16);
     {
-      Tensor want = Tensor::empty({37, 129}, DType::F32), got = poisoned({37, 129}, t);
+      Tensor want = Tensor::empty({37, n}, DType::F32), got = poisoned({37, n}, t);
       cpu::gelu_erf(want, av);
       gpu::gelu_erf(got, dav);
       EXPECT_CLOSE(got, want, bf ? 1e-3 : 1e-6, bf ? kBf16 : 1e-5);
     }
     {
-      Tensor want = Tensor::empty({37, 129}, DType::F32), got = poisoned({37, 129}, t);
+      Tensor want = Tensor::empty({37, n}, DType::F32), got = poisoned({37, n}, t);
       cpu::silu_mul(want, av, bv);
       gpu::silu_mul(got, dav, dbv);
       EXPECT_CLOSE(got, want, bf ? 1e-3 : 1e-6, bf ? 2 * kBf16 : 1e-5);  // two BF16 roundings
     }
     {
-      Tensor want = Tensor::empty({37, 300}, DType::F32), got = poisoned({37, 300}, t);
+      Tensor want = Tensor::empty({37, W}, DType::F32), got = poisoned({37, W}, t);
       cpu::add(want, a, b);
       gpu::add(got, da, db);
       EXPECT_CLOSE(got, want, bf ? 1e-3 : 1e-6, bf ? kBf16 : 1e-6);
     }
     {
-      Tensor want = Tensor::empty({37, 129}, DType::F32), got = poisoned({37, 129}, t);
+      Tensor want = Tensor::empty({37, n}, DType::F32), got = poisoned({37, n}, t);
       cpu::add_scaled(want, av, s, bv);
       gpu::add_scaled(got, dav, ds, dbv);
       EXPECT_CLOSE(got, want, bf ? 2e-2 : 1e-6, bf ? 2 * kBf16 : 1e-6);  // ls·y rounded, then the sum
     }
     {  // in place: out aliases a
-      Tensor want = Tensor::empty({37, 300}, DType::F32);
+      Tensor want = Tensor::empty({37, W}, DType::F32);
       cpu::add(want, a, b);
       Tensor inplace = dev(a, t);
       gpu::add(inplace, inplace, db);
@@ -267,6 +274,33 @@ TEST(CudaOps, AttentionMatchesCpu) {
     // Prefill rounds P to BF16 (each weight within 2^-9, renormalised by the same rounded sum) and
     // the output once: error <= ~2·2^-9·max|v| (max|v| = 1) plus 2^-9·|out|.
     EXPECT_CLOSE(got, want, 6e-3, kBf16);
+  }
+  gpu::set_prefill_kernel(saved);
+}
+
+// Several sequences in one launch (the tiles of a vision pass): q/k/v are head slices of one fused
+// [B·T, 3H, Dh] QKV output, as the vision towers pass them; each sequence sees only its own keys.
+TEST(CudaOps, BatchedAttentionMatchesCpuPerSequence) {
+  REQUIRE_GPU();
+  const gpu::PrefillKernel saved = gpu::prefill_kernel();
+  for (const auto kernel : {gpu::PrefillKernel::Mma, gpu::PrefillKernel::Wmma}) {
+    gpu::set_prefill_kernel(kernel);
+    for (const int64_t D : {64, 128}) {
+      const int64_t B = 3, T = 97, H = 2;
+      SCOPED_TRACE(::testing::Message() << (kernel == gpu::PrefillKernel::Mma ? "mma" : "wmma") << " D=" << D);
+      Tensor qkv = rnd({B * T, 3 * H, D}, 70 + D, 2.f);
+      Tensor want = Tensor::empty({B * T, H, D}, DType::F32);
+      for (int64_t b = 0; b < B; ++b) {
+        const Tensor s = qkv.narrow(0, b * T, T);
+        cpu::attention(want.narrow(0, b * T, T), s.narrow(1, 0, H), s.narrow(1, H, H), s.narrow(1, 2 * H, H), {});
+      }
+      const Tensor d = dev(qkv, DType::BF16);
+      Tensor got = poisoned({B * T, H, D}, DType::BF16);
+      ops::AttentionParams p;
+      p.batch = B;
+      gpu::attention(got, d.narrow(1, 0, H), d.narrow(1, H, H), d.narrow(1, 2 * H, H), p);
+      EXPECT_CLOSE(got, want, 6e-3, kBf16);
+    }
   }
   gpu::set_prefill_kernel(saved);
 }
