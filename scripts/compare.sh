@@ -31,35 +31,54 @@ HF_BF16=${HF_BF16:-decode}   # decode | full | off
 BIN=${SAILVL_BIN:-build/sailvl}
 PY=${PY:-tools/reference/.venv/bin/python}
 OUT_DIR=${OUT_DIR:-build/compare/$(date +%Y%m%d-%H%M%S)}
+REPEAT=${REPEAT:-2}                 # alternating rounds; the table keeps each side's best
+if [ "$DEVICE" = cuda ]; then       # GPU runs are short: more repetitions inside each round
+  HF_REPS=${HF_REPS:-10}; HF_WARMUP=${HF_WARMUP:-3}; OUR_REPS=${OUR_REPS:-5}
+else
+  HF_REPS=${HF_REPS:-1}; HF_WARMUP=${HF_WARMUP:-0}; OUR_REPS=${OUR_REPS:-1}
+fi
 mkdir -p "$OUT_DIR"
 
 [ -x "$BIN" ] || { echo "compare.sh: $BIN not found; run scripts/build.sh first" >&2; exit 2; }
 [ -x "$PY" ] || { echo "compare.sh: $PY not found; run tools/reference/setup.sh first" >&2; exit 2; }
 prompt_tokens=$((TILES * 256 + 50))
-ours_dtype=$([ "$DEVICE" = cuda ] && echo bfloat16 || echo float32)
+
+ours() {  # ours PRESET DIR
+  echo "== $1: sailvl ($DEVICE, $THREADS threads) -> $2"
+  "$BIN" bench -m "models/$1" --device "$DEVICE" --threads "$THREADS" --image-tiles "$TILES" \
+    --prompt-tokens "$prompt_tokens" --gen "$GEN" --repeat "$OUR_REPS" --json > "$2/$1.sailvl.json"
+}
+theirs() {  # theirs PRESET DIR
+  local p=$1 dir=$2 hf_main other extra=()
+  hf_main=$([ "$DEVICE" = cuda ] && echo bfloat16 || echo float32)
+  other=$([ "$hf_main" = float32 ] && echo bfloat16 || echo float32)
+  [ "$HF_BF16" = decode ] && [ "$hf_main" = float32 ] && extra=(--bf16-decode)
+  echo "== $p: HF transformers $hf_main -> $dir"
+  "$PY" tools/reference/bench_hf.py --preset "$p" --device "$DEVICE" --dtype "$hf_main" --tiles "$TILES" \
+    --gen "$GEN" --reps "$HF_REPS" --warmup "$HF_WARMUP" --threads "$THREADS" --no-generate "${extra[@]}" \
+    --json - > "$dir/$p.hf.$hf_main.json"
+  if [ "$HF_BF16" = full ] || [ "$DEVICE" = cuda ]; then
+    echo "== $p: HF transformers $other -> $dir"
+    "$PY" tools/reference/bench_hf.py --preset "$p" --device "$DEVICE" --dtype "$other" --tiles "$TILES" \
+      --gen "$GEN" --reps "$HF_REPS" --warmup "$HF_WARMUP" --threads "$THREADS" --no-generate \
+      --json - > "$dir/$p.hf.$other.json"
+  fi
+}
 
 for p in "${presets[@]}"; do
-  m=models/$p
-  if [ ! -f "$m/config.json" ]; then
-    echo "== make-model $p -> $m"
-    "$BIN" make-model --preset "$p" -o "$m" -q
+  if [ ! -f "models/$p/config.json" ]; then
+    echo "== make-model $p -> models/$p"
+    "$BIN" make-model --preset "$p" -o "models/$p" -q
   fi
-  echo "== $p: sailvl ($DEVICE, $THREADS threads)"
-  "$BIN" bench -m "$m" --device "$DEVICE" --threads "$THREADS" --image-tiles "$TILES" \
-    --prompt-tokens "$prompt_tokens" --gen "$GEN" --json > "$OUT_DIR/$p.sailvl.json"
-  if [ "$DEVICE" = cuda ]; then hf_main=bfloat16; else hf_main=float32; fi
-  extra=()
-  [ "$HF_BF16" = decode ] && [ "$hf_main" = float32 ] && extra=(--bf16-decode)
-  echo "== $p: HF transformers $hf_main"
-  "$PY" tools/reference/bench_hf.py --preset "$p" --device "$DEVICE" --dtype "$hf_main" --tiles "$TILES" \
-    --gen "$GEN" --reps 1 --warmup 0 --threads "$THREADS" --no-generate "${extra[@]}" \
-    --json - > "$OUT_DIR/$p.hf.$hf_main.json"
-  other=$([ "$hf_main" = float32 ] && echo bfloat16 || echo float32)
-  if [ "$HF_BF16" = full ] || [ "$DEVICE" = cuda ]; then
-    echo "== $p: HF transformers $other"
-    "$PY" tools/reference/bench_hf.py --preset "$p" --device "$DEVICE" --dtype "$other" --tiles "$TILES" \
-      --gen "$GEN" --reps 1 --warmup 0 --threads "$THREADS" --no-generate --json - > "$OUT_DIR/$p.hf.$other.json"
-  fi
+done
+# REPEAT rounds; the two sides alternate which goes first, and the table keeps each side's best
+# per row (a shared or throttled machine only ever makes a run slower).
+for r in $(seq 1 "$REPEAT"); do
+  dir=$OUT_DIR/rep$r
+  mkdir -p "$dir"
+  for p in "${presets[@]}"; do
+    if [ $((r % 2)) = 1 ]; then ours "$p" "$dir"; theirs "$p" "$dir"; else theirs "$p" "$dir"; ours "$p" "$dir"; fi
+  done
 done
 
 python3 tools/reference/compare_table.py "$OUT_DIR" "$THREADS" "$DEVICE" models "${presets[@]}"
