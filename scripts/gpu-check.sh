@@ -8,7 +8,8 @@
 #   bash scripts/gpu-check.sh        on the GPU machine, with .gpu/ carried: no compiling at all
 #                                    (without .gpu/ it configures and builds build-gpu/ first, which
 #                                    needs the apt packages of scripts/deps.sh)
-# Knobs: PRESET (sailvl-1d5-2b), TILES (7), GEN (64), E2E_RUNS (2), BUDGET_S (540: every step's timeout is cut to
+# Knobs: PRESET (sailvl-1d5-2b), TILES (7), GEN (64), E2E_RUNS (2), OUR_REPS (5), HF_REPS (10),
+# HF_WARMUP (3), BUDGET_S (540: every step's timeout is cut to
 # what is left of it), SAN_S (120: each sanitizer run), SKIP_E2E=1, SKIP_SAN=1, SKIP_BENCH=1, ONLY_TESTS=1.
 # No network. Logs go to /tmp/gpu-check; $OUT/gpu-check.tgz (when $OUT is set: the device
 # machine's fetch folder) is refreshed after every step, so a run cut short still reports.
@@ -165,10 +166,10 @@ if [ -z "${SKIP_E2E:-}" ]; then
     E=$LOG/e2e-$r
     mkdir -p "$E"
     step "bench-sailvl-$r" 150 bash -c "'$B/sailvl' bench -m '$M' --device cuda --image-tiles $TILES \
-      --prompt-tokens $prompt --gen $GEN --repeat 3 --json > '$E/$PRESET.sailvl.json'"
+      --prompt-tokens $prompt --gen $GEN --repeat ${OUR_REPS:-5} --json > '$E/$PRESET.sailvl.json'"
     for dt in bfloat16 float32; do
       step "bench-hf-$dt-$r" 150 bash -c "PYTHONUNBUFFERED=1 python3 tools/reference/bench_hf.py --preset $PRESET \
-        --device cuda --dtype $dt --tiles $TILES --gen $GEN --reps 3 --warmup 1 --threads 8 --no-generate \
+        --device cuda --dtype $dt --tiles $TILES --gen $GEN --reps ${HF_REPS:-10} --warmup ${HF_WARMUP:-3} --threads 8 --no-generate \
         > '$E/$PRESET.hf.$dt.json'"
     done
   done
