@@ -121,6 +121,16 @@ model::LoadOptions load_options(const Args& a, int64_t tiles, int64_t prompt_tok
   model::LoadOptions o;
   o.preflight = w;
   o.free_bytes = fake_free_bytes();
+  // Weight upload to a GPU: a progress line on stderr in 10 % steps (never with --quiet).
+  if (verbosity(a) >= 1)
+    o.progress = [step = 0](uint64_t done, uint64_t total) mutable {
+      const int now = total ? static_cast<int>(10 * done / total) : 10;
+      if (now == step && done < total) return;
+      step = now;
+      std::fprintf(stderr, "\rsailvl: weights to the GPU %3d%% (%.2f / %.2f GB)%s", 10 * now, done / 1e9, total / 1e9,
+                   done >= total ? "\n" : "");
+      std::fflush(stderr);
+    };
   return o;
 }
 

@@ -146,6 +146,16 @@ GenerationResult generate(const SailVL& model, std::span<const int64_t> prompt, 
     }
     res.tokens.push_back(token);
     tm.new_tokens = static_cast<int64_t>(res.tokens.size());
+    if (opt.forced) {  // teacher forcing: continue from the reference's token
+      SAILVL_CHECK(step < static_cast<int64_t>(opt.forced->size()), Internal, "generate: forced tokens run out at step ",
+                   step);
+      token = (*opt.forced)[static_cast<size_t>(step)];
+      if (step + 1 == static_cast<int64_t>(opt.forced->size()) && token != model.special().im_end) {
+        res.stop = StopReason::MaxTokens;
+        tm.token_ms.push_back(ms_since(t_step));
+        break;
+      }
+    }
 
     if (token == model.special().im_end) {
       res.stop = StopReason::EndOfTurn;

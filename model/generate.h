@@ -52,6 +52,11 @@ struct GenerationOptions {
   const std::atomic<bool>* cancel = nullptr;
   // Write the per-stage taps (model/taps.h) of this generation.
   const Taps* taps = nullptr;
+  // Teacher forcing (tests against a reference): when set, decode step i feeds (*forced)[i] to the
+  // model instead of the token it chose, and generation ends after forced->size() tokens (or at a
+  // forced <|im_end|>). `tokens` still records what the model chose at every step, so each step
+  // can be compared with the reference's choice even after an earlier near-tie went the other way.
+  const std::vector<int64_t>* forced = nullptr;
 };
 
 enum class StopReason { EndOfTurn, MaxTokens, Cancelled };

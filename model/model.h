@@ -29,6 +29,10 @@
 // same for both: it allocates with activation_dtype(device) and calls ops::*.
 #pragma once
 
+#include <cstdint>
+#include <functional>
+
+#include "tensor/cuda/upload.h"
 #include "tensor/cuda_runtime.h"
 #include "tensor/tensor.h"
 
@@ -37,10 +41,27 @@ namespace sailvl::model {
 // The dtype every activation buffer of the model has on `device`.
 inline DType activation_dtype(const Device& device) { return device.is_cpu() ? DType::F32 : DType::BF16; }
 
+// Weight bytes placed on a GPU so far while SailVL::load runs, for LoadOptions::progress (set
+// by SailVL::load for the duration of the load, on the loading thread).
+struct UploadMeter {
+  std::function<void(uint64_t done, uint64_t total)> report;
+  uint64_t done = 0, total = 0;
+};
+inline thread_local UploadMeter* g_upload_meter = nullptr;
+
 // A checkpoint tensor placed where the model runs: on CPU the mmap view itself (no copy), on CUDA
-// a device copy in the stored dtype.
+// a device copy in the stored dtype, streamed from the mmap through the pinned double buffer of
+// tensor/cuda/upload.h (page faults overlap the DMA).
 inline Tensor place(const Tensor& w, const Device& device) {
-  return w.device() == device ? w : w.to(device);
+  if (w.device() == device) return w;
+  if (!device.is_cuda() || !w.device().is_cpu()) return w.to(device);
+  UploadMeter* m = g_upload_meter;
+  cuda::UploadProgress progress;
+  const uint64_t base = m ? m->done : 0;
+  if (m && m->report) progress = [m, base](size_t done, size_t) { m->report(base + done, m->total); };
+  Tensor d = cuda::upload(w, progress, device);
+  if (m) m->done = base + w.nbytes();
+  return d;
 }
 
 // A small checkpoint tensor (embedding tables of the vision towers, layer-scale vectors) converted

@@ -82,12 +82,18 @@ SailVL SailVL::load(const std::string& model_dir, const Device& device, const Lo
   preflight(c, w, device, opt);  // after the cheap checks, before the first weight is placed
 
   StageScope stage("load weights");
+  UploadMeter meter{opt.progress, 0, w.total_bytes()};
+  struct Scope {  // g_upload_meter points at `meter` for this load only, even if it throws
+    explicit Scope(UploadMeter* m) { g_upload_meter = m; }
+    ~Scope() { g_upload_meter = nullptr; }
+  } scope(device.is_cuda() ? &meter : nullptr);
   if (intern)
     m.internvit_ = std::make_shared<InternViT>(InternViT::load(w, c.vision, c.select_layer, device));
   else
     m.aimv2_ = std::make_shared<Aimv2>(Aimv2::load(w, c.vision, c.select_layer, device));
   m.projector_ = std::make_shared<Projector>(Projector::load(w, c, device));
   m.llm_ = std::make_shared<Qwen2>(Qwen2::load(w, c.llm, device));
+  if (device.is_cuda() && opt.progress) opt.progress(meter.total, meter.total);
   return m;
 }
 

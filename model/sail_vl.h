@@ -13,6 +13,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <span>
@@ -51,6 +52,9 @@ struct LoadOptions {
   std::optional<Workload> preflight;
   // The free memory to assume instead of asking the device (tests: SAILVL_FAKE_FREE_BYTES).
   std::optional<uint64_t> free_bytes;
+  // Weight upload progress on a GPU: bytes placed so far and the checkpoint's bytes (an upper
+  // bound: a tied lm_head or layers after select_layer are skipped; the last call has done = total).
+  std::function<void(uint64_t done, uint64_t total)> progress;
 };
 
 class SailVL {

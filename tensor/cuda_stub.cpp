@@ -1,4 +1,5 @@
 // Built only when the CUDA backend is not: every device entry point reports "not built".
+#include "tensor/cuda/upload.h"
 #include "tensor/cuda_runtime.h"
 #include "tensor/error.h"
 #include "tensor/storage.h"
@@ -26,6 +27,12 @@ void memcpy_h2d(void*, const void*, size_t) { cuda_alloc_storage(0, 0); }
 void memcpy_d2h(void*, const void*, size_t) { cuda_alloc_storage(0, 0); }
 void memcpy_d2d(void*, const void*, size_t) { cuda_alloc_storage(0, 0); }
 void synchronize() {}
+Tensor upload(const Tensor&, const UploadProgress&, Device) {
+  cuda_alloc_storage(0, 0);
+  return {};
+}
+size_t upload_staging_bytes() { return 0; }
+void release_upload_staging() {}
 
 }  // namespace cuda
 }  // namespace sailvl

@@ -236,6 +236,30 @@ TEST_P(ModelCase, PrefillAndGreedyMatchOracle) {
                           : model::StopReason::MaxTokens);
 }
 
+// Teacher forcing: each step is fed the oracle's previous token, so every step whose oracle top-2
+// margin is outside the logits tolerance is compared, also after an earlier near-tie.
+TEST_P(ModelCase, TeacherForcedGreedyMatchesOracleAtEverySafeStep) {
+  const CaseParam cp = GetParam();
+  const model::SailVL& m = tiny(cp.preset);
+  const json meta = read_json(golden_dir(cp.preset) / (std::string(cp.name) + ".json"));
+  const loader::PixelBatch px = case_pixels(meta, /*oracle_pixels=*/true);
+  const auto ids = meta["prompt_ids"].get<std::vector<int64_t>>();
+  const auto want = meta["generated_ids"].get<std::vector<int64_t>>();
+  const auto margins = meta["step_margins"].get<std::vector<double>>();
+  model::GenerationOptions go;
+  go.max_new_tokens = static_cast<int64_t>(want.size());
+  go.forced = &want;
+  const model::GenerationResult r = model::generate(m, ids, px.pixels, go);
+  ASSERT_EQ(r.tokens.size(), want.size());
+  size_t compared = 0;
+  for (size_t i = 0; i < want.size(); ++i) {
+    if (margins[i] <= 2 * (kLogitsAtol + kLogitsRtol)) continue;  // a near-tie may flip
+    ++compared;
+    EXPECT_EQ(r.tokens[i], want[i]) << "greedy step " << i << " (oracle top-2 gap " << margins[i] << ")";
+  }
+  EXPECT_GE(compared, want.size() - 2) << "the oracle has more near-ties than expected";
+}
+
 // chat() end to end: the response is the oracle's decoded text, cut and stripped; history grows.
 TEST_P(ModelCase, ChatResponseMatchesOracle) {
   const CaseParam cp = GetParam();

@@ -571,37 +571,19 @@ __global__ void attn_combine_kernel(const float* part, int64_t splits, int64_t H
 
 bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
 
-template <int D>
-void launch_prefill(const AttnArgs& a, int64_t batch, Context& ctx) {
-  using C = Prefill<D>;
+// One prefill launch of either kernel: grid (query blocks, heads, sequences), 128 threads, C::kBytes
+// of dynamic shared memory (above 48 KB, so opted in; the attribute is set on every launch, which
+// costs ~1 µs on the host and holds for whichever device is current).
+template <typename C>
+void launch_prefill(void (*kernel)(AttnArgs), const AttnArgs& a, int64_t batch, Context& ctx) {
   SAILVL_CHECK(C::kBytes <= ctx.smem_optin(), Internal, "attention: prefill tile needs ", C::kBytes,
                " bytes of shared memory, device allows ", ctx.smem_optin());
-  CUDA_CHECK(cudaFuncSetAttribute(attn_prefill_kernel<D>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                  static_cast<int>(C::kBytes)));
+  CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(C::kBytes)));
   const int64_t qblocks = (a.T + C::BQ - 1) / C::BQ;
   SAILVL_CHECK(qblocks <= 0x7fffffff && a.H <= 65535 && batch <= 65535, Internal, "attention: grid too large (T=", a.T,
                ", H=", a.H, ", batch=", batch, ")");
   const dim3 grid(static_cast<unsigned>(qblocks), static_cast<unsigned>(a.H), static_cast<unsigned>(batch));
-  attn_prefill_kernel<D><<<grid, 128, C::kBytes, ctx.stream()>>>(a);
-  CUDA_CHECK_LAUNCH();
-}
-
-template <int D>
-void launch_prefill_mma(const AttnArgs& a, int64_t batch, Context& ctx) {
-  using C = Mma<D>;
-  SAILVL_CHECK(C::kBytes <= ctx.smem_optin(), Internal, "attention: prefill tile needs ", C::kBytes,
-               " bytes of shared memory, device allows ", ctx.smem_optin());
-  static const bool once = [] {  // per process; the attribute is per kernel, not per launch
-    CUDA_CHECK(cudaFuncSetAttribute(attn_prefill_mma_kernel<D>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                    static_cast<int>(C::kBytes)));
-    return true;
-  }();
-  (void)once;
-  const int64_t qblocks = (a.T + C::BQ - 1) / C::BQ;
-  SAILVL_CHECK(qblocks <= 0x7fffffff && a.H <= 65535 && batch <= 65535, Internal, "attention: grid too large (T=", a.T,
-               ", H=", a.H, ", batch=", batch, ")");
-  const dim3 grid(static_cast<unsigned>(qblocks), static_cast<unsigned>(a.H), static_cast<unsigned>(batch));
-  attn_prefill_mma_kernel<D><<<grid, 128, C::kBytes, ctx.stream()>>>(a);
+  kernel<<<grid, 128, C::kBytes, ctx.stream()>>>(a);
   CUDA_CHECK_LAUNCH();
 }
 
@@ -671,11 +653,11 @@ void attention(const Tensor& out, const Tensor& q, const Tensor& k, const Tensor
     if (D == 64) launch_decode<64>(a, ctx);
     else launch_decode<128>(a, ctx);
   } else if (prefill_kernel() == PrefillKernel::Wmma) {
-    if (D == 64) launch_prefill<64>(a, p.batch, ctx);
-    else launch_prefill<128>(a, p.batch, ctx);
+    if (D == 64) launch_prefill<Prefill<64>>(attn_prefill_kernel<64>, a, p.batch, ctx);
+    else launch_prefill<Prefill<128>>(attn_prefill_kernel<128>, a, p.batch, ctx);
   } else {
-    if (D == 64) launch_prefill_mma<64>(a, p.batch, ctx);
-    else launch_prefill_mma<128>(a, p.batch, ctx);
+    if (D == 64) launch_prefill<Mma<64>>(attn_prefill_mma_kernel<64>, a, p.batch, ctx);
+    else launch_prefill<Mma<128>>(attn_prefill_mma_kernel<128>, a, p.batch, ctx);
   }
 }
 

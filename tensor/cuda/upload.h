@@ -8,8 +8,8 @@
 // buffer alternates: while chunk i is DMA'd (cudaMemcpyAsync on a private stream), chunk i+1 is
 // memcpy'd from the mmap (faulting its pages in) into the other half. The pinned buffer is
 // allocated once per process and reused for every tensor.
-// Only built with the CUDA backend (tensor/cuda/); callers reach it through code that is itself
-// CUDA-only, or through `Tensor::to(Device::cuda())` for small tensors.
+// Built with the CUDA backend (tensor/cuda/upload.cpp); without it tensor/cuda_stub.cpp's version
+// reports "built without the CUDA backend". model::place() sends every weight through it.
 #pragma once
 
 #include <cstddef>

@@ -1,8 +1,9 @@
 // The whole model on the GPU (BF16 activations, F32 accumulation) against the oracle's goldens,
 // for both tiny presets: vision stages and last-position logits within the BF16 tolerance of
 // tests/data/README.md (relative L2 error <= 3e-2 per stage), and the greedy tokens of the four chat
-// cases equal to HF's while the oracle's top-2 margin exceeds the BF16 logits error (a closer
-// near-tie may flip legitimately: the test prints the gap). Skips cleanly without a GPU.
+// cases equal to HF's at every step whose oracle top-2 margin exceeds the BF16 logits error, with
+// teacher forcing (each step continues from the oracle's token), so a flipped near-tie early on
+// does not end the comparison; the near-ties are counted and printed. Skips cleanly without a GPU.
 #include <cmath>
 #include <set>
 #include <nlohmann/json.hpp>
@@ -96,6 +97,8 @@ TEST_P(ModelCuda, ChatCasesLogitsAndGreedyTokens) {
     model::GenerationOptions opt;
     opt.max_new_tokens = 32;
     opt.taps = &taps;
+    const auto want = meta["generated_ids"].get<std::vector<int64_t>>();
+    opt.forced = &want;  // teacher forcing: every step is compared, also after a flipped near-tie
     const model::GenerationResult r = model::generate(m, ids, pixels, opt);
 
     // Last-position logits at the ids the oracle stored.
@@ -109,18 +112,22 @@ TEST_P(ModelCuda, ChatCasesLogitsAndGreedyTokens) {
     for (size_t k = 0; k < logit_ids.size(); ++k) got.data<float>()[k] = logits.data<float>()[logit_ids[k]];
     EXPECT_LE(rel_l2(got, golden(dir / (std::string(name) + ".safetensors"), "logits_last")), kBf16RelL2);
 
-    // Greedy tokens, up to the first near-tie of the oracle.
-    const auto want = meta["generated_ids"].get<std::vector<int64_t>>();
+    // Greedy tokens at every step whose oracle top-2 margin exceeds the BF16 logits error; the
+    // near-ties are listed with their gap (and whether BF16 flipped them).
     const auto margins = meta["step_margins"].get<std::vector<double>>();
+    ASSERT_EQ(r.tokens.size(), want.size());
+    int compared = 0, ties = 0, flipped = 0;
     for (size_t i = 0; i < want.size(); ++i) {
       if (margins[i] <= kBf16LogitMargin) {
-        std::cout << "[ note ] " << preset << "/" << name << ": stop comparing at step " << i
-                  << " (oracle top-2 logit gap " << margins[i] << " <= " << kBf16LogitMargin << ")\n";
-        break;
+        ++ties;
+        flipped += r.tokens[i] != want[i];
+        continue;
       }
-      ASSERT_LT(i, r.tokens.size());
-      ASSERT_EQ(r.tokens[i], want[i]) << "greedy token " << i << " (oracle top-2 gap " << margins[i] << ")";
+      ++compared;
+      EXPECT_EQ(r.tokens[i], want[i]) << "greedy token " << i << " (oracle top-2 gap " << margins[i] << ")";
     }
+    std::cout << "[ note ] " << preset << "/" << name << ": " << compared << " steps compared, " << ties
+              << " near-ties (oracle gap <= " << kBf16LogitMargin << ") skipped, " << flipped << " of them flipped\n";
   }
 }
 
