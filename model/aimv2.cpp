@@ -112,9 +112,7 @@ Tensor Aimv2::forward(const Tensor& pixels) const {
   const float eps = static_cast<float>(cfg_.norm_eps);
 
   Tensor out = Tensor::empty({T, N, C}, act, device_);
-  // Tiles per pass: one on the CPU (its GEMMs are large enough and the scratch stays small), all
-  // of them (up to 16) on a GPU, where M = 1024 rows per GEMM would leave the chip half idle.
-  const int64_t P = std::min<int64_t>(T, device_.is_cpu() ? 1 : 16), M = P * N;
+  const int64_t P = vision_tiles_per_pass(T, device_), M = P * N;  // tiles per pass, their rows
   Scratch s;
   s.px = Tensor::empty({P, cfg_.num_channels, S, S}, act, device_);
   s.patches = Tensor::empty({P, N, C}, act, device_);

@@ -6,6 +6,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "model/model.h"
 #include "model/presets.h"
 #include "ops/ops.h"
 #include "tensor/cuda_runtime.h"
@@ -46,12 +47,7 @@ uint64_t kv_cache_bytes(const loader::LlmConfig& l, int64_t kv_tokens, uint64_t 
   return 2 * u(l.layers) * u(kv_tokens) * u(l.kv_heads) * u(l.head_dim) * a;
 }
 
-// Peak of the image path for T tiles: max(tower, projector), see the header.
-// Tiles the vision towers run in one pass (model/intern_vit.cpp, model/aimv2.cpp).
-int64_t tiles_per_pass(int64_t tiles, const Device& device) {
-  return std::min<int64_t>(tiles, device.is_cpu() ? 1 : 16);
-}
-
+// Peak of the image path for T tiles run `pass` at a time: max(tower, projector), see the header.
 uint64_t vision_bytes(const loader::ModelConfig& cfg, int64_t tiles, int64_t pass, uint64_t a, uint64_t* tower_out,
                       uint64_t* projector_out) {
   if (tiles <= 0) return 0;
@@ -89,7 +85,7 @@ uint64_t cuda_workspace_bytes(const loader::ModelConfig& cfg, int64_t tiles, int
   uint64_t total = ops::kCudaLtWorkspaceBytes;
   total += slot(splits * u(l.heads) * (u(l.head_dim) + 2) * 4);            // attention partials (F32)
   total += slot(kCudaSampleBytesPerId * u(l.vocab) + kMiB);               // sampling
-  if (tiles > 0) total += slot(im2col_bytes(cfg.vision, tiles_per_pass(tiles, Device::cuda()), 2));  // BF16
+  if (tiles > 0) total += slot(im2col_bytes(cfg.vision, vision_tiles_per_pass(tiles, Device::cuda()), 2));  // BF16
   return total;
 }
 
@@ -99,7 +95,7 @@ uint64_t cpu_workspace_bytes(const loader::ModelConfig& cfg, int64_t tiles, int6
   const uint64_t keys = u(std::max<int64_t>(kv_tokens, G * G + 1));    // LLM keys or vision tokens
   const uint64_t dh = u(std::max(cfg.llm.head_dim, v.head_dim));
   const uint64_t per_thread = kCpuPanelBytesPerThread + kCpuAttentionRows * (keys + 2 * dh) * 4;
-  return u(std::max<int64_t>(threads, 1)) * per_thread + im2col_bytes(v, tiles_per_pass(tiles, Device::cpu()), 4);
+  return u(std::max<int64_t>(threads, 1)) * per_thread + im2col_bytes(v, vision_tiles_per_pass(tiles, Device::cpu()), 4);
 }
 
 }  // namespace
@@ -146,7 +142,7 @@ MemoryPlan plan_memory(const loader::ModelConfig& cfg, const Device& device, DTy
       str_cat("2 (K, V) x ", l.layers, " layers x ", p.kv_tokens, " tokens x ", l.kv_heads, " KV heads x ",
               l.head_dim, " x ", dtype_name(act)));
   uint64_t tower = 0, projector = 0;
-  const uint64_t vision = vision_bytes(cfg, p.tiles, tiles_per_pass(p.tiles, device), a, &tower, &projector);
+  const uint64_t vision = vision_bytes(cfg, p.tiles, vision_tiles_per_pass(p.tiles, device), a, &tower, &projector);
   set(MemPart::Vision, vision,
       p.tiles == 0 ? std::string("no images")
                    : str_cat(p.tiles, " tiles: the larger of the tower (", format_bytes(tower), ") and the projector (",

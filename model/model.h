@@ -29,6 +29,7 @@
 // same for both: it allocates with activation_dtype(device) and calls ops::*.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <functional>
 
@@ -40,6 +41,14 @@ namespace sailvl::model {
 
 // The dtype every activation buffer of the model has on `device`.
 inline DType activation_dtype(const Device& device) { return device.is_cpu() ? DType::F32 : DType::BF16; }
+
+// Tiles the vision towers (model/intern_vit.cpp, model/aimv2.cpp) run through each layer together:
+// one on the CPU (1024-row GEMMs already fill it and the scratch stays small), all of them up to
+// 16 on a GPU, where 1024 rows per GEMM would leave the chip half idle. The memory plan counts
+// the scratch of one such pass.
+inline int64_t vision_tiles_per_pass(int64_t tiles, const Device& device) {
+  return std::min<int64_t>(tiles, device.is_cpu() ? 1 : 16);
+}
 
 // Weight bytes placed on a GPU so far while SailVL::load runs, for LoadOptions::progress (set
 // by SailVL::load for the duration of the load, on the loading thread).

@@ -64,17 +64,6 @@ void rope(const Tensor& x, const Tensor& positions, double theta) {
 
 void attention(const Tensor& out, const Tensor& q, const Tensor& k, const Tensor& v, const AttentionParams& p) {
   same_device(out.device(), {&q, &k, &v}, "attention");
-  SAILVL_CHECK(p.batch >= 1 && q.dim() >= 1 && k.dim() >= 1 && q.size(0) % p.batch == 0 && k.size(0) % p.batch == 0 &&
-                   out.size(0) == q.size(0),
-               Internal, "attention: batch ", p.batch, " does not divide q ", q.describe(), " and k ", k.describe());
-  if (p.batch > 1 && out.device().is_cpu()) {  // the CPU kernel parallelises within a sequence
-    const int64_t T = q.size(0) / p.batch, S = k.size(0) / p.batch;
-    AttentionParams one = p;
-    one.batch = 1;
-    for (int64_t b = 0; b < p.batch; ++b)
-      ::sailvl::ops::cpu::attention(out.narrow(0, b * T, T), q.narrow(0, b * T, T), k.narrow(0, b * S, S), v.narrow(0, b * S, S), one);
-    return;
-  }
   SAILVL_DISPATCH(out.device(), attention(out, q, k, v, p));
 }
 

@@ -107,6 +107,18 @@ View3 view3(const Tensor& t, const char* op, const char* what) {
 
 void attention(const Tensor& out, const Tensor& q, const Tensor& k, const Tensor& v, const AttentionParams& p) {
   constexpr const char* op = "attention";
+  if (p.batch != 1) {  // one sequence at a time: the kernel below parallelises within a sequence
+    SAILVL_OP_CHECK(p.batch > 1 && q.dim() == 3 && k.dim() == 3 && q.size(0) % p.batch == 0 &&
+                        k.size(0) % p.batch == 0 && out.dim() == 3 && out.size(0) == q.size(0),
+                    op, "batch ", p.batch, " does not divide q ", q.describe(), " and k ", k.describe());
+    const int64_t T = q.size(0) / p.batch, S = k.size(0) / p.batch;
+    AttentionParams one = p;
+    one.batch = 1;
+    for (int64_t b = 0; b < p.batch; ++b)
+      cpu::attention(out.narrow(0, b * T, T), q.narrow(0, b * T, T), k.narrow(0, b * S, S), v.narrow(0, b * S, S),
+                     one);
+    return;
+  }
   const View3 Q = view3(q, op, "q"), K = view3(k, op, "k"), V = view3(v, op, "v"), O = view3(out, op, "out");
   const int64_t T = Q.n0, H = Q.n1, Dh = Q.d, S = K.n0, Hkv = K.n1;
   SAILVL_OP_CHECK(O.n0 == T && O.n1 == H && O.d == Dh, op, "out ", out.describe(), " must match q ", q.describe());
