@@ -24,6 +24,7 @@
 #include "loader/config.h"
 #include "loader/weights.h"
 #include "model/memory_plan.h"
+#include "model/qwen2.h"
 
 using namespace sailvl;
 
@@ -76,6 +77,7 @@ static int run_inspect(cli::Args& a) {
 
   // ---- parameters by tower, dtypes ----
   int64_t vision = 0, projector = 0, llm = 0, embed = 0, head = 0, other = 0;
+  uint64_t head_bytes = 0;
   std::map<std::string, std::pair<int64_t, uint64_t>> dtypes;  // name -> (tensors, bytes)
   for (const std::string& name : w.names()) {
     const loader::TensorInfo& ti = w.info(name);
@@ -88,11 +90,19 @@ static int run_inspect(cli::Args& a) {
     else if (starts_with(name, "language_model.")) {
       llm += n;
       if (name == "language_model.model.embed_tokens.weight") embed = n;
-      if (name == "language_model.lm_head.weight") head = n;
+      if (name == "language_model.lm_head.weight") {
+        head = n;
+        head_bytes = ti.end - ti.begin;
+      }
     } else other += n;
   }
   const int64_t total = vision + projector + llm + other;
-  const bool tied = head == 0;
+  const model::LmHeadSource head_src = model::lm_head_source(w.contains("language_model.lm_head.weight"),
+                                                            cfg.llm.tie_word_embeddings);
+  const bool tied = head_src != model::LmHeadSource::Stored;
+  const char* head_key = head_src == model::LmHeadSource::Stored ? "stored"
+                         : head_src == model::LmHeadSource::Tied ? "tied"
+                                                                 : "absent";
 
   // ---- memory ----
   const auto& L = cfg.llm;
@@ -127,6 +137,11 @@ static int run_inspect(cli::Args& a) {
                        {"total", total},         {"tied_lm_head", tied}};
     nlohmann::ordered_json dt = nlohmann::ordered_json::object();
     for (const auto& [n, v] : dtypes) dt[n] = {{"tensors", v.first}, {"bytes", v.second}};
+    j["lm_head"] = {{"source", head_key},
+                    {"why", model::lm_head_source_text(head_src)},
+                    {"config_tie_word_embeddings", cfg.llm.tie_word_embeddings},
+                    {"parameters", head},
+                    {"bytes", head_bytes}};
     j["dtypes"] = dt;
     nlohmann::ordered_json sh = nlohmann::ordered_json::array();
     for (const auto& s : w.shards())
@@ -158,7 +173,10 @@ static int run_inspect(cli::Args& a) {
   std::printf("llm         qwen2: hidden %lld, %lld layers, %lld heads / %lld KV x %lld, MLP %lld, vocab %lld, %s\n",
               (long long)L.hidden, (long long)L.layers, (long long)L.heads, (long long)L.kv_heads,
               (long long)L.head_dim, (long long)L.intermediate, (long long)L.vocab,
-              tied ? "lm_head tied to embed_tokens" : "lm_head stored");
+              tied ? "lm_head = embed_tokens" : "lm_head stored");
+  std::printf("lm_head     %s", model::lm_head_source_text(head_src));
+  if (!tied) std::printf(": %s, %s", human_count(head).c_str(), human_bytes(static_cast<double>(head_bytes)).c_str());
+  std::printf("\n");
   std::printf("image       ps %s, select_layer %lld, %lld tokens/tile, tiles %lld..%lld, thumbnail %s\n",
               cfg.ps_version.c_str(), (long long)cfg.select_layer, (long long)cfg.num_image_token,
               (long long)cfg.min_dynamic_patch, (long long)cfg.max_dynamic_patch, cfg.use_thumbnail ? "yes" : "no");

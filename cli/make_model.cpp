@@ -1,6 +1,7 @@
 // `sailvl make-model`: write a random-weight checkpoint in SAIL-VL's exact format (model/presets.h).
 //
-//   sailvl make-model --preset tiny-aimv2 --out DIR [--seed S] [--shards N] [--tie|--untie] [--quiet]
+//   sailvl make-model --preset tiny-aimv2 --out DIR [--seed S] [--shards N] [--tie|--untie]
+//                     [--lm-head stored|absent] [--quiet]
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -21,6 +22,9 @@ static void setup_make_model(cli::Args& a) {
   a.option("--shards", "N", "number of safetensors files (default: the preset's)");
   a.flag("--tie", "tie lm_head to embed_tokens (no lm_head.weight stored)");
   a.flag("--untie", "store a separate lm_head.weight");
+  a.option("--lm-head", "stored|absent",
+           "store language_model.lm_head.weight or not, whatever --tie says (default: the preset's; "
+           "a stored head is the LM head even when the config ties it)");
   a.flag("-q,--quiet", "no progress on stderr");
   a.flag("--config-only", "write only config.json (e.g. to see a full-size preset's config)");
 }
@@ -34,6 +38,12 @@ static int run_make_model(cli::Args& a) {
   SAILVL_CHECK(!(a.on("tie") && a.on("untie")), Usage, "--tie and --untie exclude each other");
   if (a.on("tie")) opt.tie = true;
   if (a.on("untie")) opt.tie = false;
+  if (a.has("lm-head")) {
+    const std::string h = a.get("lm-head");
+    SAILVL_CHECK(h == "stored" || h == "absent", Usage, "--lm-head must be stored or absent, got '",
+                 escape_for_print(h), "'");
+    opt.stored_head = h == "stored";
+  }
   opt.quiet = a.on("quiet");
   if (a.on("config-only")) {
     std::filesystem::create_directories(opt.out_dir);

@@ -168,9 +168,9 @@ MemoryPlan plan_memory(const loader::ModelConfig& cfg, const Device& device, DTy
   return p;
 }
 
-uint64_t bf16_checkpoint_bytes(const loader::ModelConfig& cfg) {
+uint64_t bf16_checkpoint_bytes(const loader::ModelConfig& cfg, std::optional<bool> stored_head) {
   uint64_t n = 0;
-  for (const TensorSpec& t : checkpoint_tensors(cfg)) n += static_cast<uint64_t>(shape_numel(t.shape)) * 2;
+  for (const TensorSpec& t : checkpoint_tensors(cfg, stored_head)) n += static_cast<uint64_t>(shape_numel(t.shape)) * 2;
   return n;
 }
 

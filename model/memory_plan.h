@@ -11,7 +11,7 @@
 // L/D/F/H/Hkv/Dh/V the LLM's layers, width, MLP width, heads, KV heads, head dim, vocabulary):
 //
 //   weights     the checkpoint's tensors as stored (an upper bound of what is placed: layers after
-//               select_layer and a stored-but-tied lm_head are skipped)
+//               select_layer are skipped; a stored lm_head is always the head and always placed)
 //   KV cache    2 (K, V) · L · K_tok · Hkv · Dh · a                       model/kv_cache.h
 //   vision      the image path's peak: max(tower, projector) where          model/intern_vit.cpp,
 //                 tower     = a · (T·N·C + Tp·(3·S² + N·C + 7·Nv·C + MLP))  model/aimv2.cpp,
@@ -85,8 +85,9 @@ struct MemoryPlan {
 MemoryPlan plan_memory(const loader::ModelConfig& cfg, const Device& device, DType act, const Workload& w,
                        uint64_t weight_bytes);
 
-// Bytes of a BF16 checkpoint of `cfg`: every tensor SAIL-VL stores (model/presets.h), 2 bytes each.
-uint64_t bf16_checkpoint_bytes(const loader::ModelConfig& cfg);
+// Bytes of a BF16 checkpoint of `cfg`: every tensor SAIL-VL stores (model/presets.h), 2 bytes each;
+// `stored_head` as in checkpoint_tensors (default: a head is stored when the config is untied).
+uint64_t bf16_checkpoint_bytes(const loader::ModelConfig& cfg, std::optional<bool> stored_head = std::nullopt);
 
 // Free memory where the model will run: cudaMemGetInfo's free bytes on CUDA, MemAvailable from
 // /proc/meminfo on CPU (nullopt when the kernel does not report it: no check then).

@@ -129,6 +129,7 @@ struct PresetDef {
   VisionDims vision;
   LlmDims llm;
   int shards;
+  bool stored_head;  // the checkpoint stores language_model.lm_head.weight (whatever llm.tie says)
 };
 
 // Qwen2.5 sizes (SAILVL-SPEC §2); max_window_layers as in the Qwen2.5 configs (21 for 1.5B, 28 for 7B).
@@ -137,22 +138,19 @@ constexpr LlmDims kQwen7B{3584, 18944, 28, 28, 4, 152064, 28, false};
 constexpr VisionDims kInternViT300M{false, 1024, 4096, 24, 16};
 constexpr VisionDims kAIMv2Huge{true, 1536, 4096, 24, 12};
 
-// Lm-head defaults follow SAILVL-SPEC §1: 2B stored (inferred from file size), 8B variants stored,
-// 1d5-2B unknown -> Qwen2.5-1.5B's own tied head (use --untie for the other case).
-LlmDims untied(LlmDims l) {
-  l.tie = false;
-  return l;
-}
-
+// LM heads (docs/MODEL.md, "The LM head"): SAIL-VL-2B keeps Qwen2.5-1.5B's config
+// (tie_word_embeddings true) but stores a head (its file size says so), which is then the head;
+// the 8B variants are untied with a stored head; 1d5-2B is unknown, so it gets Qwen2.5-1.5B's own
+// tied head without a stored tensor (make-model --lm-head stored / --untie give the other shapes).
 const std::vector<PresetDef>& presets() {
   static const std::vector<PresetDef> p = {
-      {"tiny-internvit", {false, 128, 256, 2, 2}, {256, 512, 3, 2, 1, 151936, 3, true}, 1},
-      {"tiny-aimv2", {true, 256, 512, 2, 2}, {256, 512, 3, 2, 1, 151936, 3, false}, 3},
-      {"sailvl-2b", kInternViT300M, untied(kQwen15B), 2},
-      {"sailvl-8b", kInternViT300M, kQwen7B, 4},
-      {"sailvl-1d5-2b", kAIMv2Huge, kQwen15B, 2},
-      {"sailvl-1d5-8b", kInternViT300M, kQwen7B, 4},
-      {"sailvl-1d6-8b", kAIMv2Huge, kQwen7B, 4},
+      {"tiny-internvit", {false, 128, 256, 2, 2}, {256, 512, 3, 2, 1, 151936, 3, true}, 1, false},
+      {"tiny-aimv2", {true, 256, 512, 2, 2}, {256, 512, 3, 2, 1, 151936, 3, false}, 3, true},
+      {"sailvl-2b", kInternViT300M, kQwen15B, 2, true},
+      {"sailvl-8b", kInternViT300M, kQwen7B, 4, true},
+      {"sailvl-1d5-2b", kAIMv2Huge, kQwen15B, 2, false},
+      {"sailvl-1d5-8b", kInternViT300M, kQwen7B, 4, true},
+      {"sailvl-1d6-8b", kAIMv2Huge, kQwen7B, 4, true},
   };
   return p;
 }
@@ -184,6 +182,14 @@ ordered_json preset_config(const std::string& preset, std::optional<bool> tie) {
 }
 
 int default_shards(const std::string& preset) { return find_preset(preset).shards; }
+
+bool default_stored_head(const std::string& preset, std::optional<bool> tie) {
+  const PresetDef& p = find_preset(preset);
+  // --untie without --lm-head means a stored head (an untied config without one is the odd case).
+  if (tie && !*tie) return true;
+  if (tie && *tie && !p.llm.tie) return false;  // --tie on an untied preset: the plain tied shape
+  return p.stored_head;
+}
 
 // ---------------------------------------------------------------------------------------------
 // The canonical tensor list (SAILVL-SPEC §9), in state_dict order: a module's own parameters
@@ -239,7 +245,7 @@ static void aimv2_tensors(const loader::VisionConfig& v, std::vector<TensorSpec>
   add(out, "vision_model.trunk.post_trunk_norm.weight", {C});
 }
 
-static void qwen2_tensors(const loader::LlmConfig& l, std::vector<TensorSpec>& out) {
+static void qwen2_tensors(const loader::LlmConfig& l, bool stored_head, std::vector<TensorSpec>& out) {
   const int64_t D = l.hidden, F = l.intermediate, H = l.heads, Hkv = l.kv_heads, Dh = l.head_dim, V = l.vocab;
   add(out, "language_model.model.embed_tokens.weight", {V, D});
   for (int64_t i = 0; i < l.layers; ++i) {
@@ -258,14 +264,14 @@ static void qwen2_tensors(const loader::LlmConfig& l, std::vector<TensorSpec>& o
     add(out, L + "post_attention_layernorm.weight", {D});
   }
   add(out, "language_model.model.norm.weight", {D});
-  if (!l.tie_word_embeddings) add(out, "language_model.lm_head.weight", {V, D});
+  if (stored_head) add(out, "language_model.lm_head.weight", {V, D});
 }
 
-std::vector<TensorSpec> checkpoint_tensors(const loader::ModelConfig& c) {
+std::vector<TensorSpec> checkpoint_tensors(const loader::ModelConfig& c, std::optional<bool> stored_head) {
   std::vector<TensorSpec> out;
   if (c.vision.arch == loader::VisionArch::InternViT) internvit_tensors(c.vision, out);
   else aimv2_tensors(c.vision, out);
-  qwen2_tensors(c.llm, out);
+  qwen2_tensors(c.llm, stored_head.value_or(!c.llm.tie_word_embeddings), out);
   // Projector: LayerNorm(4C) -> Linear(4C, D) -> GELU -> Linear(D, D) (pixel shuffle by 1/r = 2 -> 4C).
   const int64_t r = static_cast<int64_t>(1.0 / c.downsample_ratio + 0.5);
   const int64_t Cin = c.vision.hidden * r * r, D = c.llm.hidden;
@@ -313,7 +319,8 @@ MakeModelResult make_model(const MakeModelOptions& opt) {
   const ordered_json cfg_json = preset_config(opt.preset, opt.tie);
   const std::string cfg_text = cfg_json.dump(2) + "\n";
   const loader::ModelConfig cfg = loader::parse_config(cfg_text, opt.preset + " config.json");
-  const std::vector<TensorSpec> tensors = checkpoint_tensors(cfg);
+  const std::vector<TensorSpec> tensors =
+      checkpoint_tensors(cfg, opt.stored_head.value_or(default_stored_head(opt.preset, opt.tie)));
   const int n_shards = opt.shards > 0 ? opt.shards : default_shards(opt.preset);
   SAILVL_CHECK(static_cast<size_t>(n_shards) <= tensors.size(), Usage, "--shards ", n_shards, " exceeds the ",
                tensors.size(), " tensors of preset ", opt.preset);

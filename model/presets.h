@@ -30,15 +30,19 @@ const std::vector<std::string>& preset_names();
 // unknown preset name.
 nlohmann::ordered_json preset_config(const std::string& preset, std::optional<bool> tie = std::nullopt);
 int default_shards(const std::string& preset);
+// Whether a preset's checkpoint stores language_model.lm_head.weight (with `tie` as make-model's
+// --tie/--untie would set it).
+bool default_stored_head(const std::string& preset, std::optional<bool> tie = std::nullopt);
 
 struct TensorSpec {
   std::string name;
   Shape shape;  // stored as BF16
 };
 
-// Every tensor a checkpoint of this config holds, in canonical (state_dict) order. lm_head is
-// included only when the embeddings are untied.
-std::vector<TensorSpec> checkpoint_tensors(const loader::ModelConfig& c);
+// Every tensor a checkpoint of this config holds, in canonical (state_dict) order.
+// language_model.lm_head.weight comes last of the LLM's tensors when `stored_head` (default: when
+// the config is untied). A stored head is the LM head whatever tie_word_embeddings says.
+std::vector<TensorSpec> checkpoint_tensors(const loader::ModelConfig& c, std::optional<bool> stored_head = std::nullopt);
 
 // shard index of each of `count` tensors for `shards` shards (the rule above).
 std::vector<int> assign_shards(size_t count, int shards);
@@ -53,6 +57,7 @@ struct MakeModelOptions {
   uint64_t seed = 0;
   int shards = 0;              // 0: the preset's default
   std::optional<bool> tie;     // nullopt: the preset's default
+  std::optional<bool> stored_head;  // store lm_head.weight; nullopt: default_stored_head(preset, tie)
   bool quiet = false;          // progress on stderr unless quiet
 };
 

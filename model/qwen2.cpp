@@ -5,8 +5,24 @@
 
 #include "model/model.h"
 #include "ops/ops.h"
+#include "tensor/log.h"
 
 namespace sailvl::model {
+
+LmHeadSource lm_head_source(bool head_stored, bool tie_word_embeddings) {
+  if (head_stored) return LmHeadSource::Stored;
+  return tie_word_embeddings ? LmHeadSource::Tied : LmHeadSource::TiedAbsent;
+}
+
+const char* lm_head_source_text(LmHeadSource s) {
+  switch (s) {
+    case LmHeadSource::Stored: return "stored language_model.lm_head.weight (used whatever tie_word_embeddings says)";
+    case LmHeadSource::Tied: return "tied to embed_tokens (none stored; tie_word_embeddings true)";
+    case LmHeadSource::TiedAbsent:
+      return "embed_tokens (none stored although tie_word_embeddings is false: the only sensible weights)";
+  }
+  return "?";
+}
 
 Qwen2 Qwen2::load(const loader::WeightMap& weights, const loader::LlmConfig& cfg, const Device& device) {
   SAILVL_CHECK(cfg.hidden_act == "silu", BadModel, "config.json: llm_config.hidden_act \"", cfg.hidden_act,
@@ -40,10 +56,13 @@ Qwen2 Qwen2::load(const loader::WeightMap& weights, const loader::LlmConfig& cfg
   }
   m.norm = place_as_activation(M.require("norm.weight", {D}), device);
 
-  // The LM head: tied to the embeddings when the config says so or when no head is stored.
+  // The LM head: the stored tensor if there is one, else embed_tokens (lm_head_source in qwen2.h).
   const std::optional<Tensor> head = weights.scope("language_model").optional("lm_head.weight", {V, D});
-  m.tied_ = cfg.tie_word_embeddings || !head;
-  m.lm_head = m.tied_ ? m.embed_tokens : place(*head, device);
+  m.head_source_ = lm_head_source(head.has_value(), cfg.tie_word_embeddings);
+  if (m.head_source_ == LmHeadSource::TiedAbsent)
+    warn(weights.dir(), ": llm_config.tie_word_embeddings is false but the checkpoint stores no "
+         "language_model.lm_head.weight; using embed_tokens as the LM head");
+  m.lm_head = head ? place(*head, device) : m.embed_tokens;
   return m;
 }
 

@@ -13,8 +13,9 @@
 //     x = x + W_down(silu(W_gate·m) ⊙ W_up·m)           [T, D]
 //   logits = norm(x)·W_headᵀ                            [V]      last position (or all, for tests)
 //
-// W_head is language_model.lm_head.weight, or embed_tokens when it is absent or
-// tie_word_embeddings is true. One forward() handles a whole prompt (prefill, T = prompt length)
+// W_head is language_model.lm_head.weight whenever the checkpoint stores it, whatever
+// tie_word_embeddings says; only a checkpoint without one uses embed_tokens (lm_head_source below).
+// One forward() handles a whole prompt (prefill, T = prompt length)
 // and one decode step (T = 1) alike; the K/V of every position it sees are appended to the cache.
 #pragma once
 
@@ -28,6 +29,20 @@
 #include "tensor/tensor.h"
 
 namespace sailvl::model {
+
+// Where the LM head comes from. SAIL-VL's remote code (modeling_sailvl.py under transformers 4.45)
+// builds its nested Qwen2 inside from_pretrained's no-init context, so the nested model is never
+// re-tied: a stored language_model.lm_head.weight is loaded into lm_head and used even when
+// llm_config.tie_word_embeddings is true. Only without a stored head is embed_tokens the head.
+enum class LmHeadSource {
+  Stored,      // language_model.lm_head.weight is stored: it is the head (tie flag ignored)
+  Tied,        // none stored, tie_word_embeddings true: the head is embed_tokens
+  TiedAbsent,  // none stored, tie_word_embeddings false: the remote code would leave the head
+               // uninitialised; we use embed_tokens (the only sensible weights) and warn
+};
+LmHeadSource lm_head_source(bool head_stored, bool tie_word_embeddings);
+// One line for `inspect` and logs: which head and why.
+const char* lm_head_source_text(LmHeadSource s);
 
 // One Qwen2DecoderLayer; names relative to language_model.model.layers.{i}.
 struct Qwen2Layer {
@@ -69,7 +84,8 @@ class Qwen2 {
 
   const loader::LlmConfig& config() const { return cfg_; }
   const Device& device() const { return device_; }
-  bool tied_head() const { return tied_; }
+  LmHeadSource head_source() const { return head_source_; }
+  bool tied_head() const { return head_source_ != LmHeadSource::Stored; }
 
   KvCache make_cache(int64_t max_seq) const;
   Qwen2Workspace make_workspace(int64_t max_tokens) const;
@@ -90,11 +106,11 @@ class Qwen2 {
 
   loader::LlmConfig cfg_;
   Device device_;
-  bool tied_ = false;
+  LmHeadSource head_source_ = LmHeadSource::Stored;
   Tensor embed_tokens;  // language_model.model.embed_tokens.weight  [V, D]
   std::vector<Qwen2Layer> layers_;
   Tensor norm;          // language_model.model.norm.weight           [D]
-  Tensor lm_head;       // language_model.lm_head.weight or embed_tokens  [V, D]
+  Tensor lm_head;       // language_model.lm_head.weight if stored, else embed_tokens  [V, D]
 };
 
 }  // namespace sailvl::model

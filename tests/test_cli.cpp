@@ -157,6 +157,39 @@ TEST(Cli, InspectSummarisesTheCheckpoint) {
   EXPECT_NE(out.find("safety margin"), std::string::npos) << out;
 }
 
+// Which LM head a checkpoint uses and why (docs/MODEL.md, "The LM head"), for every head shape.
+TEST(Cli, InspectNamesTheLmHeadAndWhy) {
+  struct Case {
+    fs::path dir;
+    const char* text;  // the lm_head line
+    const char* key;   // --json lm_head.source
+  };
+  const Case cases[] = {
+      {test::tiny_model("tiny-internvit"), "tied to embed_tokens", "tied"},
+      {test::tiny_model("tiny-aimv2"), "stored language_model.lm_head.weight", "stored"},
+      {test::golden_model("tiny-internvit-stored-head"), "stored language_model.lm_head.weight", "stored"},
+      {test::tiny_model("tiny-internvit", "--untie --lm-head absent", "-untied-headless"), "none stored although",
+       "absent"},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.dir.string());
+    std::string out, err;
+    ASSERT_EQ(test::run_command(bin() + " inspect -m " + c.dir.string(), &out, &err), 0) << err;
+    const size_t line = out.find("\nlm_head ");
+    ASSERT_NE(line, std::string::npos) << out;
+    EXPECT_NE(out.substr(line, out.find('\n', line + 1) - line).find(c.text), std::string::npos) << out;
+    ASSERT_EQ(test::run_command(bin() + " inspect --json -m " + c.dir.string(), &out, &err), 0) << err;
+    const json j = json::parse(out);
+    EXPECT_EQ(j["lm_head"]["source"], c.key);
+    EXPECT_EQ(j["lm_head"]["bytes"].get<uint64_t>() > 0, std::string(c.key) == "stored");
+  }
+  // The head-less untied checkpoint still runs, with the embeddings as head and a one-line warning.
+  std::string out, err;
+  ASSERT_EQ(test::run_command(bin() + " run -m " + cases[3].dir.string() + " -n 2 -p hi", &out, &err), 0) << err;
+  EXPECT_NE(err.find("warning: "), std::string::npos) << err;
+  EXPECT_NE(err.find("using embed_tokens as the LM head"), std::string::npos) << err;
+}
+
 TEST(Cli, BenchJsonReportsEveryStageAgainstTheLimits) {
   const fs::path model = test::tiny_model("tiny-internvit");
   std::string out;

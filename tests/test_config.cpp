@@ -21,7 +21,7 @@ struct VariantCase {
 TEST(Config, ParsesAllFiveVariants) {
   // SAILVL-SPEC §1 table and §2 (ViT 1024 InternViT / 1536 AIMv2; Qwen2.5 1.5B / 7B).
   const VariantCase cases[] = {
-      {"sailvl-2b.json", VisionArch::InternViT, 1024, 16, 64, 1536, 12, 2, 8960, 151936, 4096, false, "SAIL-VL-2B-like"},
+      {"sailvl-2b.json", VisionArch::InternViT, 1024, 16, 64, 1536, 12, 2, 8960, 151936, 4096, true, "SAIL-VL-2B-like"},
       {"sailvl-8b.json", VisionArch::InternViT, 1024, 16, 64, 3584, 28, 4, 18944, 152064, 4096, false, "SAIL-VL-8B or"},
       {"sailvl-1d5-2b.json", VisionArch::AIMv2, 1536, 12, 128, 1536, 12, 2, 8960, 151936, 6144, true, "SAIL-VL-1d5-2B-like"},
       {"sailvl-1d5-8b.json", VisionArch::InternViT, 1024, 16, 64, 3584, 28, 4, 18944, 152064, 4096, false, "SAIL-VL-8B or SAIL-VL-1d5-8B"},

@@ -94,10 +94,10 @@ TEST(MakeModel, PresetConfigsEqualFixtures) {
 
 // Bind every tensor of the canonical list through the scoped binder, with its shape and dtype;
 // and nothing else is stored.
-static void expect_all_bound(const fs::path& dir) {
+static void expect_all_bound(const fs::path& dir, bool stored_head) {
   const loader::ModelConfig cfg = loader::load_config(dir.string());
   const loader::WeightMap w = loader::WeightMap::open(dir.string());
-  const auto specs = model::checkpoint_tensors(cfg);
+  const auto specs = model::checkpoint_tensors(cfg, stored_head);
   std::set<std::string> expected;
   for (const auto& s : specs) {
     const size_t dot = s.name.find('.');
@@ -115,7 +115,7 @@ TEST(MakeModel, TinyInternVitLoadsAndBindsEveryTensor) {
   EXPECT_FALSE(fs::exists(dir / "model.safetensors.index.json"));
   EXPECT_EQ(nlohmann::json::parse(test::read_file(dir / "config.json")),
             nlohmann::json::parse(test::read_file(test::data_path("configs/tiny-internvit.json"))));
-  expect_all_bound(dir);
+  expect_all_bound(dir, /*stored_head=*/false);
   const loader::WeightMap w = loader::WeightMap::open(dir.string());
   EXPECT_FALSE(w.contains("language_model.lm_head.weight"));  // tied
   const size_t per_layer = 14;                                // ls1, ls2, qkv w+b, proj w+b, fc1/fc2 w+b, norm1/2 w+b
@@ -132,7 +132,7 @@ TEST(MakeModel, TinyAimv2IsShardedWithALayerSplitAcrossShards) {
   const fs::path dir = test::tiny_model("tiny-aimv2");
   EXPECT_EQ(nlohmann::json::parse(test::read_file(dir / "config.json")),
             nlohmann::json::parse(test::read_file(test::data_path("configs/tiny-aimv2.json"))));
-  expect_all_bound(dir);
+  expect_all_bound(dir, /*stored_head=*/true);
   const auto index = nlohmann::json::parse(test::read_file(dir / "model.safetensors.index.json"));
   std::map<std::string, std::set<std::string>> layer_shards;  // "language_model.model.layers.0" -> shards
   std::set<std::string> shards;
@@ -162,7 +162,7 @@ TEST(MakeModel, TieUntieShardsAndSeedFlags) {
   const fs::path dir = test::tiny_model("tiny-aimv2", "--tie --shards 2 --seed 7", "-tie-s2-seed7");
   const loader::ModelConfig cfg = loader::load_config(dir.string());
   EXPECT_TRUE(cfg.llm.tie_word_embeddings);
-  expect_all_bound(dir);
+  expect_all_bound(dir, /*stored_head=*/false);
   const loader::WeightMap w = loader::WeightMap::open(dir.string());
   EXPECT_FALSE(w.contains("language_model.lm_head.weight"));
   EXPECT_EQ(w.shards().size(), 2u);
@@ -234,7 +234,7 @@ TEST(MakeModel, FullSizePresetParameterCounts) {
     SCOPED_TRACE(w.preset);
     const auto cfg = loader::parse_config(model::preset_config(w.preset).dump(), w.preset);
     int64_t llm = 0, vision = 0, proj = 0;
-    for (const auto& t : model::checkpoint_tensors(cfg)) {
+    for (const auto& t : model::checkpoint_tensors(cfg, model::default_stored_head(w.preset))) {
       const int64_t n = shape_numel(t.shape);
       if (t.name.rfind("language_model.", 0) == 0) llm += n;
       else if (t.name.rfind("vision_model.", 0) == 0) vision += n;

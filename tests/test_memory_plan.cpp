@@ -23,7 +23,7 @@ loader::ModelConfig sailvl_2b() {
 // SAIL-VL-2B (tests/data/configs/sailvl-2b.json):
 //   InternViT-300M  C = 1024, MLP Fv = 4096, 24 layers, 16 heads × 64, 448 px / 14 px patches
 //                   -> G = 32, N = 1024 patches, Nv = 1025 tokens with the CLS token, qkv biases
-//   Qwen2.5-1.5B    D = 1536, F = 8960, L = 28, H = 12, Hkv = 2, Dh = 128, V = 151936, lm_head stored
+//   Qwen2.5-1.5B    D = 1536, F = 8960, L = 28, H = 12, Hkv = 2, Dh = 128, V = 151936, lm_head stored (config: tied)
 //   projector       LayerNorm(4C) -> Linear(4C, D) -> GELU -> Linear(D, D); 256 rows per tile
 constexpr uint64_t C = 1024, Fv = 4096, Lv = 24, N = 1024, Nv = 1025, Px = 14, S = 448;
 constexpr uint64_t D = 1536, F = 8960, L = 28, H = 12, Hkv = 2, Dh = 128, V = 151936;
@@ -60,7 +60,7 @@ uint64_t sailvl_2b_params() {
                               + 3 * F * D                // gate, up, down
                               + 2 * D)                   // input / post-attention RMSNorm
                        + D                       // final norm
-                       + V * D;                  // lm_head (untied in SAIL-VL-2B)
+                       + V * D;                  // lm_head (stored in SAIL-VL-2B, though its config says tied)
   const uint64_t mlp1 = 2 * 4 * C + 4 * C * D + D + D * D + D;  // LayerNorm, Linear(4C, D), Linear(D, D)
   return vit + llm + mlp1;
 }
@@ -72,7 +72,7 @@ TEST(MemoryPlan, Sailvl2bBreakdownOnCudaMatchesHandComputedValues) {
   const uint64_t params = sailvl_2b_params();
   EXPECT_GT(params, 2'000'000'000u);  // SAIL-VL-2B: ~2.1 B parameters
   EXPECT_LT(params, 2'200'000'000u);
-  EXPECT_EQ(model::bf16_checkpoint_bytes(cfg), 2 * params);
+  EXPECT_EQ(model::bf16_checkpoint_bytes(cfg, /*stored_head=*/true), 2 * params);
 
   const model::MemoryPlan p = model::plan_memory(cfg, Device::cuda(0), DType::BF16, workload(), 2 * params);
   const uint64_t a = 2;  // BF16 activations
@@ -155,7 +155,7 @@ TEST(MemoryPlan, PromptBoundAndContextSizeTheTokenCounts) {
 
 TEST(MemoryPlan, FittingPlanPassesAndOneByteShortIsOutOfMemoryNamingEveryPart) {
   const model::MemoryPlan p =
-      model::plan_memory(sailvl_2b(), Device::cuda(0), DType::BF16, workload(), model::bf16_checkpoint_bytes(sailvl_2b()));
+      model::plan_memory(sailvl_2b(), Device::cuda(0), DType::BF16, workload(), model::bf16_checkpoint_bytes(sailvl_2b(), /*stored_head=*/true));
   EXPECT_NO_THROW(model::check_fits(p, p.needed()));
   try {
     model::check_fits(p, p.needed() - 1);
@@ -176,7 +176,7 @@ TEST(MemoryPlan, FittingPlanPassesAndOneByteShortIsOutOfMemoryNamingEveryPart) {
 }
 
 TEST(MemoryPlan, CpuRefusesOnlyWhenTheNonWeightPartDoesNotFit) {
-  const uint64_t weights = model::bf16_checkpoint_bytes(sailvl_2b());
+  const uint64_t weights = model::bf16_checkpoint_bytes(sailvl_2b(), /*stored_head=*/true);
   const model::MemoryPlan p = model::plan_memory(sailvl_2b(), Device::cpu(), DType::F32, workload(), weights);
   EXPECT_NO_THROW(model::check_fits(p, p.needed()));  // less than the total: weights are page cache
   try {

@@ -82,7 +82,7 @@ std::vector<int64_t> golden_logit_ids(const json& meta, int64_t vocab) {
 const model::SailVL& tiny(const std::string& preset) {
   static std::map<std::string, std::unique_ptr<model::SailVL>> cache;
   auto& m = cache[preset];
-  if (!m) m = std::make_unique<model::SailVL>(model::SailVL::load(test::tiny_model(preset).string()));
+  if (!m) m = std::make_unique<model::SailVL>(model::SailVL::load(test::golden_model(preset).string()));
   return *m;
 }
 
@@ -283,7 +283,24 @@ std::vector<CaseParam> all_cases() {
   std::vector<CaseParam> v;
   for (const char* p : kPresets)
     for (const char* c : kCases) v.push_back({p, c});
+  // A tied config with a stored lm_head: the stored tensor is the head (docs/MODEL.md, "The LM head").
+  for (const char* c : {"a_text", "b_one_image"}) v.push_back({"tiny-internvit-stored-head", c});
   return v;
+}
+
+// The fixture really is the case it is meant to be: the config ties, a head is stored, its values
+// differ from embed_tokens, and the loaded model uses it.
+TEST(ModelLmHead, StoredHeadWinsOverTiedConfig) {
+  const model::SailVL& m = tiny("tiny-internvit-stored-head");
+  EXPECT_TRUE(m.config().llm.tie_word_embeddings);
+  ASSERT_TRUE(m.weights().contains("language_model.lm_head.weight"));
+  EXPECT_EQ(m.llm().head_source(), model::LmHeadSource::Stored);
+  const Tensor head = m.weights().get("language_model.lm_head.weight");
+  const Tensor emb = m.weights().get("language_model.model.embed_tokens.weight");
+  EXPECT_NE(head.to_floats(), emb.to_floats());
+  EXPECT_EQ(tiny("tiny-internvit").llm().head_source(), model::LmHeadSource::Tied);
+  EXPECT_EQ(tiny("tiny-aimv2").llm().head_source(), model::LmHeadSource::Stored);
+  EXPECT_EQ(model::lm_head_source(false, false), model::LmHeadSource::TiedAbsent);
 }
 
 INSTANTIATE_TEST_SUITE_P(Tiny, ModelCpu, ::testing::ValuesIn(kPresets), [](const auto& info) {

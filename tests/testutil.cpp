@@ -71,6 +71,11 @@ fs::path tiny_model(const std::string& preset, const std::string& extra_args, co
   return dir;
 }
 
+fs::path golden_model(const std::string& name) {
+  if (name == "tiny-internvit-stored-head") return tiny_model("tiny-internvit", "--lm-head stored", "-stored-head");
+  return tiny_model(name);
+}
+
 std::string read_file(const fs::path& p) {
   std::ifstream f(p, std::ios::binary);
   std::ostringstream ss;

@@ -34,6 +34,10 @@ std::string sailvl_binary();
 // once per build directory and reused: build/test_models/<preset><suffix>.
 std::filesystem::path tiny_model(const std::string& preset, const std::string& extra_args = "",
                                  const std::string& suffix = "");
+// The checkpoint whose goldens are tests/data/models/<name>: a tiny preset, or a variant of one made
+// with extra make-model flags (tools/reference/make_model_goldens.py VARIANTS):
+//   tiny-internvit-stored-head = tiny-internvit with --lm-head stored (tied config, stored head).
+std::filesystem::path golden_model(const std::string& name);
 // Run a shell command; returns exit status and captures stdout (stderr goes to `err` if given).
 int run_command(const std::string& cmd, std::string* out = nullptr, std::string* err = nullptr);
 std::string read_file(const std::filesystem::path& p);

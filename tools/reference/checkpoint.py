@@ -38,8 +38,10 @@ def vision_kind(cfg: dict) -> str:
     raise ValueError(f"unknown vision model_type {mt}")
 
 
-def tensor_specs(cfg: dict) -> list[tuple[str, tuple[int, ...]]]:
-    """Every tensor of the checkpoint as (name, shape), in a fixed order."""
+def tensor_specs(cfg: dict, stored_head: bool | None = None) -> list[tuple[str, tuple[int, ...]]]:
+    """Every tensor of the checkpoint as (name, shape), in a fixed order. `language_model.lm_head.weight`
+    is present when `stored_head` (default: when the config is untied); a stored head is the LM head
+    whatever tie_word_embeddings says (docs/MODEL.md, "The LM head")."""
     v, l = cfg["vision_config"], cfg["llm_config"]
     C, I, P = v["hidden_size"], v["intermediate_size"], v["patch_size"]
     grid = v["image_size"] // P
@@ -100,14 +102,16 @@ def tensor_specs(cfg: dict) -> list[tuple[str, tuple[int, ...]]]:
                 (p + "mlp.gate_proj.weight", (Il, D)), (p + "mlp.up_proj.weight", (Il, D)),
                 (p + "mlp.down_proj.weight", (D, Il))]
     out += [("language_model.model.norm.weight", (D,))]
-    if not l.get("tie_word_embeddings", False):
+    if stored_head is None:
+        stored_head = not l.get("tie_word_embeddings", False)
+    if stored_head:
         out += [("language_model.lm_head.weight", (V, D))]
     return out
 
 
-def make_state(cfg: dict, seed: int = 0) -> dict[str, np.ndarray]:
+def make_state(cfg: dict, seed: int = 0, stored_head: bool | None = None) -> dict[str, np.ndarray]:
     """name -> BF16 bit patterns (uint16, shaped): the checkpoint that make-model writes."""
-    return {name: prng.tensor_bf16_bits(name, shape, seed) for name, shape in tensor_specs(cfg)}
+    return {name: prng.tensor_bf16_bits(name, shape, seed) for name, shape in tensor_specs(cfg, stored_head)}
 
 
 def to_torch_bf16(bits: np.ndarray) -> torch.Tensor:
@@ -118,7 +122,7 @@ def to_torch_bf16(bits: np.ndarray) -> torch.Tensor:
 def manifest(cfg: dict, state: dict[str, np.ndarray], seed: int = 0) -> dict:
     """weights.json: for each tensor its name, shape, dtype and FNV-1a-64 of its BF16 LE bytes."""
     tensors = []
-    for name, shape in tensor_specs(cfg):
+    for name, shape in tensor_specs(cfg, "language_model.lm_head.weight" in state):
         bits = state[name]
         assert tuple(bits.shape) == shape
         tensors.append({"name": name, "shape": list(shape), "dtype": "BF16",

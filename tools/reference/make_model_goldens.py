@@ -58,6 +58,16 @@ CASES = {
 }
 
 
+# Checkpoint shapes beyond the presets' defaults: name -> (base preset, stored_head, cases). Written like a
+# preset (weights.json + the cases' json/safetensors) under models/<name>; the vision goldens are the base's.
+VARIANTS = {
+    # llm_config.tie_word_embeddings true *and* a stored language_model.lm_head.weight (whose values differ
+    # from embed_tokens): the stored tensor is the LM head, as in SAIL-VL's remote code (docs/MODEL.md,
+    # "The LM head"). The C++ side makes it with `make-model --preset tiny-internvit --lm-head stored`.
+    "tiny-internvit-stored-head": ("tiny-internvit", True, ("a_text", "b_one_image")),
+}
+
+
 def render_prompt(question: str, history: list[tuple[str, str]], has_images: bool) -> tuple[str, str]:
     """SAIL chat(): returns (question as stored in history, un-expanded query). Template
     `sailvl-chat` (SAILVL-SPEC §11): roles <|im_start|>user / assistant, sep <|im_end|>, no newline."""
@@ -165,18 +175,21 @@ def main(out_dir: str | Path | None = None, presets=PRESETS) -> None:
     pixels = {p.name: load_pixels(p) for p in sorted(img_dir.glob("*.png"))}
     _write_bf16_pixels(img_dir / "a_pixels.safetensors", pixels["a.png"])
 
-    for preset in presets:
-        cfg = checkpoint.load_config(REPO / "tests" / "data" / "configs" / f"{preset}.json")
-        state = checkpoint.make_state(cfg, seed=0)
+    jobs = [(p, p, None, tuple(CASES), True) for p in presets]
+    jobs += [(v, base, head, cases, False) for v, (base, head, cases) in VARIANTS.items() if base in presets]
+    for preset, base, stored_head, cases, vision in jobs:
+        cfg = checkpoint.load_config(REPO / "tests" / "data" / "configs" / f"{base}.json")
+        state = checkpoint.make_state(cfg, seed=0, stored_head=stored_head)
         mdir = out / "models" / preset
         mdir.mkdir(parents=True, exist_ok=True)
         write_weights_json(mdir / "weights.json", preset, cfg, state)
         ref = SailVLReference(cfg, state)
         del state
-        st = ref.image_embeds(pixels["a.png"].float())
-        save_file({k: np_f32(v) for k, v in st.items()}, str(mdir / "vision_a.safetensors"),
-                  metadata={"about": f"{preset} vision goldens of images/chat/a_pixels.safetensors"})
-        for name in CASES:
+        if vision:
+            st = ref.image_embeds(pixels["a.png"].float())
+            save_file({k: np_f32(v) for k, v in st.items()}, str(mdir / "vision_a.safetensors"),
+                      metadata={"about": f"{preset} vision goldens of images/chat/a_pixels.safetensors"})
+        for name in cases:
             meta, tensors = run_case(ref, tok, name, img_dir, pixels)
             save_file(tensors, str(mdir / f"{name}.safetensors"), metadata={"about": f"{preset} {name}"})
             dump_json(mdir / f"{name}.json", {"preset": preset, **meta})

@@ -147,18 +147,26 @@ def build_qwen2(cfg: dict, state: dict) -> Qwen2ForCausalLM:
             "hidden_act", "max_position_embeddings", "max_window_layers", "rms_norm_eps", "rope_theta",
             "sliding_window", "use_sliding_window", "tie_word_embeddings", "vocab_size", "bos_token_id",
             "eos_token_id", "attention_dropout")
-    qc = Qwen2Config(**{k: l[k] for k in keys if k in l})
+    # The LM head (docs/MODEL.md, "The LM head"): a stored language_model.lm_head.weight is the head even
+    # when tie_word_embeddings is true. SAIL-VL's remote code (modeling_sailvl.py, transformers 4.45) builds
+    # its nested Qwen2 inside from_pretrained's no-init context and never re-ties it, so the stored tensor
+    # is loaded into an untied lm_head. We reproduce that by building HF's Qwen2 untied whenever a head is
+    # stored (the math is the same module; only where lm_head's weight comes from differs).
+    stored_head = "language_model.lm_head.weight" in state
+    args = {k: l[k] for k in keys if k in l}
+    args["tie_word_embeddings"] = not stored_head
+    qc = Qwen2Config(**args)
     qc._attn_implementation = "eager"
     model = Qwen2ForCausalLM(qc).eval()
     sd = {n[len("language_model."):]: _f32(state, n) for n in state if n.startswith("language_model.")}
-    tied = l.get("tie_word_embeddings", False)
-    _load_exact(model, sd, allow_missing=("lm_head.weight",) if tied else ())
-    if tied:
-        model.tie_weights()
-        # SAILVL-SPEC §1: with tie_word_embeddings the LM head *is* embed_tokens.
-        assert torch.equal(model.lm_head.weight, model.model.embed_tokens.weight)
-    else:
+    _load_exact(model, sd, allow_missing=() if stored_head else ("lm_head.weight",))
+    if stored_head:
         assert torch.equal(model.lm_head.weight, _f32(state, "language_model.lm_head.weight"))
+        assert not torch.equal(model.lm_head.weight, model.model.embed_tokens.weight)
+    else:
+        model.tie_weights()
+        # No stored head: the LM head *is* embed_tokens (an untied config without a head is read the same way).
+        assert torch.equal(model.lm_head.weight, model.model.embed_tokens.weight)
     return model
 
 
