@@ -19,7 +19,7 @@
 
 #include <jpeglib.h>
 
-#include "loader/image.h"
+#include "image/image.h"
 
 using namespace sailvl;
 using namespace sailvl::loader;

@@ -15,7 +15,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "loader/tokenizer.h"
+#include "tokenizer/tokenizer.h"
 
 using namespace sailvl;
 

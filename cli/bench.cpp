@@ -26,7 +26,7 @@
 #endif
 
 #include "cli/session.h"
-#include "model/chat_template.h"
+#include "runtime/chat_template.h"
 #include "ops/ops.h"
 #include "tensor/cuda_runtime.h"
 

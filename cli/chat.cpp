@@ -16,7 +16,7 @@
 #include <string>
 
 #include "cli/session.h"
-#include "model/chat.h"
+#include "runtime/chat.h"
 
 #ifdef SAILVL_HAVE_LIBEDIT
 #include <editline/readline.h>

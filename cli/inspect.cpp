@@ -8,7 +8,7 @@
 //   shards      file -> tensors, bytes
 //   memory      weights as stored; KV cache = 2 (K, V) * L * Hkv * Dh * sizeof(act) per token, for
 //               --ctx tokens; rough activations (one ViT tile, one LLM prefill of --ctx tokens, F32)
-//   preflight   the memory plan `run` checks before loading (model/memory_plan.h) for a prompt
+//   preflight   the memory plan `run` checks before loading (runtime/memory_plan.h) for a prompt
 //               filling --ctx tokens and one image of --max-tiles tiles + thumbnail: every part on
 //               CUDA (BF16), and what the CPU needs besides the mmapped weights
 // With --json the same as one JSON object on stdout.
@@ -23,7 +23,7 @@
 #include "cli/session.h"
 #include "loader/config.h"
 #include "loader/weights.h"
-#include "model/memory_plan.h"
+#include "runtime/memory_plan.h"
 #include "model/qwen2.h"
 
 using namespace sailvl;
@@ -118,7 +118,7 @@ static int run_inspect(cli::Args& a) {
   const uint64_t act_llm =
       4ull * (ctx * (3 * L.hidden + (L.heads + 2 * L.kv_heads) * L.head_dim + 2 * L.intermediate) + L.vocab);
 
-  // ---- the preflight plan (model/memory_plan.h), as `sailvl run` would check it ----
+  // ---- the preflight plan (runtime/memory_plan.h), as `sailvl run` would check it ----
   const int64_t max_tiles = a.get_int("max-tiles", 1, 40);
   model::Workload wl;
   wl.context = ctx;

@@ -1,4 +1,4 @@
-// `sailvl make-model`: write a random-weight checkpoint in SAIL-VL's exact format (model/presets.h).
+// `sailvl make-model`: write a random-weight checkpoint in SAIL-VL's exact format (checkpoint/presets.h).
 //
 //   sailvl make-model --preset tiny-aimv2 --out DIR [--seed S] [--shards N] [--tie|--untie]
 //                     [--lm-head stored|absent] [--quiet]
@@ -8,7 +8,7 @@
 #include <string>
 
 #include "cli/command.h"
-#include "model/presets.h"
+#include "checkpoint/presets.h"
 
 using namespace sailvl;
 

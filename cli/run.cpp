@@ -9,8 +9,8 @@
 #include <nlohmann/json.hpp>
 
 #include "cli/session.h"
-#include "model/chat.h"
-#include "model/taps.h"
+#include "runtime/chat.h"
+#include "runtime/taps.h"
 
 namespace sailvl::cli {
 namespace {

@@ -7,8 +7,8 @@
 #include <string>
 
 #include "cli/command.h"
-#include "loader/image.h"
-#include "model/generate.h"
+#include "image/image.h"
+#include "runtime/generate.h"
 #include "tensor/storage.h"
 
 namespace sailvl::cli {

@@ -12,7 +12,7 @@
 
 #include "cli/command.h"
 #include "cli/session.h"
-#include "loader/tokenizer.h"
+#include "tokenizer/tokenizer.h"
 #include "tensor/error.h"
 
 namespace sailvl::cli {

@@ -17,12 +17,12 @@
 //     │  model/kv_cache.h     per layer K, V [S_max, Hkv, Dh] written by prefill and each decode step
 //     ▼
 //   logits [V]
-//     │  model/generate.h     sample (ops::sample) → stream text → stop at <|im_end|>
-//     │  model/chat.h         the card's model.chat(): template, images, history, response
+//     │  runtime/generate.h     sample (ops::sample) → stream text → stop at <|im_end|>
+//     │  runtime/chat.h         the card's model.chat(): template, images, history, response
 //     ▼
 //   text
 //
-//   model/taps.h              write every stage above as safetensors (compare with the oracle's goldens)
+//   runtime/taps.h              write every stage above as safetensors (compare with the oracle's goldens)
 //
 // Numerics: on CPU every activation is F32 and weights stay BF16 views into the mmap (ops/ops.h
 // converts on the fly); on CUDA activations are BF16 (DESIGN.md §Numerics). The model code is the

@@ -21,11 +21,11 @@
 #include <vector>
 
 #include "loader/config.h"
-#include "loader/tokenizer.h"
+#include "tokenizer/tokenizer.h"
 #include "loader/weights.h"
 #include "model/aimv2.h"
 #include "model/intern_vit.h"
-#include "model/memory_plan.h"
+#include "runtime/memory_plan.h"
 #include "model/projector.h"
 #include "model/qwen2.h"
 
@@ -47,7 +47,7 @@ struct ImageStages {
 
 // What SailVL::load checks before it places any weight on the device.
 struct LoadOptions {
-  // Memory preflight (model/memory_plan.h) for this workload: ErrorKind::OutOfMemory with the
+  // Memory preflight (runtime/memory_plan.h) for this workload: ErrorKind::OutOfMemory with the
   // breakdown when it does not fit. nullopt: no preflight.
   std::optional<Workload> preflight;
   // The free memory to assume instead of asking the device (tests: SAILVL_FAKE_FREE_BYTES).

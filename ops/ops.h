@@ -97,7 +97,7 @@ struct SamplingParams {
 };
 int64_t sample(const Tensor& logits, const SamplingParams& p, uint64_t step);
 
-// Device memory the CUDA backend holds besides tensors (model/memory_plan.h counts it before a load):
+// Device memory the CUDA backend holds besides tensors (runtime/memory_plan.h counts it before a load):
 // one cuBLASLt workspace per device, and per-op scratch buffers that are never smaller than
 // kCudaScratchMinBytes (ops/cuda/context.h).
 inline constexpr size_t kCudaLtWorkspaceBytes = size_t{32} << 20;  // cuBLASLt recommends >= 32 MiB on Hopper

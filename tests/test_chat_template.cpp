@@ -4,8 +4,8 @@
 
 #include <nlohmann/json.hpp>
 
-#include "loader/tokenizer.h"
-#include "model/chat_template.h"
+#include "tokenizer/tokenizer.h"
+#include "runtime/chat_template.h"
 #include "tensor/error.h"
 #include "tests/testutil.h"
 

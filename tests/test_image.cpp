@@ -11,7 +11,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "loader/image.h"
+#include "image/image.h"
 #include "tests/testutil.h"
 
 using namespace sailvl;

@@ -7,9 +7,9 @@
 
 #include "loader/config.h"
 #include "loader/weights.h"
-#include "model/embedded_tokenizer.h"
-#include "model/presets.h"
-#include "model/prng.h"
+#include "checkpoint/embedded_tokenizer.h"
+#include "checkpoint/presets.h"
+#include "checkpoint/prng.h"
 #include "tests/testutil.h"
 
 using namespace sailvl;

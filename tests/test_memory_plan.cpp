@@ -1,12 +1,12 @@
-// Memory preflight (model/memory_plan.h): the breakdown for the full-size SAIL-VL-2B config against
+// Memory preflight (runtime/memory_plan.h): the breakdown for the full-size SAIL-VL-2B config against
 // numbers worked out here from the buffers the model allocates, the fit check and its message,
 // MemAvailable parsing, and the prompt bound the CLI sizes the plan with.
 #include <string>
 
 #include "loader/config.h"
-#include "loader/tokenizer.h"
-#include "model/chat_template.h"
-#include "model/memory_plan.h"
+#include "tokenizer/tokenizer.h"
+#include "runtime/chat_template.h"
+#include "runtime/memory_plan.h"
 #include "model/sail_vl.h"
 #include "tensor/error.h"
 #include "tests/testutil.h"

@@ -14,11 +14,11 @@
 #include <set>
 #include <nlohmann/json.hpp>
 
-#include "loader/image.h"
+#include "image/image.h"
 #include "loader/safetensors.h"
-#include "model/chat.h"
-#include "model/chat_template.h"
-#include "model/generate.h"
+#include "runtime/chat.h"
+#include "runtime/chat_template.h"
+#include "runtime/generate.h"
 #include "model/sail_vl.h"
 #include "ops/ops.h"
 #include "tests/testutil.h"

@@ -7,7 +7,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "loader/tokenizer.h"
+#include "tokenizer/tokenizer.h"
 #include "tensor/error.h"
 #include "tests/testutil.h"
 

@@ -8,9 +8,9 @@
 #include <set>
 #include <nlohmann/json.hpp>
 
-#include "loader/image.h"
+#include "image/image.h"
 #include "loader/safetensors.h"
-#include "model/generate.h"
+#include "runtime/generate.h"
 #include "model/sail_vl.h"
 #include "tensor/cuda_runtime.h"
 #include "tests/testutil.h"

@@ -8,9 +8,9 @@ TEST(CudaPreflight, NotBuilt) { GTEST_SKIP() << "built without the CUDA backend"
 #include <random>
 #include <vector>
 
-#include "model/chat_template.h"
-#include "model/generate.h"
-#include "model/memory_plan.h"
+#include "runtime/chat_template.h"
+#include "runtime/generate.h"
+#include "runtime/memory_plan.h"
 #include "model/sail_vl.h"
 #include "tensor/cuda/check.h"
 #include "tensor/cuda_runtime.h"

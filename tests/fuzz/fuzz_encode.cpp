@@ -7,7 +7,7 @@
 
 #include <memory>
 
-#include "loader/tokenizer.h"
+#include "tokenizer/tokenizer.h"
 #include "tests/fuzz/fuzz_common.h"
 
 using namespace sailvl::loader;

@@ -1,6 +1,6 @@
 // Image decode + preprocessing under tight limits: either an error, or an image within the limits
 // whose tiles have the documented shape.
-#include "loader/image.h"
+#include "image/image.h"
 #include "tests/fuzz/fuzz_common.h"
 
 using namespace sailvl::loader;

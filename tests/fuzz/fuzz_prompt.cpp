@@ -1,8 +1,8 @@
 // Prompt building: question text + tiles per image from the input. Either an error, or a prompt
 // whose <IMG_CONTEXT> count is 256 x total tiles and whose ids are all in range; user text never
 // yields control tokens (special parsing off).
-#include "loader/tokenizer.h"
-#include "model/chat_template.h"
+#include "tokenizer/tokenizer.h"
+#include "runtime/chat_template.h"
 #include "tests/fuzz/fuzz_common.h"
 
 using namespace sailvl;

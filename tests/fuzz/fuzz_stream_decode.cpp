@@ -1,6 +1,6 @@
 // Streaming detokenisation of arbitrary id sequences (pairs of bytes -> ids modulo the vocab):
 // every emitted piece is valid UTF-8, and the pieces plus flush() equal the lossy decode of all.
-#include "loader/tokenizer.h"
+#include "tokenizer/tokenizer.h"
 #include "tests/fuzz/fuzz_common.h"
 
 using namespace sailvl::loader;

@@ -6,7 +6,7 @@
 #include <filesystem>
 #include <fstream>
 
-#include "loader/tokenizer.h"
+#include "tokenizer/tokenizer.h"
 #include "tests/fuzz/fuzz_common.h"
 
 namespace fs = std::filesystem;

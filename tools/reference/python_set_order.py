@@ -9,7 +9,7 @@ The model card builds
 `sorted` is stable, so inside one area i*j the order is the set's iteration order, which depends
 on tuple hashes and the set's insertion/resize history. Tuple hashes of small ints are not
 randomised (PYTHONHASHSEED only affects str/bytes), so the order is a fixed fact of CPython; this
-script records it for min_num = 1 and max_num = 1..40 as a C++ table for loader/image_tiling.cpp.
+script records it for min_num = 1 and max_num = 1..40 as a C++ table for image/tiling.cpp.
 
 Usage: python_set_order.py            -> prints the C++ table to stdout
        python_set_order.py --check    -> verifies the MAX=10 order quoted in SAILVL-SPEC.md §3

@@ -9,7 +9,7 @@
 //   4. BPE each piece: start from its bytes (each byte is a symbol, spelled in the vocabulary through
 //      GPT-2's bytes_to_unicode map), repeatedly merge the adjacent pair of lowest merge rank (ties: the
 //      leftmost) until no pair has a rank; the symbols' ids are the output. O(n log n) with a heap.
-// There is no BOS/EOS: the chat template inserts control tokens by id (model/chat_template.h).
+// There is no BOS/EOS: the chat template inserts control tokens by id (runtime/chat_template.h).
 //
 // Decoding: ids -> bytes (vocab tokens through the inverse byte map, added tokens as their content)
 // -> UTF-8, where invalid sequences become U+FFFD, one per maximal invalid subpart (as Rust's
@@ -90,7 +90,7 @@ class Tokenizer {
   const std::vector<AddedToken>& added_tokens() const;
   const std::string& source() const;  // which file(s) it was loaded from, for messages
 
-  struct Impl;  // opaque; defined in loader/tokenizer_internal.h
+  struct Impl;  // opaque; defined in tokenizer/tokenizer_internal.h
 
  private:
   explicit Tokenizer(std::unique_ptr<Impl> impl);

@@ -1,4 +1,4 @@
-#include "model/taps.h"
+#include "runtime/taps.h"
 
 #include <algorithm>
 #include <filesystem>

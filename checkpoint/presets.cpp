@@ -1,5 +1,5 @@
 // Presets, canonical tensor lists and the streaming checkpoint writer (plan in presets.h).
-#include "model/presets.h"
+#include "checkpoint/presets.h"
 
 #include <omp.h>
 
@@ -9,8 +9,8 @@
 #include <fstream>
 
 #include "loader/safetensors.h"
-#include "model/embedded_tokenizer.h"
-#include "model/prng.h"
+#include "checkpoint/embedded_tokenizer.h"
+#include "checkpoint/prng.h"
 
 namespace sailvl::model {
 

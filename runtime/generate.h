@@ -26,7 +26,7 @@
 #include <vector>
 
 #include "model/sail_vl.h"
-#include "model/taps.h"
+#include "runtime/taps.h"
 #include "tensor/tensor.h"
 
 namespace sailvl::model {
@@ -50,7 +50,7 @@ struct GenerationOptions {
   std::function<void(int64_t id, const std::string& text)> on_token;
   // Checked before every decode step; when it reads true, generation stops (StopReason::Cancelled).
   const std::atomic<bool>* cancel = nullptr;
-  // Write the per-stage taps (model/taps.h) of this generation.
+  // Write the per-stage taps (runtime/taps.h) of this generation.
   const Taps* taps = nullptr;
   // Teacher forcing (tests against a reference): when set, decode step i feeds (*forced)[i] to the
   // model instead of the token it chose, and generation ends after forced->size() tokens (or at a

@@ -20,7 +20,7 @@
 #include <sstream>
 
 #include "loader/json_strict.h"
-#include "loader/tokenizer_internal.h"
+#include "tokenizer/tokenizer_internal.h"
 #include "tensor/error.h"
 
 namespace sailvl::loader {

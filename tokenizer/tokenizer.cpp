@@ -1,7 +1,7 @@
 // Tokenizer: encode, decode and the streaming decoder (the algorithm is described in tokenizer.h).
-#include "loader/tokenizer.h"
+#include "tokenizer/tokenizer.h"
 
-#include "loader/tokenizer_internal.h"
+#include "tokenizer/tokenizer_internal.h"
 #include "tensor/error.h"
 
 namespace sailvl::loader {

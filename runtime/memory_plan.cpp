@@ -1,5 +1,5 @@
 // Memory preflight: see memory_plan.h for the formulas and where each comes from.
-#include "model/memory_plan.h"
+#include "runtime/memory_plan.h"
 
 #include <algorithm>
 #include <cstdio>
@@ -7,7 +7,7 @@
 #include <sstream>
 
 #include "model/model.h"
-#include "model/presets.h"
+#include "checkpoint/presets.h"
 #include "ops/ops.h"
 #include "tensor/cuda_runtime.h"
 #include "tensor/error.h"

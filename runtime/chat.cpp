@@ -1,5 +1,5 @@
 // chat(): see chat.h.
-#include "model/chat.h"
+#include "runtime/chat.h"
 
 namespace sailvl::model {
 

@@ -1,4 +1,4 @@
-// Internals of loader/tokenizer.h shared by its implementation files (not a public API):
+// Internals of tokenizer/tokenizer.h shared by its implementation files (not a public API):
 //   tokenizer_load.cpp  files -> validated Tokenizer::Impl
 //   pretokenize.cpp     GPT-2 byte map, NFC, the split regex, the added-token splitter, UTF-8 helpers
 //   bpe.cpp             the merge loop
@@ -14,7 +14,7 @@
 #include <unordered_map>
 #include <vector>
 
-#include "loader/tokenizer.h"
+#include "tokenizer/tokenizer.h"
 
 namespace sailvl::loader {
 

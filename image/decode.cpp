@@ -29,7 +29,7 @@
 #include <png.h>
 #include <webp/decode.h>
 
-#include "loader/image.h"
+#include "image/image.h"
 
 namespace sailvl::loader {
 

@@ -23,7 +23,7 @@
 #include <string>
 #include <vector>
 
-#include "loader/tokenizer.h"
+#include "tokenizer/tokenizer.h"
 
 namespace sailvl::model {
 

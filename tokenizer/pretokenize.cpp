@@ -1,5 +1,5 @@
 // Pre-tokenisation for the Qwen2 tokenizer: GPT-2's byte map, NFC, the split regex, the added-token
-// splitter and UTF-8 helpers. See loader/tokenizer.h for the order of the steps.
+// splitter and UTF-8 helpers. See tokenizer/tokenizer.h for the order of the steps.
 //
 // Sources: openai/gpt-2 encoder.py (bytes_to_unicode); Hugging Face tokenizers
 // (normalizers/unicode.rs NFC, pre_tokenizers/split.rs "Isolated", added_vocabulary.rs);
@@ -12,7 +12,7 @@
 #include <cstring>
 
 #include "loader/json_strict.h"
-#include "loader/tokenizer_internal.h"
+#include "tokenizer/tokenizer_internal.h"
 #include "tensor/error.h"
 
 namespace sailvl::loader {

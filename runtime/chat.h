@@ -2,8 +2,8 @@
 // history, return_history)` (InternVLChatModel.chat in SAIL-VL's remote code).
 //
 //   prompt   = sailvl-chat template over history + question, "<image>" expanded to
-//              <img><IMG_CONTEXT>×256×tiles</img> (model/chat_template.h)
-//   tokens   = generate(prompt, pixels)                       (model/generate.h)
+//              <img><IMG_CONTEXT>×256×tiles</img> (runtime/chat_template.h)
+//   tokens   = generate(prompt, pixels)                       (runtime/generate.h)
 //   response = decode(tokens, skip special) cut at <|im_end|>, stripped
 //   history += (question as stored — un-expanded, with any "<image>\n" prefix added — , response)
 #pragma once
@@ -11,9 +11,9 @@
 #include <string>
 #include <vector>
 
-#include "loader/image.h"
-#include "model/chat_template.h"
-#include "model/generate.h"
+#include "image/image.h"
+#include "runtime/chat_template.h"
+#include "runtime/generate.h"
 #include "model/sail_vl.h"
 
 namespace sailvl::model {

@@ -1,7 +1,7 @@
 // Embeds tests/data/sailvl-tokenizer/* with the GNU assembler's .incbin (no generated sources,
 // no xxd step; works for both the CPU-only and the CUDA build since this is a plain host .cpp).
 // Each file gets a begin and an end label; the bytes are read-only data of the binary.
-#include "model/embedded_tokenizer.h"
+#include "checkpoint/embedded_tokenizer.h"
 
 #define SAILVL_TOKDIR SAILVL_SOURCE_DIR "/tests/data/sailvl-tokenizer/"
 

@@ -3,7 +3,7 @@
 // A preset is a config.json (the real keys of SAIL-VL's configs, SAILVL-SPEC §1-§2) from which the
 // canonical tensor list follows (checkpoint_tensors: real HF names and shapes, in state_dict order:
 // vision_model, language_model, mlp1). Values come from the counter-based PRNG of
-// docs/CHECKPOINTS.md (model/prng.h), so the oracle reproduces them from the names alone.
+// docs/CHECKPOINTS.md (checkpoint/prng.h), so the oracle reproduces them from the names alone.
 //
 // Sharding: with N shards, tensor k of the K in canonical order goes to shard floor(k * N / K)
 // (equal tensor counts, contiguous runs). For tiny-aimv2 (N = 3) both boundaries fall inside an LLM

@@ -11,7 +11,7 @@
 //      check that markers and images match;
 //   5. encode runs of adjacent text in one call each (special parsing off unless asked) and
 //      concatenate with the control ids; render the same parts as text for debugging.
-#include "model/chat_template.h"
+#include "runtime/chat_template.h"
 
 #include <string_view>
 

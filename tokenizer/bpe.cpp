@@ -14,7 +14,7 @@
 #include <algorithm>
 #include <functional>
 
-#include "loader/tokenizer_internal.h"
+#include "tokenizer/tokenizer_internal.h"
 #include "tensor/error.h"
 
 namespace sailvl::loader {

@@ -85,7 +85,7 @@ struct MemoryPlan {
 MemoryPlan plan_memory(const loader::ModelConfig& cfg, const Device& device, DType act, const Workload& w,
                        uint64_t weight_bytes);
 
-// Bytes of a BF16 checkpoint of `cfg`: every tensor SAIL-VL stores (model/presets.h), 2 bytes each;
+// Bytes of a BF16 checkpoint of `cfg`: every tensor SAIL-VL stores (checkpoint/presets.h), 2 bytes each;
 // `stored_head` as in checkpoint_tensors (default: a head is stored when the config is untied).
 uint64_t bf16_checkpoint_bytes(const loader::ModelConfig& cfg, std::optional<bool> stored_head = std::nullopt);
 

@@ -14,12 +14,12 @@
 #include <cmath>
 #include <limits>
 
-#include "loader/image.h"
+#include "image/image.h"
 
 namespace sailvl::loader {
 
 namespace {
-#include "loader/image_candidate_order.inc"
+#include "image/candidate_order.inc"
 
 // torchvision's IMAGENET_MEAN / IMAGENET_STD as float32 (torch.as_tensor(mean, dtype=float32)).
 constexpr float kMean[3] = {0.485f, 0.456f, 0.406f};

@@ -1,5 +1,5 @@
 // The generation loop: see generate.h.
-#include "model/generate.h"
+#include "runtime/generate.h"
 
 #include <chrono>
 #include <cmath>

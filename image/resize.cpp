@@ -31,7 +31,7 @@
 #include <cmath>
 #include <cstring>
 
-#include "loader/image.h"
+#include "image/image.h"
 
 namespace sailvl::loader {
 
