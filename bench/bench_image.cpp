@@ -22,7 +22,7 @@
 #include "image/image.h"
 
 using namespace sailvl;
-using namespace sailvl::loader;
+using namespace sailvl::image;
 
 namespace {
 

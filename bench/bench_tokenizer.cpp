@@ -30,8 +30,8 @@ std::string read(const std::string& path) {
 
 const std::string kData = std::string(SAILVL_SOURCE_DIR) + "/tests/data/";
 
-const loader::Tokenizer& tok() {
-  static const loader::Tokenizer t = loader::Tokenizer::load(kData + "sailvl-tokenizer");
+const tokenizer::Tokenizer& tok() {
+  static const tokenizer::Tokenizer t = tokenizer::Tokenizer::load(kData + "sailvl-tokenizer");
   return t;
 }
 
@@ -69,7 +69,7 @@ double hf_tokens_per_s(const char* mode) {
 void encode_corpus(benchmark::State& state, bool parse_special) {
   const std::string& text = corpus();
   tok();  // load outside the timed loop
-  loader::EncodeOptions opt;
+  tokenizer::EncodeOptions opt;
   opt.parse_special = parse_special;
   int64_t tokens = 0;
   for (auto _ : state) {

@@ -26,7 +26,7 @@ SAILVL_INCBIN(merges_txt, "merges.txt");
 SAILVL_INCBIN(added_tokens_json, "added_tokens.json");
 SAILVL_INCBIN(tokenizer_config_json, "tokenizer_config.json");
 
-namespace sailvl::model {
+namespace sailvl::checkpoint {
 
 static std::string_view span(const char* b, const char* e) { return {b, static_cast<size_t>(e - b)}; }
 
@@ -41,4 +41,4 @@ const std::vector<EmbeddedFile>& embedded_tokenizer_files() {
   return files;
 }
 
-}  // namespace sailvl::model
+}  // namespace sailvl::checkpoint

@@ -7,7 +7,7 @@
 #include <string_view>
 #include <vector>
 
-namespace sailvl::model {
+namespace sailvl::checkpoint {
 
 struct EmbeddedFile {
   std::string name;        // "tokenizer.json", ...
@@ -17,4 +17,4 @@ struct EmbeddedFile {
 // tokenizer.json, vocab.json, merges.txt, added_tokens.json, tokenizer_config.json.
 const std::vector<EmbeddedFile>& embedded_tokenizer_files();
 
-}  // namespace sailvl::model
+}  // namespace sailvl::checkpoint

@@ -12,7 +12,7 @@
 #include "checkpoint/embedded_tokenizer.h"
 #include "checkpoint/prng.h"
 
-namespace sailvl::model {
+namespace sailvl::checkpoint {
 
 using nlohmann::ordered_json;
 namespace fs = std::filesystem;
@@ -394,4 +394,4 @@ MakeModelResult make_model(const MakeModelOptions& opt) {
   return res;
 }
 
-}  // namespace sailvl::model
+}  // namespace sailvl::checkpoint

@@ -21,7 +21,7 @@
 #include "loader/config.h"
 #include "tensor/tensor.h"
 
-namespace sailvl::model {
+namespace sailvl::checkpoint {
 
 // tiny-internvit, tiny-aimv2, sailvl-2b, sailvl-8b, sailvl-1d5-2b, sailvl-1d5-8b, sailvl-1d6-8b.
 const std::vector<std::string>& preset_names();
@@ -71,4 +71,4 @@ struct MakeModelResult {
 // Streams: memory use is one chunk of one tensor, whatever the model size.
 MakeModelResult make_model(const MakeModelOptions& opt);
 
-}  // namespace sailvl::model
+}  // namespace sailvl::checkpoint

@@ -150,16 +150,16 @@ int run(Args& a) {
   // Preprocessing cost of a realistic photo-sized input, for the TTFT split.
   double preprocess_ms = 0;
   if (tiles > 0) {
-    loader::RgbImage img;
+    image::RgbImage img;
     img.width = 2000;
     img.height = 1500;
     img.pixels.resize(static_cast<size_t>(img.width * img.height * 3));
     std::mt19937 rng(1);
     for (auto& p : img.pixels) p = static_cast<uint8_t>(rng() & 0xff);
-    loader::PreprocessOptions po;
+    image::PreprocessOptions po;
     po.max_tiles = std::max<int64_t>(1, tiles - 1);
     const auto t = Clock::now();
-    (void)loader::preprocess_decoded({img}, po);
+    (void)image::preprocess_decoded({img}, po);
     preprocess_ms = ms_since(t);
   }
 
@@ -181,11 +181,11 @@ int run(Args& a) {
       preprocess_ms += ms_since(t);
     }
   }
-  model::ChatRequest req;
+  runtime::ChatRequest req;
   req.question = "Please describe the image in detail.";
   if (tiles > 0) req.tiles = {tiles};
   req.num_image_token = m.image_tokens_per_tile();
-  model::ChatPrompt prompt = model::build_chat_prompt(m.tokenizer(), req);
+  runtime::ChatPrompt prompt = runtime::build_chat_prompt(m.tokenizer(), req);
   std::vector<int64_t> ids(prompt.ids.begin(), prompt.ids.end());
   const int64_t want = a.get_int("prompt-tokens", 0, 1 << 24);
   if (want > static_cast<int64_t>(ids.size())) {
@@ -195,13 +195,13 @@ int run(Args& a) {
     ids.insert(ids.end() - 5, static_cast<size_t>(want - static_cast<int64_t>(ids.size())), pad.front());
   }
 
-  model::GenerationOptions g;
+  runtime::GenerationOptions g;
   g.max_new_tokens = gen;
   g.cancel = &interrupted();
   std::vector<double> ttft, vision, projector, prefill, tok_ms;
-  model::GenerationResult last;
+  runtime::GenerationResult last;
   for (int64_t r = 0; r < repeat; ++r) {
-    last = model::generate(m, ids, pixels, g);
+    last = runtime::generate(m, ids, pixels, g);
     const auto& t = last.timings;
     vision.push_back(t.vision_ms);
     projector.push_back(t.projector_ms);

@@ -74,10 +74,10 @@ int run(Args& a) {
 
   std::vector<std::string> images = a.all("image");  // every image of the conversation, in order
   size_t pending = images.size();                     // attached but not yet asked about
-  std::vector<model::ChatTurn> history;
+  std::vector<runtime::ChatTurn> history;
   std::optional<std::string> system;
   if (a.has("system")) system = a.get("system");
-  const model::GenerationOptions base = generation_options(a);
+  const runtime::GenerationOptions base = generation_options(a);
 
   std::string line;
   while (read_line(tty, line)) {
@@ -120,7 +120,7 @@ int run(Args& a) {
     SAILVL_CHECK(q[0] != '/', Usage, "unknown command '", escape_for_print(q), "' (/help lists them)");
 
     try {
-      model::ChatRequest req;
+      runtime::ChatRequest req;
       req.question = q;
       // After the first turn, new images need their own markers (the first turn gets its prefix
       // from the template, exactly as model.chat() adds it).
@@ -129,25 +129,25 @@ int run(Args& a) {
       req.history = history;
       req.system_message = system;
       req.num_image_token = m.image_tokens_per_tile();
-      req.layout = a.on("frames") ? model::ImageLayout::Video : model::ImageLayout::Auto;
-      const loader::PixelBatch batch = load_images(a, images, device);
+      req.layout = a.on("frames") ? runtime::ImageLayout::Video : runtime::ImageLayout::Auto;
+      const image::PixelBatch batch = load_images(a, images, device);
       req.tiles = batch.tiles_per_image;
-      const model::ChatPrompt prompt = model::build_chat_prompt(m.tokenizer(), req);
+      const runtime::ChatPrompt prompt = runtime::build_chat_prompt(m.tokenizer(), req);
 
-      model::GenerationOptions g = base;
+      runtime::GenerationOptions g = base;
       g.cancel = &interrupted();
       g.on_token = [](int64_t, const std::string& text) {
         std::fwrite(text.data(), 1, text.size(), stdout);
         std::fflush(stdout);
       };
       const std::vector<int64_t> ids(prompt.ids.begin(), prompt.ids.end());
-      const model::GenerationResult r = model::generate(m, ids, batch.pixels, g);
+      const runtime::GenerationResult r = runtime::generate(m, ids, batch.pixels, g);
       std::cout << "\n" << std::flush;
-      std::vector<loader::TokenId> out(r.tokens.begin(), r.tokens.end());
-      model::append_turn(history, prompt, model::clean_response(m.tokenizer().decode(out, true)));
+      std::vector<tokenizer::TokenId> out(r.tokens.begin(), r.tokens.end());
+      runtime::append_turn(history, prompt, runtime::clean_response(m.tokenizer().decode(out, true)));
       pending = 0;
       log(2, a, summary_line(r.timings));
-      if (r.stop == model::StopReason::Cancelled) clear_interrupt();  // keep the partial answer, go on
+      if (r.stop == runtime::StopReason::Cancelled) clear_interrupt();  // keep the partial answer, go on
     } catch (const Error& e) {
       // A bad image or an over-long prompt ends this turn, not the conversation (at a terminal).
       // A CUDA error ends the process: a sticky one leaves the device unusable.

@@ -54,16 +54,16 @@ static std::string human_count(int64_t n) {
 static bool starts_with(const std::string& s, const char* p) { return s.rfind(p, 0) == 0; }
 
 // JSON key of a plan part.
-static const char* plan_key(model::MemPart p) {
+static const char* plan_key(runtime::MemPart p) {
   switch (p) {
-    case model::MemPart::Weights: return "weights_bytes";
-    case model::MemPart::KvCache: return "kv_cache_bytes";
-    case model::MemPart::Vision: return "vision_bytes";
-    case model::MemPart::Prefill: return "prefill_bytes";
-    case model::MemPart::Logits: return "logits_bytes";
-    case model::MemPart::Workspaces: return "workspaces_bytes";
-    case model::MemPart::Margin: return "margin_bytes";
-    case model::MemPart::kCount: break;
+    case runtime::MemPart::Weights: return "weights_bytes";
+    case runtime::MemPart::KvCache: return "kv_cache_bytes";
+    case runtime::MemPart::Vision: return "vision_bytes";
+    case runtime::MemPart::Prefill: return "prefill_bytes";
+    case runtime::MemPart::Logits: return "logits_bytes";
+    case runtime::MemPart::Workspaces: return "workspaces_bytes";
+    case runtime::MemPart::Margin: return "margin_bytes";
+    case runtime::MemPart::kCount: break;
   }
   return "?";
 }
@@ -120,12 +120,12 @@ static int run_inspect(cli::Args& a) {
 
   // ---- the preflight plan (runtime/memory_plan.h), as `sailvl run` would check it ----
   const int64_t max_tiles = a.get_int("max-tiles", 1, 40);
-  model::Workload wl;
+  runtime::Workload wl;
   wl.context = ctx;
   wl.max_new_tokens = 1;
   wl.tiles = max_tiles > 1 ? max_tiles + 1 : 1;  // + thumbnail
-  const model::MemoryPlan plan_cuda = model::plan_memory(cfg, Device::cuda(0), DType::BF16, wl, weights);
-  const model::MemoryPlan plan_cpu = model::plan_memory(cfg, Device::cpu(), DType::F32, wl, weights);
+  const runtime::MemoryPlan plan_cuda = runtime::plan_memory(cfg, Device::cuda(0), DType::BF16, wl, weights);
+  const runtime::MemoryPlan plan_cpu = runtime::plan_memory(cfg, Device::cpu(), DType::F32, wl, weights);
 
   if (a.on("json")) {
     nlohmann::ordered_json j;
@@ -157,7 +157,7 @@ static int run_inspect(cli::Args& a) {
     pf["ctx"] = ctx;
     pf["tiles"] = wl.tiles;
     for (size_t i = 0; i < plan_cuda.bytes.size(); ++i)
-      pf["cuda_bf16"][plan_key(static_cast<model::MemPart>(i))] = plan_cuda.bytes[i];
+      pf["cuda_bf16"][plan_key(static_cast<runtime::MemPart>(i))] = plan_cuda.bytes[i];
     pf["cuda_bf16"]["total_bytes"] = plan_cuda.total();
     pf["cpu_f32_needed_bytes"] = plan_cpu.needed();  // besides the mmapped weights
     j["preflight"] = pf;
@@ -199,8 +199,8 @@ static int run_inspect(cli::Args& a) {
   std::printf("  activations (rough, F32) one ViT tile %s; LLM prefill of %lld tokens %s\n", human_bytes(act_vit).c_str(),
               (long long)ctx, human_bytes(act_llm).c_str());
   std::printf("preflight   CUDA (BF16), %lld-token context, %lld tiles:\n%s", (long long)ctx, (long long)wl.tiles,
-              model::format_plan(plan_cuda, std::nullopt).c_str());
-  std::printf("  CPU (F32) needs %s besides the mmapped weights\n", model::format_bytes(plan_cpu.needed()).c_str());
+              runtime::format_plan(plan_cuda, std::nullopt).c_str());
+  std::printf("  CPU (F32) needs %s besides the mmapped weights\n", runtime::format_bytes(plan_cpu.needed()).c_str());
   return 0;
 }
 

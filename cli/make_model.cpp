@@ -14,7 +14,7 @@ using namespace sailvl;
 
 static void setup_make_model(cli::Args& a) {
   std::string list;
-  for (const auto& n : model::preset_names()) list += (list.empty() ? "" : ", ") + n;
+  for (const auto& n : checkpoint::preset_names()) list += (list.empty() ? "" : ", ") + n;
   a.usage_line = "sailvl make-model --preset P --out DIR [options]";
   a.option("--preset", "P", "which model: " + list);
   a.option("-o,--out", "DIR", "output directory (created; old safetensors files in it are replaced)");
@@ -30,7 +30,7 @@ static void setup_make_model(cli::Args& a) {
 }
 
 static int run_make_model(cli::Args& a) {
-  model::MakeModelOptions opt;
+  checkpoint::MakeModelOptions opt;
   opt.preset = a.get("preset");
   opt.out_dir = a.get("out");
   opt.seed = static_cast<uint64_t>(a.get_int("seed", 0, (1LL << 62)));
@@ -48,11 +48,11 @@ static int run_make_model(cli::Args& a) {
   if (a.on("config-only")) {
     std::filesystem::create_directories(opt.out_dir);
     std::ofstream f(std::filesystem::path(opt.out_dir) / "config.json", std::ios::binary | std::ios::trunc);
-    f << model::preset_config(opt.preset, opt.tie).dump(2) << "\n";
+    f << checkpoint::preset_config(opt.preset, opt.tie).dump(2) << "\n";
     SAILVL_CHECK(f.good(), Usage, opt.out_dir, "/config.json: write failed");
     return 0;
   }
-  model::make_model(opt);
+  checkpoint::make_model(opt);
   return 0;
 }
 

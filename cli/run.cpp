@@ -34,12 +34,12 @@ void setup(Args& a) {
 }
 
 // The request as the flags describe it; `tiles` per image.
-model::ChatRequest make_request(const Args& a, const std::string& question, std::vector<int64_t> tiles,
+runtime::ChatRequest make_request(const Args& a, const std::string& question, std::vector<int64_t> tiles,
                                 int64_t num_image_token) {
-  model::ChatRequest req;
+  runtime::ChatRequest req;
   req.question = question;
   req.tiles = std::move(tiles);
-  req.layout = a.on("frames") ? model::ImageLayout::Video : model::ImageLayout::Auto;
+  req.layout = a.on("frames") ? runtime::ImageLayout::Video : runtime::ImageLayout::Auto;
   req.num_image_token = num_image_token;
   req.parse_special = a.on("parse-special");
   if (a.has("system")) req.system_message = a.get("system");
@@ -67,19 +67,19 @@ int run(Args& a) {
   // Memory preflight for this request with every image at its most tiles (the exact count needs
   // the decoded images; the prompt bound needs no tokenizer).
   const int64_t per_image = max_tiles_per_image(a);
-  const model::ChatRequest worst = make_request(a, question, std::vector<int64_t>(paths.size(), per_image),
+  const runtime::ChatRequest worst = make_request(a, question, std::vector<int64_t>(paths.size(), per_image),
                                                 loader::load_config(dir).num_image_token);
   const model::LoadOptions load = load_options(a, per_image * static_cast<int64_t>(paths.size()),
-                                               model::max_prompt_tokens(worst));
+                                               runtime::max_prompt_tokens(worst));
   log(1, a, "sailvl: loading " + dir + " on " + device.str() + " ...");
   const model::SailVL m = model::SailVL::load(dir, device, load);
   log(2, a, "sailvl: " + m.config().describe());
 
-  const loader::PixelBatch images = load_images(a, paths, device);
-  const model::ChatRequest req = make_request(a, question, images.tiles_per_image, m.image_tokens_per_tile());
-  const model::ChatPrompt prompt = model::build_chat_prompt(m.tokenizer(), req);
+  const image::PixelBatch images = load_images(a, paths, device);
+  const runtime::ChatRequest req = make_request(a, question, images.tiles_per_image, m.image_tokens_per_tile());
+  const runtime::ChatPrompt prompt = runtime::build_chat_prompt(m.tokenizer(), req);
 
-  model::GenerationOptions g = generation_options(a);
+  runtime::GenerationOptions g = generation_options(a);
   g.cancel = &interrupted();
   const bool json = a.on("json");
   bool stdout_closed = false;  // `sailvl run ... | head`: stop generating once nobody reads
@@ -95,16 +95,16 @@ int run(Args& a) {
   std::string taps_dir = a.get_or("dump", "");
   const bool scratch_taps = taps_dir.empty() && a.has("logits-out");
   if (scratch_taps) taps_dir = (fs::temp_directory_path() / ("sailvl-taps-" + std::to_string(::getpid()))).string();
-  std::optional<model::Taps> taps;
+  std::optional<runtime::Taps> taps;
   if (!taps_dir.empty()) {
     taps.emplace(taps_dir);
     g.taps = &*taps;
   }
 
   const std::vector<int64_t> ids(prompt.ids.begin(), prompt.ids.end());
-  const model::GenerationResult r = model::generate(m, ids, images.pixels, g);
-  std::vector<loader::TokenId> out_ids(r.tokens.begin(), r.tokens.end());
-  const std::string response = model::clean_response(m.tokenizer().decode(out_ids, /*skip_special=*/true));
+  const runtime::GenerationResult r = runtime::generate(m, ids, images.pixels, g);
+  std::vector<tokenizer::TokenId> out_ids(r.tokens.begin(), r.tokens.end());
+  const std::string response = runtime::clean_response(m.tokenizer().decode(out_ids, /*skip_special=*/true));
 
   if (a.has("logits-out")) {
     fs::copy_file(fs::path(taps_dir) / "logits.safetensors", a.get("logits-out"),
@@ -112,12 +112,12 @@ int run(Args& a) {
     if (scratch_taps) fs::remove_all(taps_dir);
   }
   if (json) {
-    const model::Timings& t = r.timings;
+    const runtime::Timings& t = r.timings;
     nlohmann::json j = {{"text", response},
                         {"tokens", r.tokens},
                         {"prompt_tokens", t.prompt_tokens},
                         {"image_tiles", t.image_tiles},
-                        {"stop", model::stop_reason_name(r.stop)},
+                        {"stop", runtime::stop_reason_name(r.stop)},
                         {"timings",
                          {{"vision_ms", t.vision_ms},
                           {"projector_ms", t.projector_ms},
@@ -132,7 +132,7 @@ int run(Args& a) {
   }
   log(1, a, summary_line(r.timings));
   if (stdout_closed) return 0;
-  return r.stop == model::StopReason::Cancelled ? 130 : 0;
+  return r.stop == runtime::StopReason::Cancelled ? 130 : 0;
 }
 
 }  // namespace

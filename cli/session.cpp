@@ -112,7 +112,7 @@ std::optional<uint64_t> fake_free_bytes() {
 }  // namespace
 
 model::LoadOptions load_options(const Args& a, int64_t tiles, int64_t prompt_tokens) {
-  model::Workload w;
+  runtime::Workload w;
   w.context = a.get_int("ctx-size", 0, 1 << 24);
   w.max_new_tokens = a.get_int("max-new-tokens", 0, 1 << 24);
   w.prompt_tokens = prompt_tokens;
@@ -136,8 +136,8 @@ model::LoadOptions load_options(const Args& a, int64_t tiles, int64_t prompt_tok
 
 void apply_threads(const Args& a) { ops::set_num_threads(static_cast<int>(a.get_int("threads", 0, 4096))); }
 
-model::GenerationOptions generation_options(const Args& a) {
-  model::GenerationOptions g;
+runtime::GenerationOptions generation_options(const Args& a) {
+  runtime::GenerationOptions g;
   g.max_new_tokens = a.get_int("max-new-tokens", 0, 1 << 24);
   g.context_size = a.get_int("ctx-size", 0, 1 << 24);
   const double temp = a.get_double("temp", 0, 100);
@@ -151,19 +151,19 @@ model::GenerationOptions generation_options(const Args& a) {
   return g;
 }
 
-loader::PreprocessOptions preprocess_options(const Args& a) {
-  loader::PreprocessOptions p;
-  p.max_tiles = a.get_int("max-tiles", 1, loader::kMaxTilesLimit);
+image::PreprocessOptions preprocess_options(const Args& a) {
+  image::PreprocessOptions p;
+  p.max_tiles = a.get_int("max-tiles", 1, image::kMaxTilesLimit);
   return p;
 }
 
-loader::PixelBatch load_images(const Args& a, const std::vector<std::string>& paths, const Device& device) {
+image::PixelBatch load_images(const Args& a, const std::vector<std::string>& paths, const Device& device) {
   if (paths.empty()) return {};
   auto opt = preprocess_options(a);
   // On a GPU the model takes BF16 pixels (the card's `.to(torch.bfloat16)`): round once here, so
   // the upload is a plain copy of half the bytes.
   if (device.is_cuda()) opt.dtype = DType::BF16;
-  return a.on("frames") ? loader::preprocess_video_frames(paths, opt) : loader::preprocess_images(paths, opt);
+  return a.on("frames") ? image::preprocess_video_frames(paths, opt) : image::preprocess_images(paths, opt);
 }
 
 int verbosity(const Args& a) { return a.on("quiet") ? 0 : a.on("verbose") ? 2 : 1; }
@@ -194,7 +194,7 @@ const std::atomic<bool>& interrupted() { return g_interrupted; }
 void clear_interrupt() { g_interrupted = false; }
 void request_stop() { g_interrupted = true; }
 
-std::string summary_line(const model::Timings& t) {
+std::string summary_line(const runtime::Timings& t) {
   char buf[512];
   const double ttft = t.vision_ms + t.projector_ms + t.prefill_ms;
   std::snprintf(buf, sizeof buf,

@@ -36,11 +36,11 @@ int64_t max_tiles_per_image(const Args& a);
 // SAILVL_FAKE_FREE_BYTES=N (for tests) makes the preflight assume N bytes of free memory.
 model::LoadOptions load_options(const Args& a, int64_t tiles, int64_t prompt_tokens);
 void apply_threads(const Args& a);
-model::GenerationOptions generation_options(const Args& a);
-loader::PreprocessOptions preprocess_options(const Args& a);
+runtime::GenerationOptions generation_options(const Args& a);
+image::PreprocessOptions preprocess_options(const Args& a);
 // Preprocess the -i images (or --frames video frames); empty batch when none.
 // Decoded and tiled as the card does; BF16 when the model runs on a GPU.
-loader::PixelBatch load_images(const Args& a, const std::vector<std::string>& paths, const Device& device);
+image::PixelBatch load_images(const Args& a, const std::vector<std::string>& paths, const Device& device);
 
 // Verbosity: 0 quiet, 1 normal, 2 verbose.
 int verbosity(const Args& a);
@@ -55,6 +55,6 @@ void clear_interrupt();
 void request_stop();
 
 // One-line summary: prompt tokens, image tiles, TTFT split, decode tok/s.
-std::string summary_line(const model::Timings& t);
+std::string summary_line(const runtime::Timings& t);
 
 }  // namespace sailvl::cli

@@ -36,9 +36,9 @@ static std::string read_input(const Args& a) {
 }
 
 // "[1, 2]", {"ids": [1, 2]} or "1 2" -> ids.
-static std::vector<loader::TokenId> parse_ids(const std::string& s) {
+static std::vector<tokenizer::TokenId> parse_ids(const std::string& s) {
   const size_t first = s.find_first_not_of(" \t\r\n");
-  std::vector<loader::TokenId> ids;
+  std::vector<tokenizer::TokenId> ids;
   if (first != std::string::npos && (s[first] == '[' || s[first] == '{')) {
     nlohmann::json j;
     try {
@@ -52,7 +52,7 @@ static std::vector<loader::TokenId> parse_ids(const std::string& s) {
       SAILVL_CHECK(v.is_number_integer(), Usage, "--decode: ", v.dump(), " is not an integer id");
       const int64_t id = v.get<int64_t>();
       SAILVL_CHECK(id >= 0 && id < (int64_t{1} << 31), Usage, "--decode: id ", id, " is out of range");
-      ids.push_back(static_cast<loader::TokenId>(id));
+      ids.push_back(static_cast<tokenizer::TokenId>(id));
     }
     return ids;
   }
@@ -63,21 +63,21 @@ static std::vector<loader::TokenId> parse_ids(const std::string& s) {
     const long long id = std::strtoll(w.c_str(), &end, 10);
     SAILVL_CHECK(end && *end == 0 && id >= 0 && id < (1ll << 31), Usage, "--decode: '", escape_for_print(w),
                  "' is not a token id");
-    ids.push_back(static_cast<loader::TokenId>(id));
+    ids.push_back(static_cast<tokenizer::TokenId>(id));
   }
   return ids;
 }
 
 static int run_tokenize(Args& a) {
   const std::string form = a.get("tokenizer-format");
-  loader::TokenizerFormat format = loader::TokenizerFormat::Auto;
+  tokenizer::TokenizerFormat format = tokenizer::TokenizerFormat::Auto;
   if (form == "json")
-    format = loader::TokenizerFormat::TokenizerJson;
+    format = tokenizer::TokenizerFormat::TokenizerJson;
   else if (form == "files")
-    format = loader::TokenizerFormat::VocabMerges;
+    format = tokenizer::TokenizerFormat::VocabMerges;
   else
     SAILVL_CHECK(form == "auto", Usage, "--tokenizer-format must be auto, json or files, got '", form, "'");
-  const loader::Tokenizer tok = loader::Tokenizer::load(resolve_model_dir(a.get("model")), format);
+  const tokenizer::Tokenizer tok = tokenizer::Tokenizer::load(resolve_model_dir(a.get("model")), format);
   const std::string input = read_input(a);
 
   if (a.on("decode")) {
@@ -85,7 +85,7 @@ static int run_tokenize(Args& a) {
     std::cout.flush();
     return 0;
   }
-  loader::EncodeOptions opt;
+  tokenizer::EncodeOptions opt;
   opt.parse_special = a.on("parse-special");
   opt.replace_invalid = a.on("replace-invalid");
   const auto ids = tok.encode(input, opt);

@@ -31,7 +31,7 @@
 
 #include "image/image.h"
 
-namespace sailvl::loader {
+namespace sailvl::image {
 
 const char* image_format_name(ImageFormat f) {
   switch (f) {
@@ -493,4 +493,4 @@ RgbImage load_image(const std::string& path, const ImageLimits& limits) {
   return decode_image(bytes, path, limits);
 }
 
-}  // namespace sailvl::loader
+}  // namespace sailvl::image

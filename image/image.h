@@ -30,7 +30,7 @@
 
 #include "tensor/tensor.h"
 
-namespace sailvl::loader {
+namespace sailvl::image {
 
 // Caps checked before allocating (RELIABILITY.md §Images). Defaults:
 //  - max_file_bytes 256 MiB;
@@ -139,4 +139,4 @@ PixelBatch preprocess_decoded(const std::vector<RgbImage>& images, const Preproc
 PixelBatch preprocess_video_frames(const std::vector<std::string>& frame_paths,
                                    const PreprocessOptions& opt = {}, const ImageLimits& limits = {});
 
-}  // namespace sailvl::loader
+}  // namespace sailvl::image

@@ -33,7 +33,7 @@
 
 #include "image/image.h"
 
-namespace sailvl::loader {
+namespace sailvl::image {
 
 namespace {
 
@@ -224,4 +224,4 @@ RgbImage crop(const RgbImage& src, int64_t x0, int64_t y0, int64_t w, int64_t h)
   return out;
 }
 
-}  // namespace sailvl::loader
+}  // namespace sailvl::image

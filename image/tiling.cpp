@@ -16,7 +16,7 @@
 
 #include "image/image.h"
 
-namespace sailvl::loader {
+namespace sailvl::image {
 
 namespace {
 #include "image/candidate_order.inc"
@@ -173,4 +173,4 @@ PixelBatch preprocess_video_frames(const std::vector<std::string>& frame_paths,
   return preprocess_images(frame_paths, one, limits);
 }
 
-}  // namespace sailvl::loader
+}  // namespace sailvl::image

@@ -48,10 +48,10 @@ void check_layer_count(const loader::WeightMap& w, const std::string& prefix, in
 void preflight(const loader::ModelConfig& c, const loader::WeightMap& w, const Device& device, const LoadOptions& opt) {
   if (!opt.preflight) return;
   StageScope stage("memory preflight");
-  const MemoryPlan plan = plan_memory(c, device, activation_dtype(device), *opt.preflight, w.total_bytes());
-  const std::optional<uint64_t> free = opt.free_bytes ? opt.free_bytes : free_memory(device);
+  const runtime::MemoryPlan plan = runtime::plan_memory(c, device, activation_dtype(device), *opt.preflight, w.total_bytes());
+  const std::optional<uint64_t> free = opt.free_bytes ? opt.free_bytes : runtime::free_memory(device);
   if (!free) return;  // the system does not say (no MemAvailable): nothing to compare with
-  check_fits(plan, *free, opt.free_bytes ? "assumed, not measured (SAILVL_FAKE_FREE_BYTES)" : "");
+  runtime::check_fits(plan, *free, opt.free_bytes ? "assumed, not measured (SAILVL_FAKE_FREE_BYTES)" : "");
 }
 
 }  // namespace
@@ -61,7 +61,7 @@ SailVL SailVL::load(const std::string& model_dir, const Device& device, const Lo
   m.cfg_ = loader::load_config(model_dir);
   m.device_ = device;
   m.weights_ = std::make_shared<loader::WeightMap>(loader::WeightMap::open(model_dir));
-  m.tok_ = std::make_shared<loader::Tokenizer>(loader::Tokenizer::load(model_dir));
+  m.tok_ = std::make_shared<tokenizer::Tokenizer>(tokenizer::Tokenizer::load(model_dir));
   const loader::ModelConfig& c = m.cfg_;
   const loader::WeightMap& w = *m.weights_;
 

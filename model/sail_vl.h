@@ -49,7 +49,7 @@ struct ImageStages {
 struct LoadOptions {
   // Memory preflight (runtime/memory_plan.h) for this workload: ErrorKind::OutOfMemory with the
   // breakdown when it does not fit. nullopt: no preflight.
-  std::optional<Workload> preflight;
+  std::optional<runtime::Workload> preflight;
   // The free memory to assume instead of asking the device (tests: SAILVL_FAKE_FREE_BYTES).
   std::optional<uint64_t> free_bytes;
   // Weight upload progress on a GPU: bytes placed so far and the checkpoint's bytes (an upper
@@ -67,7 +67,7 @@ class SailVL {
                      const LoadOptions& opt = {});
 
   const loader::ModelConfig& config() const { return cfg_; }
-  const loader::Tokenizer& tokenizer() const { return *tok_; }
+  const tokenizer::Tokenizer& tokenizer() const { return *tok_; }
   const loader::WeightMap& weights() const { return *weights_; }
   const Qwen2& llm() const { return *llm_; }
   const Projector& projector() const { return *projector_; }
@@ -90,7 +90,7 @@ class SailVL {
   loader::ModelConfig cfg_;
   Device device_;
   std::shared_ptr<loader::WeightMap> weights_;
-  std::shared_ptr<loader::Tokenizer> tok_;
+  std::shared_ptr<tokenizer::Tokenizer> tok_;
   std::shared_ptr<InternViT> internvit_;  // exactly one of the two towers
   std::shared_ptr<Aimv2> aimv2_;
   std::shared_ptr<Projector> projector_;

@@ -1,7 +1,7 @@
 // chat(): see chat.h.
 #include "runtime/chat.h"
 
-namespace sailvl::model {
+namespace sailvl::runtime {
 
 std::string clean_response(const std::string& decoded) {
   std::string s = decoded;
@@ -16,7 +16,7 @@ std::string clean_response(const std::string& decoded) {
   return s.substr(b, e - b + 1);
 }
 
-ChatResult chat(const SailVL& model, const std::string& question, const loader::PixelBatch* images,
+ChatResult chat(const model::SailVL& model, const std::string& question, const image::PixelBatch* images,
                 const std::vector<ChatTurn>& history, const GenerationOptions& opt, ImageLayout layout) {
   ChatRequest req;
   req.question = question;
@@ -30,11 +30,11 @@ ChatResult chat(const SailVL& model, const std::string& question, const loader::
   r.prompt_ids.assign(prompt.ids.begin(), prompt.ids.end());
   r.generation = generate(model, r.prompt_ids, images ? images->pixels : Tensor(), opt);
   // Decode the new tokens with special tokens skipped (the stop token is one of them).
-  std::vector<loader::TokenId> ids(r.generation.tokens.begin(), r.generation.tokens.end());
+  std::vector<tokenizer::TokenId> ids(r.generation.tokens.begin(), r.generation.tokens.end());
   r.response = clean_response(model.tokenizer().decode(ids, /*skip_special=*/true));
   r.history = history;
   append_turn(r.history, prompt, r.response);
   return r;
 }
 
-}  // namespace sailvl::model
+}  // namespace sailvl::runtime

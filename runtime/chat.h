@@ -16,7 +16,7 @@
 #include "runtime/generate.h"
 #include "model/sail_vl.h"
 
-namespace sailvl::model {
+namespace sailvl::runtime {
 
 struct ChatResult {
   std::string response;
@@ -25,8 +25,8 @@ struct ChatResult {
   GenerationResult generation;
 };
 
-// `images`: pixels and tiles per image (loader::preprocess_images), or nullptr for text only.
-ChatResult chat(const SailVL& model, const std::string& question, const loader::PixelBatch* images,
+// `images`: pixels and tiles per image (image::preprocess_images), or nullptr for text only.
+ChatResult chat(const model::SailVL& model, const std::string& question, const image::PixelBatch* images,
                 const std::vector<ChatTurn>& history, const GenerationOptions& opt,
                 ImageLayout layout = ImageLayout::Auto);
 
@@ -34,4 +34,4 @@ ChatResult chat(const SailVL& model, const std::string& question, const loader::
 // (Python's str.strip() also strips other Unicode spaces; see chat.cpp).
 std::string clean_response(const std::string& decoded);
 
-}  // namespace sailvl::model
+}  // namespace sailvl::runtime

@@ -17,16 +17,16 @@
 
 #include "tensor/error.h"
 
-namespace sailvl::model {
+namespace sailvl::runtime {
 
-using loader::TokenId;
+using tokenizer::TokenId;
 
 const char* const kSailSystemMessage =
     "你是由抖音内容理解组开发的多模态大模型，英文名叫UniVL, 是一个有用无害的人工智能助手。";
 
 static constexpr std::string_view kImageMarker = "<image>";
 
-ChatTokens ChatTokens::from(const loader::Tokenizer& tok) {
+ChatTokens ChatTokens::from(const tokenizer::Tokenizer& tok) {
   return {tok.require_added_token("<|im_start|>"), tok.require_added_token("<|im_end|>"),
           tok.require_added_token("<img>"), tok.require_added_token("</img>"),
           tok.require_added_token("<IMG_CONTEXT>")};
@@ -42,7 +42,7 @@ struct Part {
 };
 
 void check_text(std::string_view s, const std::string& what) {
-  if (auto off = loader::find_invalid_utf8(s))
+  if (auto off = tokenizer::find_invalid_utf8(s))
     fail(ErrorKind::BadTokenizer, what, ": invalid UTF-8 at byte offset ", *off);
 }
 
@@ -125,7 +125,7 @@ std::vector<Part> expand_images(const std::vector<Part>& parts, const ChatReques
 }  // namespace
 
 // Step 5 and the whole pipeline.
-ChatPrompt build_chat_prompt(const loader::Tokenizer& tok, const ChatRequest& req) {
+ChatPrompt build_chat_prompt(const tokenizer::Tokenizer& tok, const ChatRequest& req) {
   check_text(req.question, "question");
   if (req.system_message) check_text(*req.system_message, "system message");
   for (size_t i = 0; i < req.history.size(); ++i) {
@@ -142,7 +142,7 @@ ChatPrompt build_chat_prompt(const loader::Tokenizer& tok, const ChatRequest& re
   out.question = with_image_prefix(req);
   const std::vector<Part> parts = expand_images(layout_conversation(req, out.question, ct), req, ct);
 
-  loader::EncodeOptions opt;
+  tokenizer::EncodeOptions opt;
   opt.parse_special = req.parse_special;
   std::string run;  // adjacent text, encoded in one call so BPE sees what HF sees
   auto flush = [&] {
@@ -180,4 +180,4 @@ void append_turn(std::vector<ChatTurn>& history, const ChatPrompt& prompt, std::
   history.push_back({prompt.question, std::move(answer)});
 }
 
-}  // namespace sailvl::model
+}  // namespace sailvl::runtime

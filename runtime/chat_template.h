@@ -25,7 +25,7 @@
 
 #include "tokenizer/tokenizer.h"
 
-namespace sailvl::model {
+namespace sailvl::runtime {
 
 // SAIL-VL's default system message (UniVL), SAILVL-SPEC §11.
 extern const char* const kSailSystemMessage;
@@ -54,7 +54,7 @@ struct ChatRequest {
 };
 
 struct ChatPrompt {
-  std::vector<loader::TokenId> ids;  // the prompt, ending with "<|im_start|>assistant\n"
+  std::vector<tokenizer::TokenId> ids;  // the prompt, ending with "<|im_start|>assistant\n"
   std::string rendered;              // the expanded prompt as text (debugging; not re-tokenised)
   std::string question;              // the question as stored in history (with any added prefix)
   int64_t image_context_tokens = 0;  // number of <IMG_CONTEXT> ids == 256 x total tiles
@@ -62,13 +62,13 @@ struct ChatPrompt {
 
 // Control-token ids looked up once from the tokenizer (Error(BadTokenizer) if one is missing).
 struct ChatTokens {
-  loader::TokenId im_start, im_end, img_start, img_end, img_context;
-  static ChatTokens from(const loader::Tokenizer& tok);
+  tokenizer::TokenId im_start, im_end, img_start, img_end, img_context;
+  static ChatTokens from(const tokenizer::Tokenizer& tok);
 };
 
 // Builds the prompt for one `chat()` call. Throws Error(Usage) on marker/image count mismatch,
 // non-positive tiles, or invalid UTF-8 in the question/history (BadTokenizer, with byte offset).
-ChatPrompt build_chat_prompt(const loader::Tokenizer& tok, const ChatRequest& req);
+ChatPrompt build_chat_prompt(const tokenizer::Tokenizer& tok, const ChatRequest& req);
 
 // An upper bound on build_chat_prompt(tok, req).ids.size() that needs no tokenizer (the memory
 // preflight runs before one is needed): every control token counts one, each image its
@@ -79,4 +79,4 @@ int64_t max_prompt_tokens(const ChatRequest& req);
 // Appends the finished turn to a history (question as returned in ChatPrompt::question).
 void append_turn(std::vector<ChatTurn>& history, const ChatPrompt& prompt, std::string answer);
 
-}  // namespace sailvl::model
+}  // namespace sailvl::runtime

@@ -8,7 +8,7 @@
 #include "ops/ops.h"
 #include "tensor/stage.h"
 
-namespace sailvl::model {
+namespace sailvl::runtime {
 
 namespace {
 
@@ -38,7 +38,7 @@ double Timings::decode_tokens_per_s() const {
   return decode_ms > 0 ? static_cast<double>(token_ms.size()) * 1000.0 / decode_ms : 0.0;
 }
 
-GenerationResult generate(const SailVL& model, std::span<const int64_t> prompt, const Tensor& pixels,
+GenerationResult generate(const model::SailVL& model, std::span<const int64_t> prompt, const Tensor& pixels,
                           const GenerationOptions& opt) {
   const loader::LlmConfig& lc = model.config().llm;
   const Device dev = model.device();
@@ -72,13 +72,13 @@ GenerationResult generate(const SailVL& model, std::span<const int64_t> prompt, 
   const Taps* taps = opt.taps;
 
   // ---- allocate everything the loop needs ----
-  const Qwen2& llm = model.llm();
-  KvCache cache = llm.make_cache(S + opt.max_new_tokens);       // K, V [S + max_new, Hkv, Dh] per layer
-  Qwen2Workspace ws = llm.make_workspace(S);
+  const model::Qwen2& llm = model.llm();
+  model::KvCache cache = llm.make_cache(S + opt.max_new_tokens);       // K, V [S + max_new, Hkv, Dh] per layer
+  model::Qwen2Workspace ws = llm.make_workspace(S);
   Tensor logits = Tensor::empty({V}, DType::F32, dev);          // [V]
   Tensor logits_host = dev.is_cpu() ? logits : Tensor::empty({V}, DType::F32);
   Tensor next_id = Tensor::empty({1}, DType::I64);              // the token fed back  [1]
-  Tensor next_emb = Tensor::empty({1, lc.hidden}, activation_dtype(dev), dev);  // [1, D]
+  Tensor next_emb = Tensor::empty({1, lc.hidden}, model::activation_dtype(dev), dev);  // [1, D]
   res.tokens.reserve(static_cast<size_t>(opt.max_new_tokens));
   tm.token_ms.reserve(static_cast<size_t>(opt.max_new_tokens));
   const int64_t banned[] = {model.special().img_context};
@@ -90,12 +90,12 @@ GenerationResult generate(const SailVL& model, std::span<const int64_t> prompt, 
   sp.seed = so.seed;
   sp.allowed_vocab = model.tokenizer().size();  // padding rows are never sampled
   sp.banned = banned;
-  loader::StreamDecoder stream(model.tokenizer(), /*skip_special=*/true);
+  tokenizer::StreamDecoder stream(model.tokenizer(), /*skip_special=*/true);
 
   // ---- image path ----
   Tensor rows;
   if (tiles > 0) {
-    ImageStages st;
+    model::ImageStages st;
     rows = model.encode_images(pixels, &st);                    // [T, 256, D]
     tm.vision_ms = st.vision_ms;
     tm.projector_ms = st.projector_ms;
@@ -113,10 +113,10 @@ GenerationResult generate(const SailVL& model, std::span<const int64_t> prompt, 
   {
     StageScope stage("prefill");
     const Tensor E = model.embed_prompt(prompt, rows);          // [S, D]
-    Qwen2ForwardOptions fo;
+    model::Qwen2ForwardOptions fo;
     if (taps && taps->layers()) fo.layer_outputs = &layer_outputs;
     llm.forward(E, cache, ws, logits, fo);                      // logits of position S-1  [V]
-    finish_stage(dev);
+    model::finish_stage(dev);
   }
   tm.prefill_ms = ms_since(t0);
   if (taps) {
@@ -162,7 +162,7 @@ GenerationResult generate(const SailVL& model, std::span<const int64_t> prompt, 
       tm.token_ms.push_back(ms_since(t_step));
       break;
     }
-    const std::string piece = stream.push(static_cast<loader::TokenId>(token));
+    const std::string piece = stream.push(static_cast<tokenizer::TokenId>(token));
     res.text += piece;
     if (opt.on_token) opt.on_token(token, piece);
     if (tm.new_tokens >= opt.max_new_tokens) {
@@ -175,7 +175,7 @@ GenerationResult generate(const SailVL& model, std::span<const int64_t> prompt, 
       StageScope stage("decode", step);
       llm.embed(next_emb, next_id);                             // e = embed_tokens[token]   [1, D]
       llm.forward(next_emb, cache, ws, logits);                 // logits of the new position [V]
-      finish_stage(dev);
+      model::finish_stage(dev);
     }
     tm.token_ms.push_back(ms_since(t_step));
   }
@@ -186,4 +186,4 @@ GenerationResult generate(const SailVL& model, std::span<const int64_t> prompt, 
   return res;
 }
 
-}  // namespace sailvl::model
+}  // namespace sailvl::runtime

@@ -29,7 +29,7 @@
 #include "runtime/taps.h"
 #include "tensor/tensor.h"
 
-namespace sailvl::model {
+namespace sailvl::runtime {
 
 // HF GenerationConfig semantics: do_sample = false is greedy whatever the other fields say.
 struct SamplingOptions {
@@ -65,7 +65,7 @@ const char* stop_reason_name(StopReason r);
 struct Timings {
   double vision_ms = 0;     // vision tower, all tiles
   double projector_ms = 0;  // pixel shuffle + mlp1
-  double prefill_ms = 0;    // embeddings + scatter + Qwen2 over the prompt (to the first logits)
+  double prefill_ms = 0;    // embeddings + scatter + model::Qwen2 over the prompt (to the first logits)
   double decode_ms = 0;     // all decode steps (sample + forward)
   std::vector<double> token_ms;  // per decode step
   int64_t prompt_tokens = 0;
@@ -82,7 +82,7 @@ struct GenerationResult {
 };
 
 // prompt: token ids (with 256 × tiles <IMG_CONTEXT>); pixels: [T, 3, S, S] or undefined for text.
-GenerationResult generate(const SailVL& model, std::span<const int64_t> prompt, const Tensor& pixels,
+GenerationResult generate(const model::SailVL& model, std::span<const int64_t> prompt, const Tensor& pixels,
                           const GenerationOptions& opt);
 
-}  // namespace sailvl::model
+}  // namespace sailvl::runtime

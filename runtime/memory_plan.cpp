@@ -12,7 +12,7 @@
 #include "tensor/cuda_runtime.h"
 #include "tensor/error.h"
 
-namespace sailvl::model {
+namespace sailvl::runtime {
 
 namespace {
 
@@ -85,7 +85,7 @@ uint64_t cuda_workspace_bytes(const loader::ModelConfig& cfg, int64_t tiles, int
   uint64_t total = ops::kCudaLtWorkspaceBytes;
   total += slot(splits * u(l.heads) * (u(l.head_dim) + 2) * 4);            // attention partials (F32)
   total += slot(kCudaSampleBytesPerId * u(l.vocab) + kMiB);               // sampling
-  if (tiles > 0) total += slot(im2col_bytes(cfg.vision, vision_tiles_per_pass(tiles, Device::cuda()), 2));  // BF16
+  if (tiles > 0) total += slot(im2col_bytes(cfg.vision, model::vision_tiles_per_pass(tiles, Device::cuda()), 2));  // BF16
   return total;
 }
 
@@ -95,7 +95,7 @@ uint64_t cpu_workspace_bytes(const loader::ModelConfig& cfg, int64_t tiles, int6
   const uint64_t keys = u(std::max<int64_t>(kv_tokens, G * G + 1));    // LLM keys or vision tokens
   const uint64_t dh = u(std::max(cfg.llm.head_dim, v.head_dim));
   const uint64_t per_thread = kCpuPanelBytesPerThread + kCpuAttentionRows * (keys + 2 * dh) * 4;
-  return u(std::max<int64_t>(threads, 1)) * per_thread + im2col_bytes(v, vision_tiles_per_pass(tiles, Device::cpu()), 4);
+  return u(std::max<int64_t>(threads, 1)) * per_thread + im2col_bytes(v, model::vision_tiles_per_pass(tiles, Device::cpu()), 4);
 }
 
 }  // namespace
@@ -142,7 +142,7 @@ MemoryPlan plan_memory(const loader::ModelConfig& cfg, const Device& device, DTy
       str_cat("2 (K, V) x ", l.layers, " layers x ", p.kv_tokens, " tokens x ", l.kv_heads, " KV heads x ",
               l.head_dim, " x ", dtype_name(act)));
   uint64_t tower = 0, projector = 0;
-  const uint64_t vision = vision_bytes(cfg, p.tiles, vision_tiles_per_pass(p.tiles, device), a, &tower, &projector);
+  const uint64_t vision = vision_bytes(cfg, p.tiles, model::vision_tiles_per_pass(p.tiles, device), a, &tower, &projector);
   set(MemPart::Vision, vision,
       p.tiles == 0 ? std::string("no images")
                    : str_cat(p.tiles, " tiles: the larger of the tower (", format_bytes(tower), ") and the projector (",
@@ -170,7 +170,7 @@ MemoryPlan plan_memory(const loader::ModelConfig& cfg, const Device& device, DTy
 
 uint64_t bf16_checkpoint_bytes(const loader::ModelConfig& cfg, std::optional<bool> stored_head) {
   uint64_t n = 0;
-  for (const TensorSpec& t : checkpoint_tensors(cfg, stored_head)) n += static_cast<uint64_t>(shape_numel(t.shape)) * 2;
+  for (const checkpoint::TensorSpec& t : checkpoint::checkpoint_tensors(cfg, stored_head)) n += static_cast<uint64_t>(shape_numel(t.shape)) * 2;
   return n;
 }
 
@@ -243,4 +243,4 @@ void check_fits(const MemoryPlan& plan, uint64_t free_bytes, std::string_view so
        " tokens planned) or fewer new tokens (-n)", cuda ? ", or run on the CPU (--device cpu)" : "");
 }
 
-}  // namespace sailvl::model
+}  // namespace sailvl::runtime

@@ -51,7 +51,7 @@
 #include "tensor/dtype.h"
 #include "tensor/storage.h"
 
-namespace sailvl::model {
+namespace sailvl::runtime {
 
 // What one load of the model will be asked to run, at most.
 struct Workload {
@@ -106,4 +106,4 @@ std::string format_plan(const MemoryPlan& plan, std::optional<uint64_t> free_byt
 // 1536 -> "1.5 KiB", 939524096 -> "896.0 MiB" (binary units).
 std::string format_bytes(uint64_t bytes);
 
-}  // namespace sailvl::model
+}  // namespace sailvl::runtime

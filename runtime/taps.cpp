@@ -6,7 +6,7 @@
 
 #include "loader/safetensors.h"
 
-namespace sailvl::model {
+namespace sailvl::runtime {
 
 Taps::Taps(std::string dir, bool layers) : dir_(std::move(dir)), layers_(layers) {
   std::error_code ec;
@@ -24,4 +24,4 @@ void Taps::write_ids(const std::string& stage, std::span<const int64_t> ids) con
   write(stage, t);
 }
 
-}  // namespace sailvl::model
+}  // namespace sailvl::runtime

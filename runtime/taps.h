@@ -17,7 +17,7 @@
 
 #include "tensor/tensor.h"
 
-namespace sailvl::model {
+namespace sailvl::runtime {
 
 class Taps {
  public:
@@ -35,4 +35,4 @@ class Taps {
   bool layers_ = false;
 };
 
-}  // namespace sailvl::model
+}  // namespace sailvl::runtime

@@ -15,7 +15,7 @@
 #include "tests/testutil.h"
 
 using namespace sailvl;
-using namespace sailvl::loader;
+using namespace sailvl::image;
 using nlohmann::json;
 
 namespace {

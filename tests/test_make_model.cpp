@@ -56,7 +56,7 @@ TEST(CheckpointPrng, MatchesHandComputedValues) {
     const uint64_t b = prng::base(c.name, c.seed);
     EXPECT_EQ(prng::uniform_pm1(b, c.i), 2.0 * (c.draw24 / 16777216.0) - 1.0);
     uint16_t got = 0;
-    model::generate_bf16(c.name, c.shape, c.seed, c.i, 1, &got);
+    checkpoint::generate_bf16(c.name, c.shape, c.seed, c.i, 1, &got);
     EXPECT_EQ(got, c.bf16);
   }
 }
@@ -86,10 +86,10 @@ TEST(MakeModel, PresetConfigsEqualFixtures) {
                               "sailvl-1d5-8b", "sailvl-1d6-8b"}) {
     SCOPED_TRACE(p);
     const auto want = nlohmann::json::parse(test::read_file(test::data_path("configs/" + p + ".json")));
-    const auto got = nlohmann::json::parse(model::preset_config(p).dump());
+    const auto got = nlohmann::json::parse(checkpoint::preset_config(p).dump());
     EXPECT_EQ(got, want) << got.dump(2);
   }
-  EXPECT_THROW(model::preset_config("tiny-nope"), Error);
+  EXPECT_THROW(checkpoint::preset_config("tiny-nope"), Error);
 }
 
 // Bind every tensor of the canonical list through the scoped binder, with its shape and dtype;
@@ -97,7 +97,7 @@ TEST(MakeModel, PresetConfigsEqualFixtures) {
 static void expect_all_bound(const fs::path& dir, bool stored_head) {
   const loader::ModelConfig cfg = loader::load_config(dir.string());
   const loader::WeightMap w = loader::WeightMap::open(dir.string());
-  const auto specs = model::checkpoint_tensors(cfg, stored_head);
+  const auto specs = checkpoint::checkpoint_tensors(cfg, stored_head);
   std::set<std::string> expected;
   for (const auto& s : specs) {
     const size_t dot = s.name.find('.');
@@ -150,7 +150,7 @@ TEST(MakeModel, TinyAimv2IsShardedWithALayerSplitAcrossShards) {
   EXPECT_TRUE(w.contains("language_model.lm_head.weight"));  // untied
   EXPECT_EQ(index["metadata"]["total_size"].get<uint64_t>(), w.total_bytes());
   // Tokenizer files are byte-identical to the committed ones.
-  for (const auto& f : model::embedded_tokenizer_files()) {
+  for (const auto& f : checkpoint::embedded_tokenizer_files()) {
     SCOPED_TRACE(f.name);
     const std::string want = test::read_file(test::data_path("sailvl-tokenizer/" + f.name));
     EXPECT_GT(want.size(), 0u);
@@ -232,9 +232,9 @@ TEST(MakeModel, FullSizePresetParameterCounts) {
   };
   for (const Want& w : wants) {
     SCOPED_TRACE(w.preset);
-    const auto cfg = loader::parse_config(model::preset_config(w.preset).dump(), w.preset);
+    const auto cfg = loader::parse_config(checkpoint::preset_config(w.preset).dump(), w.preset);
     int64_t llm = 0, vision = 0, proj = 0;
-    for (const auto& t : model::checkpoint_tensors(cfg, model::default_stored_head(w.preset))) {
+    for (const auto& t : checkpoint::checkpoint_tensors(cfg, checkpoint::default_stored_head(w.preset))) {
       const int64_t n = shape_numel(t.shape);
       if (t.name.rfind("language_model.", 0) == 0) llm += n;
       else if (t.name.rfind("vision_model.", 0) == 0) vision += n;

@@ -12,7 +12,7 @@
 #include "tests/testutil.h"
 
 using namespace sailvl;
-using model::MemPart;
+using runtime::MemPart;
 
 namespace {
 
@@ -30,8 +30,8 @@ constexpr uint64_t D = 1536, F = 8960, L = 28, H = 12, Hkv = 2, Dh = 128, V = 15
 constexpr uint64_t MiB = 1 << 20;
 
 // The workload of these tests: 4096 tokens of context, 512 new, 11 tiles (10 + thumbnail).
-model::Workload workload() {
-  model::Workload w;
+runtime::Workload workload() {
+  runtime::Workload w;
   w.context = 4096;
   w.max_new_tokens = 512;
   w.tiles = 11;
@@ -72,9 +72,9 @@ TEST(MemoryPlan, Sailvl2bBreakdownOnCudaMatchesHandComputedValues) {
   const uint64_t params = sailvl_2b_params();
   EXPECT_GT(params, 2'000'000'000u);  // SAIL-VL-2B: ~2.1 B parameters
   EXPECT_LT(params, 2'200'000'000u);
-  EXPECT_EQ(model::bf16_checkpoint_bytes(cfg, /*stored_head=*/true), 2 * params);
+  EXPECT_EQ(runtime::bf16_checkpoint_bytes(cfg, /*stored_head=*/true), 2 * params);
 
-  const model::MemoryPlan p = model::plan_memory(cfg, Device::cuda(0), DType::BF16, workload(), 2 * params);
+  const runtime::MemoryPlan p = runtime::plan_memory(cfg, Device::cuda(0), DType::BF16, workload(), 2 * params);
   const uint64_t a = 2;  // BF16 activations
   EXPECT_EQ(p.kv_tokens, 4096);
   EXPECT_EQ(p.prefill_tokens, 4096 - 512);
@@ -120,7 +120,7 @@ TEST(MemoryPlan, Sailvl2bBreakdownOnCudaMatchesHandComputedValues) {
 TEST(MemoryPlan, Sailvl2bOnCpuLeavesTheMmappedWeightsOut) {
   const loader::ModelConfig cfg = sailvl_2b();
   const uint64_t weights = 2 * sailvl_2b_params();
-  const model::MemoryPlan p = model::plan_memory(cfg, Device::cpu(), DType::F32, workload(), weights);
+  const runtime::MemoryPlan p = runtime::plan_memory(cfg, Device::cpu(), DType::F32, workload(), weights);
   const uint64_t a = 4;  // F32 activations
   EXPECT_EQ(p[MemPart::Weights], weights);
   EXPECT_EQ(p[MemPart::KvCache], 2 * L * kKvTokens * Hkv * Dh * a);  // 56 KiB per token
@@ -137,28 +137,28 @@ TEST(MemoryPlan, Sailvl2bOnCpuLeavesTheMmappedWeightsOut) {
 
 TEST(MemoryPlan, PromptBoundAndContextSizeTheTokenCounts) {
   const loader::ModelConfig cfg = sailvl_2b();
-  model::Workload w = workload();
+  runtime::Workload w = workload();
   w.prompt_tokens = 1000;  // a known prompt: the cache holds it and the new tokens only
-  model::MemoryPlan p = model::plan_memory(cfg, Device::cuda(0), DType::BF16, w, 0);
+  runtime::MemoryPlan p = runtime::plan_memory(cfg, Device::cuda(0), DType::BF16, w, 0);
   EXPECT_EQ(p.prefill_tokens, 1000);
   EXPECT_EQ(p.kv_tokens, 1000 + 512);
   w.prompt_tokens = 0;
   w.context = 0;  // the model's own limit: max_position_embeddings = 32768
-  p = model::plan_memory(cfg, Device::cuda(0), DType::BF16, w, 0);
+  p = runtime::plan_memory(cfg, Device::cuda(0), DType::BF16, w, 0);
   EXPECT_EQ(p.kv_tokens, 32768);
   EXPECT_EQ(p.prefill_tokens, 32768 - 512);
   w.tiles = 0;  // no images: no vision activations, no im2col scratch
-  p = model::plan_memory(cfg, Device::cuda(0), DType::BF16, w, 0);
+  p = runtime::plan_memory(cfg, Device::cuda(0), DType::BF16, w, 0);
   EXPECT_EQ(p[MemPart::Vision], 0u);
   EXPECT_EQ(p.detail[static_cast<size_t>(MemPart::Vision)], "no images");
 }
 
 TEST(MemoryPlan, FittingPlanPassesAndOneByteShortIsOutOfMemoryNamingEveryPart) {
-  const model::MemoryPlan p =
-      model::plan_memory(sailvl_2b(), Device::cuda(0), DType::BF16, workload(), model::bf16_checkpoint_bytes(sailvl_2b(), /*stored_head=*/true));
-  EXPECT_NO_THROW(model::check_fits(p, p.needed()));
+  const runtime::MemoryPlan p =
+      runtime::plan_memory(sailvl_2b(), Device::cuda(0), DType::BF16, workload(), runtime::bf16_checkpoint_bytes(sailvl_2b(), /*stored_head=*/true));
+  EXPECT_NO_THROW(runtime::check_fits(p, p.needed()));
   try {
-    model::check_fits(p, p.needed() - 1);
+    runtime::check_fits(p, p.needed() - 1);
     FAIL() << "expected ErrorKind::OutOfMemory";
   } catch (const Error& e) {
     EXPECT_EQ(e.kind(), ErrorKind::OutOfMemory);
@@ -176,11 +176,11 @@ TEST(MemoryPlan, FittingPlanPassesAndOneByteShortIsOutOfMemoryNamingEveryPart) {
 }
 
 TEST(MemoryPlan, CpuRefusesOnlyWhenTheNonWeightPartDoesNotFit) {
-  const uint64_t weights = model::bf16_checkpoint_bytes(sailvl_2b(), /*stored_head=*/true);
-  const model::MemoryPlan p = model::plan_memory(sailvl_2b(), Device::cpu(), DType::F32, workload(), weights);
-  EXPECT_NO_THROW(model::check_fits(p, p.needed()));  // less than the total: weights are page cache
+  const uint64_t weights = runtime::bf16_checkpoint_bytes(sailvl_2b(), /*stored_head=*/true);
+  const runtime::MemoryPlan p = runtime::plan_memory(sailvl_2b(), Device::cpu(), DType::F32, workload(), weights);
+  EXPECT_NO_THROW(runtime::check_fits(p, p.needed()));  // less than the total: weights are page cache
   try {
-    model::check_fits(p, p.needed() - 1);
+    runtime::check_fits(p, p.needed() - 1);
     FAIL() << "expected ErrorKind::OutOfMemory";
   } catch (const Error& e) {
     EXPECT_EQ(e.kind(), ErrorKind::OutOfMemory);
@@ -192,50 +192,50 @@ TEST(MemoryPlan, CpuRefusesOnlyWhenTheNonWeightPartDoesNotFit) {
 }
 
 TEST(MemoryPlan, FormatsBytesInBinaryUnits) {
-  EXPECT_EQ(model::format_bytes(1000), "1000 B");
-  EXPECT_EQ(model::format_bytes(1536), "1.5 KiB");
-  EXPECT_EQ(model::format_bytes(112 * MiB), "112.0 MiB");
-  EXPECT_EQ(model::format_bytes(uint64_t{3} << 30), "3.00 GiB");
+  EXPECT_EQ(runtime::format_bytes(1000), "1000 B");
+  EXPECT_EQ(runtime::format_bytes(1536), "1.5 KiB");
+  EXPECT_EQ(runtime::format_bytes(112 * MiB), "112.0 MiB");
+  EXPECT_EQ(runtime::format_bytes(uint64_t{3} << 30), "3.00 GiB");
 }
 
 TEST(MemoryPlan, ParsesMemAvailable) {
-  EXPECT_EQ(model::parse_mem_available("MemTotal:       16318684 kB\nMemFree:  1 kB\nMemAvailable:    8000000 kB\n"),
+  EXPECT_EQ(runtime::parse_mem_available("MemTotal:       16318684 kB\nMemFree:  1 kB\nMemAvailable:    8000000 kB\n"),
             uint64_t{8000000} * 1024);
-  EXPECT_EQ(model::parse_mem_available("MemTotal: 1 kB\n"), std::nullopt);       // old kernels
-  EXPECT_EQ(model::parse_mem_available("MemAvailable: lots\n"), std::nullopt);   // malformed
-  EXPECT_EQ(model::parse_mem_available("MemAvailable: 12 MB\n"), std::nullopt);  // not kB
-  EXPECT_TRUE(model::free_memory(Device::cpu()).has_value());                   // this machine's
+  EXPECT_EQ(runtime::parse_mem_available("MemTotal: 1 kB\n"), std::nullopt);       // old kernels
+  EXPECT_EQ(runtime::parse_mem_available("MemAvailable: lots\n"), std::nullopt);   // malformed
+  EXPECT_EQ(runtime::parse_mem_available("MemAvailable: 12 MB\n"), std::nullopt);  // not kB
+  EXPECT_TRUE(runtime::free_memory(Device::cpu()).has_value());                   // this machine's
 }
 
 TEST(MemoryPlan, PromptTokenBoundHoldsWithoutTheTokenizer) {
-  const loader::Tokenizer tok = loader::Tokenizer::load(test::data_path("sailvl-tokenizer").string());
-  model::ChatRequest text;
+  const tokenizer::Tokenizer tok = tokenizer::Tokenizer::load(test::data_path("sailvl-tokenizer").string());
+  runtime::ChatRequest text;
   text.question = "What is in the picture? Ｆｕｌｌｗｉｄｔｈ and 漢字 and e\xcc\x81";  // NFC-sensitive text
-  model::ChatRequest one = text;
+  runtime::ChatRequest one = text;
   one.tiles = {7};
-  model::ChatRequest two = one;
+  runtime::ChatRequest two = one;
   two.tiles = {3, 1};
   two.history = {{"<image>\nhi", "hello"}};
   two.question = "<image>\nand this one?";
   two.tiles = {3, 1};
-  model::ChatRequest frames = one;
-  frames.layout = model::ImageLayout::Video;
+  runtime::ChatRequest frames = one;
+  frames.layout = runtime::ImageLayout::Video;
   frames.tiles = {1, 1, 1};
   frames.system_message = "short";
-  for (const model::ChatRequest* r : {&text, &one, &two, &frames}) {
-    const int64_t real = static_cast<int64_t>(model::build_chat_prompt(tok, *r).ids.size());
-    EXPECT_GE(model::max_prompt_tokens(*r), real) << r->question;
+  for (const runtime::ChatRequest* r : {&text, &one, &two, &frames}) {
+    const int64_t real = static_cast<int64_t>(runtime::build_chat_prompt(tok, *r).ids.size());
+    EXPECT_GE(runtime::max_prompt_tokens(*r), real) << r->question;
   }
 }
 
 TEST(MemoryPlan, KvCacheAndPrefillEqualWhatTheModelAllocates) {
   // The formulas against the real buffers of a loaded model (tiny preset, CPU, F32).
   const model::SailVL m = model::SailVL::load(test::tiny_model("tiny-internvit").string());
-  model::Workload w;
+  runtime::Workload w;
   w.context = 300;
   w.max_new_tokens = 20;
   w.prompt_tokens = 100;
-  const model::MemoryPlan p = model::plan_memory(m.config(), Device::cpu(), DType::F32, w, m.weights().total_bytes());
+  const runtime::MemoryPlan p = runtime::plan_memory(m.config(), Device::cpu(), DType::F32, w, m.weights().total_bytes());
   EXPECT_EQ(p[MemPart::Weights], m.weights().total_bytes());
   EXPECT_EQ(p[MemPart::KvCache], m.llm().make_cache(p.kv_tokens).nbytes());
 

@@ -94,21 +94,21 @@ fs::path golden_dir(const std::string& preset) {
 }
 
 // The chat images of a case, preprocessed as the oracle does (card's load_image, max_num from the
-// golden, then BF16) by loader::preprocess_images. With `oracle_pixels`, images/chat/a.png is
+// golden, then BF16) by image::preprocess_images. With `oracle_pixels`, images/chat/a.png is
 // replaced by the oracle's own pixels of it (images/chat/a_pixels.safetensors), so the model is
 // tested apart from the image loader (which has its own tests); b.png has no pixel golden.
-loader::PixelBatch case_pixels(const json& meta, bool oracle_pixels) {
-  loader::PreprocessOptions opt;
+image::PixelBatch case_pixels(const json& meta, bool oracle_pixels) {
+  image::PreprocessOptions opt;
   opt.max_tiles = meta["max_num"].get<int64_t>();
   opt.dtype = DType::BF16;
   std::vector<Tensor> parts;
-  loader::PixelBatch out;
+  image::PixelBatch out;
   for (const auto& p : meta["images"]) {
     const std::string rel = p.get<std::string>();
     if (oracle_pixels && rel == "images/chat/a.png") {
       parts.push_back(golden(test::data_path("images/chat/a_pixels.safetensors"), "pixels"));
     } else {
-      parts.push_back(loader::preprocess_images({test::data_path(rel).string()}, opt).pixels.to(DType::F32));
+      parts.push_back(image::preprocess_images({test::data_path(rel).string()}, opt).pixels.to(DType::F32));
     }
     out.tiles_per_image.push_back(parts.back().size(0));
   }
@@ -123,8 +123,8 @@ loader::PixelBatch case_pixels(const json& meta, bool oracle_pixels) {
   return out;
 }
 
-std::vector<model::ChatTurn> case_history(const json& meta) {
-  std::vector<model::ChatTurn> h;
+std::vector<runtime::ChatTurn> case_history(const json& meta) {
+  std::vector<runtime::ChatTurn> h;
   for (const auto& t : meta["history"]) h.push_back({t[0].get<std::string>(), t[1].get<std::string>()});
   return h;
 }
@@ -177,13 +177,13 @@ TEST_P(ModelCase, PrefillAndGreedyMatchOracle) {
   const fs::path gt = dir / (std::string(cp.name) + ".safetensors");
 
   // Prompt ids through the chat template, as chat() builds them.
-  const loader::PixelBatch px = case_pixels(meta, /*oracle_pixels=*/true);
-  model::ChatRequest req;
+  const image::PixelBatch px = case_pixels(meta, /*oracle_pixels=*/true);
+  runtime::ChatRequest req;
   req.question = meta["question"].get<std::string>();
   req.history = case_history(meta);
   req.tiles = px.tiles_per_image;
   EXPECT_EQ(px.tiles_per_image, meta["tiles_per_image"].get<std::vector<int64_t>>());
-  const model::ChatPrompt prompt = model::build_chat_prompt(m.tokenizer(), req);
+  const runtime::ChatPrompt prompt = runtime::build_chat_prompt(m.tokenizer(), req);
   const std::vector<int64_t> ids(prompt.ids.begin(), prompt.ids.end());
   ASSERT_EQ(ids, meta["prompt_ids"].get<std::vector<int64_t>>()) << "stage: prompt ids";
   EXPECT_EQ(prompt.question, meta["stored_question"].get<std::string>());
@@ -212,11 +212,11 @@ TEST_P(ModelCase, PrefillAndGreedyMatchOracle) {
   // 32 greedy tokens through the generation loop (its own prefill), identical to HF generate().
   const auto want = meta["generated_ids"].get<std::vector<int64_t>>();
   const int64_t max_new = meta["generation"]["max_new_tokens"].get<int64_t>();
-  model::GenerationOptions go;
+  runtime::GenerationOptions go;
   go.max_new_tokens = max_new;
   std::string streamed;
   go.on_token = [&](int64_t, const std::string& text) { streamed += text; };
-  const model::GenerationResult r = model::generate(m, ids, px.pixels, go);
+  const runtime::GenerationResult r = runtime::generate(m, ids, px.pixels, go);
   EXPECT_EQ(streamed, r.text);
   // Every id must match up to the first step whose top-2 margin is within the logits tolerance
   // (a near-tie may legitimately flip there; tests/data/README.md); all 32 when no such step.
@@ -232,8 +232,8 @@ TEST_P(ModelCase, PrefillAndGreedyMatchOracle) {
       << "stage: greedy decode (" << sure << " of " << want.size() << " steps have a safe margin)";
   if (sure == want.size())
     EXPECT_EQ(r.stop, static_cast<int64_t>(want.size()) < max_new || want.back() == 151645
-                          ? model::StopReason::EndOfTurn
-                          : model::StopReason::MaxTokens);
+                          ? runtime::StopReason::EndOfTurn
+                          : runtime::StopReason::MaxTokens);
 }
 
 // Teacher forcing: each step is fed the oracle's previous token, so every step whose oracle top-2
@@ -242,14 +242,14 @@ TEST_P(ModelCase, TeacherForcedGreedyMatchesOracleAtEverySafeStep) {
   const CaseParam cp = GetParam();
   const model::SailVL& m = tiny(cp.preset);
   const json meta = read_json(golden_dir(cp.preset) / (std::string(cp.name) + ".json"));
-  const loader::PixelBatch px = case_pixels(meta, /*oracle_pixels=*/true);
+  const image::PixelBatch px = case_pixels(meta, /*oracle_pixels=*/true);
   const auto ids = meta["prompt_ids"].get<std::vector<int64_t>>();
   const auto want = meta["generated_ids"].get<std::vector<int64_t>>();
   const auto margins = meta["step_margins"].get<std::vector<double>>();
-  model::GenerationOptions go;
+  runtime::GenerationOptions go;
   go.max_new_tokens = static_cast<int64_t>(want.size());
   go.forced = &want;
-  const model::GenerationResult r = model::generate(m, ids, px.pixels, go);
+  const runtime::GenerationResult r = runtime::generate(m, ids, px.pixels, go);
   ASSERT_EQ(r.tokens.size(), want.size());
   size_t compared = 0;
   for (size_t i = 0; i < want.size(); ++i) {
@@ -265,15 +265,15 @@ TEST_P(ModelCase, ChatResponseMatchesOracle) {
   const CaseParam cp = GetParam();
   const model::SailVL& m = tiny(cp.preset);
   const json meta = read_json(golden_dir(cp.preset) / (std::string(cp.name) + ".json"));
-  // End to end: the images go through loader::preprocess_images too.
-  const loader::PixelBatch px = case_pixels(meta, /*oracle_pixels=*/false);
-  model::GenerationOptions go;
+  // End to end: the images go through image::preprocess_images too.
+  const image::PixelBatch px = case_pixels(meta, /*oracle_pixels=*/false);
+  runtime::GenerationOptions go;
   go.max_new_tokens = meta["generation"]["max_new_tokens"].get<int64_t>();
   const auto history = case_history(meta);
-  const model::ChatResult r =
-      model::chat(m, meta["question"].get<std::string>(), px.pixels.defined() ? &px : nullptr, history, go);
+  const runtime::ChatResult r =
+      runtime::chat(m, meta["question"].get<std::string>(), px.pixels.defined() ? &px : nullptr, history, go);
   EXPECT_EQ(r.prompt_ids, meta["prompt_ids"].get<std::vector<int64_t>>());
-  EXPECT_EQ(r.response, model::clean_response(meta["generated_text"].get<std::string>()));
+  EXPECT_EQ(r.response, runtime::clean_response(meta["generated_text"].get<std::string>()));
   ASSERT_EQ(r.history.size(), history.size() + 1);
   EXPECT_EQ(r.history.back().question, meta["stored_question"].get<std::string>());
   EXPECT_EQ(r.history.back().answer, r.response);
@@ -317,9 +317,9 @@ INSTANTIATE_TEST_SUITE_P(Tiny, ModelCase, ::testing::ValuesIn(all_cases()), [](c
 // ---- generation behaviour (no golden needed: properties of our own loop) ----
 
 std::vector<int64_t> text_prompt(const model::SailVL& m, const std::string& q) {
-  model::ChatRequest req;
+  runtime::ChatRequest req;
   req.question = q;
-  const auto p = model::build_chat_prompt(m.tokenizer(), req);
+  const auto p = runtime::build_chat_prompt(m.tokenizer(), req);
   return {p.ids.begin(), p.ids.end()};
 }
 
@@ -327,19 +327,19 @@ TEST(ModelGenerate, SeededSamplingIsReproducibleEndToEnd) {
   ops::set_num_threads(2);
   const model::SailVL& m = tiny("tiny-internvit");
   const auto ids = text_prompt(m, "Tell me a story.");
-  model::GenerationOptions go;
+  runtime::GenerationOptions go;
   go.max_new_tokens = 24;
   go.sampling.do_sample = true;
   go.sampling.temperature = 1.0f;
   go.sampling.top_k = 50;
   go.sampling.top_p = 0.9f;
   go.sampling.seed = 1234;
-  const auto a = model::generate(m, ids, Tensor(), go);
-  const auto b = model::generate(m, ids, Tensor(), go);
+  const auto a = runtime::generate(m, ids, Tensor(), go);
+  const auto b = runtime::generate(m, ids, Tensor(), go);
   EXPECT_EQ(a.tokens, b.tokens);
   EXPECT_EQ(a.text, b.text);
   go.sampling.seed = 99;
-  const auto c = model::generate(m, ids, Tensor(), go);
+  const auto c = runtime::generate(m, ids, Tensor(), go);
   EXPECT_NE(a.tokens, c.tokens) << "a different seed should change a 24-token sample of a random model";
   for (const auto* r : {&a, &c})
     for (int64_t t : r->tokens) {
@@ -351,11 +351,11 @@ TEST(ModelGenerate, SeededSamplingIsReproducibleEndToEnd) {
 TEST(ModelGenerate, ContextBudgetCheckedBeforeCompute) {
   const model::SailVL& m = tiny("tiny-internvit");
   const auto ids = text_prompt(m, "Hi");
-  model::GenerationOptions go;
+  runtime::GenerationOptions go;
   go.max_new_tokens = 100;
   go.context_size = static_cast<int64_t>(ids.size()) + 99;
   try {
-    model::generate(m, ids, Tensor(), go);
+    runtime::generate(m, ids, Tensor(), go);
     FAIL() << "no ContextOverflow";
   } catch (const Error& e) {
     EXPECT_EQ(e.kind(), ErrorKind::ContextOverflow);
@@ -371,10 +371,10 @@ TEST(ModelGenerate, ImageTokenCountMustMatchTiles) {
   auto ids = text_prompt(m, "Hi");
   ids.insert(ids.begin() + 3, 255, m.special().img_context);  // 255, not 256
   const Tensor pixels = Tensor::zeros({1, 3, 448, 448}, DType::F32);
-  model::GenerationOptions go;
+  runtime::GenerationOptions go;
   go.max_new_tokens = 1;
   try {
-    model::generate(m, ids, pixels, go);
+    runtime::generate(m, ids, pixels, go);
     FAIL() << "no error";
   } catch (const Error& e) {
     EXPECT_EQ(e.kind(), ErrorKind::Usage);
@@ -386,16 +386,16 @@ TEST(ModelGenerate, CancellationStopsBeforeTheNextToken) {
   const model::SailVL& m = tiny("tiny-aimv2");
   const auto ids = text_prompt(m, "Count to ten.");
   std::atomic<bool> cancel{false};
-  model::GenerationOptions go;
+  runtime::GenerationOptions go;
   go.max_new_tokens = 20;
   go.cancel = &cancel;
   int calls = 0;
   go.on_token = [&](int64_t id, const std::string&) {
     if (id >= 0 && ++calls == 3) cancel = true;
   };
-  const auto r = model::generate(m, ids, Tensor(), go);
-  if (r.stop != model::StopReason::EndOfTurn) {
-    EXPECT_EQ(r.stop, model::StopReason::Cancelled);
+  const auto r = runtime::generate(m, ids, Tensor(), go);
+  if (r.stop != runtime::StopReason::EndOfTurn) {
+    EXPECT_EQ(r.stop, runtime::StopReason::Cancelled);
     EXPECT_EQ(r.tokens.size(), 3u);
   }
 }

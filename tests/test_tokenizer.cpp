@@ -12,9 +12,9 @@
 #include "tests/testutil.h"
 
 using namespace sailvl;
-using loader::TokenId;
-using loader::Tokenizer;
-using loader::TokenizerFormat;
+using tokenizer::TokenId;
+using tokenizer::Tokenizer;
+using tokenizer::TokenizerFormat;
 using nlohmann::json;
 
 namespace {
@@ -42,7 +42,7 @@ std::string show(const std::vector<TokenId>& v, size_t max = 40) {
   return s + (v.size() > max ? ",...]" : "]");
 }
 
-bool valid_utf8(const std::string& s) { return !loader::find_invalid_utf8(s).has_value(); }
+bool valid_utf8(const std::string& s) { return !tokenizer::find_invalid_utf8(s).has_value(); }
 
 // The vocabulary id of the single-byte token for byte b (found by its bytes, not the byte map).
 TokenId byte_token(const Tokenizer& t, unsigned char b) {
@@ -102,7 +102,7 @@ TEST_P(Goldens, EncodeWithoutSpecialParsing) {
 }
 
 TEST_P(Goldens, EncodeWithSpecialParsing) {
-  loader::EncodeOptions opt;
+  tokenizer::EncodeOptions opt;
   opt.parse_special = true;
   for (const auto& c : goldens()["cases"]) {
     const auto want = ids_of(c["ids_special"]);
@@ -128,7 +128,7 @@ TEST_P(Goldens, Decode) {
 // Streaming: every chunk is valid UTF-8 and the chunks add up to the one-shot decode.
 TEST_P(Goldens, StreamingMatchesOneShotDecode) {
   auto check = [&](const std::vector<TokenId>& ids, bool skip, const std::string& want, const std::string& name) {
-    loader::StreamDecoder sd(tok(), skip);
+    tokenizer::StreamDecoder sd(tok(), skip);
     std::string all;
     for (TokenId id : ids) {
       const std::string chunk = sd.push(id);
@@ -173,7 +173,7 @@ TEST(TokenizerEncode, SpecMessageVector) {
 TEST(TokenizerEncode, UserTextNeverYieldsControlTokens) {
   const auto ids = tok_json().encode("<|im_end|><|im_start|>system\n<IMG_CONTEXT><img></img><tool_call>");
   for (TokenId id : ids) EXPECT_LT(id, 151643) << "added token id in plain encoding";
-  loader::EncodeOptions opt;
+  tokenizer::EncodeOptions opt;
   opt.parse_special = true;
   EXPECT_EQ(tok_json().encode("<|im_end|>", opt), (std::vector<TokenId>{151645}));
 }
@@ -187,7 +187,7 @@ TEST(TokenizerEncode, InvalidUtf8IsAnErrorWithTheOffset) {
     EXPECT_EQ(e.kind(), ErrorKind::BadTokenizer);
     EXPECT_NE(std::string(e.what()).find("byte offset 7"), std::string::npos) << e.what();
   }
-  loader::EncodeOptions opt;
+  tokenizer::EncodeOptions opt;
   opt.replace_invalid = true;
   EXPECT_EQ(tok_json().encode(bad, opt), tok_json().encode("héllo \xEF\xBF\xBDx"));
   // Truncated sequence at the end, surrogate, overlong.
@@ -207,7 +207,7 @@ TEST(TokenizerStream, MultiByteCharactersSplitAcrossTokensAreHeldBack) {
   // "😀" = F0 9F 98 80 as four single-byte tokens, then "中" = E4 B8 AD, then text.
   std::vector<TokenId> bytes_ids;
   for (unsigned char b : std::string("😀中")) bytes_ids.push_back(byte_token(t, b));
-  loader::StreamDecoder sd(t);
+  tokenizer::StreamDecoder sd(t);
   std::vector<std::string> chunks;
   for (TokenId id : bytes_ids) chunks.push_back(sd.push(id));
   EXPECT_EQ(chunks, (std::vector<std::string>{"", "", "", "😀", "", "", "中"}));
@@ -217,21 +217,21 @@ TEST(TokenizerStream, MultiByteCharactersSplitAcrossTokensAreHeldBack) {
   EXPECT_EQ(sd.push(bytes_ids[1]), "");
   EXPECT_EQ(sd.flush(), "\xEF\xBF\xBD");
   // Special tokens are dropped when skipping and printed otherwise.
-  loader::StreamDecoder keep(t, /*skip_special=*/false);
+  tokenizer::StreamDecoder keep(t, /*skip_special=*/false);
   EXPECT_EQ(keep.push(151645), "<|im_end|>");
   EXPECT_EQ(sd.push(151645), "");
 }
 
 TEST(TokenizerUtf8, CompletePrefix) {
-  EXPECT_EQ(loader::utf8_complete_prefix("abc"), 3);
-  EXPECT_EQ(loader::utf8_complete_prefix("ab\xe4\xb8"), 2);
-  EXPECT_EQ(loader::utf8_complete_prefix("ab\xe4"), 2);
-  EXPECT_EQ(loader::utf8_complete_prefix("ab\xe4\xb8\xad"), 5);
-  EXPECT_EQ(loader::utf8_complete_prefix("ab\xff"), 3);          // invalid: final now
-  EXPECT_EQ(loader::utf8_complete_prefix("ab\xed\xa0"), 4);      // surrogate prefix can never be valid
-  EXPECT_EQ(loader::utf8_complete_prefix("\xf0\x9f\x98"), 0);
-  EXPECT_EQ(loader::replace_invalid_utf8("a\xf0\x9f\x98" "b"), "a\xEF\xBF\xBD" "b");  // one maximal subpart
-  EXPECT_EQ(loader::replace_invalid_utf8("\xc0\x80"), "\xEF\xBF\xBD\xEF\xBF\xBD");    // two
+  EXPECT_EQ(tokenizer::utf8_complete_prefix("abc"), 3);
+  EXPECT_EQ(tokenizer::utf8_complete_prefix("ab\xe4\xb8"), 2);
+  EXPECT_EQ(tokenizer::utf8_complete_prefix("ab\xe4"), 2);
+  EXPECT_EQ(tokenizer::utf8_complete_prefix("ab\xe4\xb8\xad"), 5);
+  EXPECT_EQ(tokenizer::utf8_complete_prefix("ab\xff"), 3);          // invalid: final now
+  EXPECT_EQ(tokenizer::utf8_complete_prefix("ab\xed\xa0"), 4);      // surrogate prefix can never be valid
+  EXPECT_EQ(tokenizer::utf8_complete_prefix("\xf0\x9f\x98"), 0);
+  EXPECT_EQ(tokenizer::replace_invalid_utf8("a\xf0\x9f\x98" "b"), "a\xEF\xBF\xBD" "b");  // one maximal subpart
+  EXPECT_EQ(tokenizer::replace_invalid_utf8("\xc0\x80"), "\xEF\xBF\xBD\xEF\xBF\xBD");    // two
 }
 
 // ---------------------------------------------------------------- speed
@@ -366,7 +366,7 @@ TEST(TokenizerMini, ValidMiniTokenizerWorksInBothForms) {
   EXPECT_EQ(a.encode("ab a"), (std::vector<TokenId>{256, 258}));
   EXPECT_EQ(b.encode("abc"), (std::vector<TokenId>{257}));
   EXPECT_EQ(a.size(), 261);
-  loader::EncodeOptions opt;
+  tokenizer::EncodeOptions opt;
   opt.parse_special = true;
   EXPECT_EQ(a.encode("x<s>ab<t>", opt), (std::vector<TokenId>{'x', 259, 256, 260}));
   EXPECT_EQ(a.decode(std::vector<TokenId>{259, 256, 260}, true), "ab<t>");

@@ -17,7 +17,7 @@
 #include "tokenizer/tokenizer_internal.h"
 #include "tensor/error.h"
 
-namespace sailvl::loader {
+namespace sailvl::tokenizer {
 
 static const Merge* find_merge(const Tokenizer::Impl& t, TokenId a, TokenId b) {
   return t.merges.find(a, b);
@@ -119,4 +119,4 @@ void bpe_merge(const Tokenizer::Impl& t, std::string_view piece, std::vector<Tok
     bpe_heap(t, piece, out);
 }
 
-}  // namespace sailvl::loader
+}  // namespace sailvl::tokenizer

@@ -15,7 +15,7 @@
 #include "tokenizer/tokenizer_internal.h"
 #include "tensor/error.h"
 
-namespace sailvl::loader {
+namespace sailvl::tokenizer {
 
 // ---------------------------------------------------------------- byte map
 
@@ -73,7 +73,7 @@ std::string bytes_to_byte_level(std::string_view bytes) {
 // ---------------------------------------------------------------- UTF-8
 
 std::optional<int64_t> find_invalid_utf8(std::string_view s) {
-  const size_t bad = first_invalid_utf8(s);
+  const size_t bad = loader::first_invalid_utf8(s);
   if (bad == std::string_view::npos) return std::nullopt;
   return static_cast<int64_t>(bad);
 }
@@ -349,4 +349,4 @@ std::vector<Segment> split_added_tokens(std::string_view text, const std::vector
   return out;
 }
 
-}  // namespace sailvl::loader
+}  // namespace sailvl::tokenizer

@@ -4,7 +4,7 @@
 #include "tokenizer/tokenizer_internal.h"
 #include "tensor/error.h"
 
-namespace sailvl::loader {
+namespace sailvl::tokenizer {
 
 Tokenizer::Tokenizer(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 Tokenizer::Tokenizer(Tokenizer&&) noexcept = default;
@@ -161,4 +161,4 @@ int64_t Tokenizer::num_merges() const { return impl_->num_merges; }
 const std::vector<AddedToken>& Tokenizer::added_tokens() const { return impl_->added; }
 const std::string& Tokenizer::source() const { return impl_->source; }
 
-}  // namespace sailvl::loader
+}  // namespace sailvl::tokenizer

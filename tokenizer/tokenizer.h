@@ -32,7 +32,7 @@
 #include <string_view>
 #include <vector>
 
-namespace sailvl::loader {
+namespace sailvl::tokenizer {
 
 using TokenId = int32_t;
 
@@ -124,4 +124,4 @@ std::string replace_invalid_utf8(std::string_view bytes);
 // incomplete-but-valid-so-far sequence as not yet complete (used by StreamDecoder).
 int64_t utf8_complete_prefix(std::string_view s);
 
-}  // namespace sailvl::loader
+}  // namespace sailvl::tokenizer

@@ -16,7 +16,7 @@
 
 #include "tokenizer/tokenizer.h"
 
-namespace sailvl::loader {
+namespace sailvl::tokenizer {
 
 // ---- GPT-2 bytes_to_unicode (openai/gpt-2 encoder.py) ----
 // The 188 printable bytes ('!'..'~', '¡'..'¬', '®'..'ÿ') map to themselves; the other 68 bytes map, in
@@ -168,4 +168,4 @@ void bpe_merge(const Tokenizer::Impl& t, std::string_view piece, std::vector<Tok
 // Builds a validated Impl from a directory (tokenizer_load.cpp).
 std::unique_ptr<Tokenizer::Impl> load_tokenizer_impl(const std::string& dir, TokenizerFormat format);
 
-}  // namespace sailvl::loader
+}  // namespace sailvl::tokenizer

@@ -23,7 +23,7 @@
 #include "tokenizer/tokenizer_internal.h"
 #include "tensor/error.h"
 
-namespace sailvl::loader {
+namespace sailvl::tokenizer {
 
 namespace fs = std::filesystem;
 using nlohmann::json;
@@ -53,7 +53,7 @@ static std::string read_text_file(const fs::path& p) {
 }
 
 static json read_json(const fs::path& p) {
-  return parse_json_strict(read_text_file(p), p.string(), ErrorKind::BadTokenizer, 64);
+  return loader::parse_json_strict(read_text_file(p), p.string(), ErrorKind::BadTokenizer, 64);
 }
 
 static std::string q(std::string_view s) {  // a quoted, printable copy of untrusted text
@@ -390,4 +390,4 @@ std::unique_ptr<Tokenizer::Impl> load_tokenizer_impl(const std::string& dir_str,
   return t;
 }
 
-}  // namespace sailvl::loader
+}  // namespace sailvl::tokenizer

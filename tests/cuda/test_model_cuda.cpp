@@ -91,20 +91,20 @@ TEST_P(ModelCuda, ChatCasesLogitsAndGreedyTokens) {
     if (!meta["images"].empty()) {
       std::vector<std::string> paths;
       for (const auto& p : meta["images"]) paths.push_back(test::data_path(p.get<std::string>()).string());
-      loader::PreprocessOptions opt;
+      image::PreprocessOptions opt;
       opt.max_tiles = meta["max_num"].get<int64_t>();
       opt.dtype = DType::BF16;
-      pixels = loader::preprocess_images(paths, opt).pixels.to(Device::cuda());
+      pixels = image::preprocess_images(paths, opt).pixels.to(Device::cuda());
     }
     const auto ids = meta["prompt_ids"].get<std::vector<int64_t>>();
     const fs::path taps_dir = test::temp_dir("cuda_taps");
-    model::Taps taps(taps_dir.string());
-    model::GenerationOptions opt;
+    runtime::Taps taps(taps_dir.string());
+    runtime::GenerationOptions opt;
     opt.max_new_tokens = 32;
     opt.taps = &taps;
     const auto want = meta["generated_ids"].get<std::vector<int64_t>>();
     opt.forced = &want;  // teacher forcing: every step is compared, also after a flipped near-tie
-    const model::GenerationResult r = model::generate(m, ids, pixels, opt);
+    const runtime::GenerationResult r = runtime::generate(m, ids, pixels, opt);
 
     // Last-position logits at the ids the oracle stored.
     const Tensor logits = golden(taps_dir / "logits.safetensors", "logits");

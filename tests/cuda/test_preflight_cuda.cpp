@@ -29,13 +29,13 @@ TEST(CudaPreflight, DeviceMemoryReportsFreeAndTotal) {
   const cuda::DeviceMemory m = cuda::device_memory(0);
   EXPECT_GT(m.free, 0u);
   EXPECT_LE(m.free, m.total);
-  EXPECT_GT(model::free_memory(Device::cuda(0)).value_or(0), 0u);
+  EXPECT_GT(runtime::free_memory(Device::cuda(0)).value_or(0), 0u);
 }
 
 TEST(CudaPreflight, RefusedLoadUploadsNothing) {
   REQUIRE_GPU();
   model::LoadOptions opt;
-  model::Workload w;
+  runtime::Workload w;
   w.context = 1024;
   w.max_new_tokens = 16;
   w.tiles = 7;
@@ -56,10 +56,10 @@ TEST(CudaPreflight, PlanBoundsTheMeasuredPeakOfAGeneration) {
   REQUIRE_GPU();
   const std::string dir = test::tiny_model("tiny-internvit").string();
   const int64_t tiles = 7;
-  model::ChatRequest req;
+  runtime::ChatRequest req;
   req.question = "Describe the image.";
   req.tiles = {tiles};
-  model::Workload w;
+  runtime::Workload w;
   w.context = 4096;
   w.max_new_tokens = 16;
   w.tiles = tiles;
@@ -70,25 +70,25 @@ TEST(CudaPreflight, PlanBoundsTheMeasuredPeakOfAGeneration) {
   model::LoadOptions opt;
   opt.preflight = w;
   const model::SailVL m = model::SailVL::load(dir, Device::cuda(0), opt);
-  const model::ChatPrompt prompt = model::build_chat_prompt(m.tokenizer(), req);
+  const runtime::ChatPrompt prompt = runtime::build_chat_prompt(m.tokenizer(), req);
   w.prompt_tokens = static_cast<int64_t>(prompt.ids.size());
-  const model::MemoryPlan plan =
-      model::plan_memory(m.config(), Device::cuda(0), DType::BF16, w, m.weights().total_bytes());
+  const runtime::MemoryPlan plan =
+      runtime::plan_memory(m.config(), Device::cuda(0), DType::BF16, w, m.weights().total_bytes());
 
   std::vector<float> px(static_cast<size_t>(tiles * 3 * 448 * 448));
   std::mt19937 g(1);
   std::uniform_real_distribution<float> u(-2.f, 2.f);
   for (float& x : px) x = u(g);
   const Tensor pixels = Tensor::from_floats(px, {tiles, 3, 448, 448});
-  model::GenerationOptions go;
+  runtime::GenerationOptions go;
   go.max_new_tokens = w.max_new_tokens;
   go.context_size = w.context;
   const std::vector<int64_t> ids(prompt.ids.begin(), prompt.ids.end());
-  model::generate(m, ids, pixels, go);
+  runtime::generate(m, ids, pixels, go);
 
   const size_t peak = cuda::mem_stats().peak - base;
-  std::printf("allocator peak %s, plan total %s (margin %s)\n", model::format_bytes(peak).c_str(),
-              model::format_bytes(plan.total()).c_str(), model::format_bytes(plan[model::MemPart::Margin]).c_str());
+  std::printf("allocator peak %s, plan total %s (margin %s)\n", runtime::format_bytes(peak).c_str(),
+              runtime::format_bytes(plan.total()).c_str(), runtime::format_bytes(plan[runtime::MemPart::Margin]).c_str());
   EXPECT_LE(peak, plan.total());
 }
 

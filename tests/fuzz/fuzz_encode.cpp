@@ -11,6 +11,7 @@
 #include "tests/fuzz/fuzz_common.h"
 
 using namespace sailvl::loader;
+using namespace sailvl::tokenizer;
 
 static const Tokenizer& tok() {
   static const Tokenizer t = Tokenizer::load(fuzz_source_dir() + "/tests/data/sailvl-tokenizer");

@@ -3,7 +3,7 @@
 #include "image/image.h"
 #include "tests/fuzz/fuzz_common.h"
 
-using namespace sailvl::loader;
+using namespace sailvl::image;
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   ImageLimits lim;

@@ -7,8 +7,8 @@
 
 using namespace sailvl;
 
-static const loader::Tokenizer& tok() {
-  static const loader::Tokenizer t = loader::Tokenizer::load(fuzz_source_dir() + "/tests/data/sailvl-tokenizer");
+static const tokenizer::Tokenizer& tok() {
+  static const tokenizer::Tokenizer t = tokenizer::Tokenizer::load(fuzz_source_dir() + "/tests/data/sailvl-tokenizer");
   return t;
 }
 
@@ -21,7 +21,7 @@ extern "C" int LLVMFuzzerInitialize(int*, char***) {
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (size < 2) return 0;
-  model::ChatRequest req;
+  runtime::ChatRequest req;
   const int n_images = data[0] % 4;
   int64_t total = 0;
   for (int k = 0; k < n_images; ++k) {
@@ -29,10 +29,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     req.tiles.push_back(t);
     total += t;
   }
-  req.layout = static_cast<model::ImageLayout>(data[0] / 4 % 4);
+  req.layout = static_cast<runtime::ImageLayout>(data[0] / 4 % 4);
   req.question = std::string(as_text(data + 2, size - 2));
   try {
-    const auto p = model::build_chat_prompt(tok(), req);
+    const auto p = runtime::build_chat_prompt(tok(), req);
     const auto ctx = tok().require_added_token("<IMG_CONTEXT>");
     int64_t count = 0;
     for (auto id : p.ids) {

@@ -11,6 +11,7 @@
 
 namespace fs = std::filesystem;
 using namespace sailvl::loader;
+using namespace sailvl::tokenizer;
 
 static void put(const fs::path& p, std::string_view s) {
   std::ofstream f(p, std::ios::binary | std::ios::trunc);
