@@ -1,7 +1,7 @@
 // The shapes both op benchmarks (bench_ops_cpu.cpp, bench_ops_cuda.cpp) run, in one table, so the
 // CPU and CUDA rows of one op always describe the same model step.
 //
-// Models (SAILVL-SPEC §2, checkpoint/presets.cpp):
+// Models (docs/MODEL.md §2, checkpoint/presets.cpp):
 //   Qwen2.5-1.5B  (SAIL-VL-2B, 1d5-2B)  D 1536, F 8960,  H 12, Hkv 2, Dh 128, V 151936
 //   Qwen2.5-7B    (SAIL-VL-8B variants)  D 3584, F 18944, H 28, Hkv 4, Dh 128, V 152064
 //   InternViT-300M (2B, 8B, 1d5-8B)      C 1024, F 4096, 16 heads × 64, 1025 tokens per tile (CLS + 32²),

@@ -1,5 +1,5 @@
 // CPU op microbenchmarks at the real SAIL-VL shapes, each reported against a limit of this machine
-// measured first, in the same binary and run (STYLE.md item 13, PERF.md "How to measure").
+// measured first, in the same binary and run (docs/CONTRIBUTING.md item 13, docs/PERFORMANCE.md "How to measure").
 //
 // Probes (measured once before any row, best of several runs, with OMP_NUM_THREADS threads; they are
 // also the first rows of the output):

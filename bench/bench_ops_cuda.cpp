@@ -1,6 +1,6 @@
 // CUDA op microbenchmarks at the real SAIL-VL shapes (bench/bench_common.h, the same rows as
 // bench_ops_cpu), each reported against a limit of the same card measured first, in the same run
-// (STYLE.md item 13, PERF.md "How to measure").
+// (docs/CONTRIBUTING.md item 13, docs/PERFORMANCE.md "How to measure").
 //
 // Probes (measured in main() before any row, and reported again as the first rows):
 //   probe/copy_bw    cudaMemcpyAsync device-to-device of 1 GiB: GB/s, bytes read + bytes written

@@ -104,7 +104,7 @@ ordered_json qwen2_config(const LlmDims& l) {
   return j;
 }
 
-// The top level as in SAIL-VL-1d6-8B's config.json (SAILVL-SPEC §2).
+// The top level as in SAIL-VL-1d6-8B's config.json (docs/MODEL.md §2).
 ordered_json sailvl_config(const VisionDims& v, const LlmDims& l) {
   ordered_json j;
   j["architectures"] = {"SailVLModel"};
@@ -132,7 +132,7 @@ struct PresetDef {
   bool stored_head;  // the checkpoint stores language_model.lm_head.weight (whatever llm.tie says)
 };
 
-// Qwen2.5 sizes (SAILVL-SPEC §2); max_window_layers as in the Qwen2.5 configs (21 for 1.5B, 28 for 7B).
+// Qwen2.5 sizes (docs/MODEL.md §2); max_window_layers as in the Qwen2.5 configs (21 for 1.5B, 28 for 7B).
 constexpr LlmDims kQwen15B{1536, 8960, 28, 12, 2, 151936, 21, true};
 constexpr LlmDims kQwen7B{3584, 18944, 28, 28, 4, 152064, 28, false};
 constexpr VisionDims kInternViT300M{false, 1024, 4096, 24, 16};
@@ -192,7 +192,7 @@ bool default_stored_head(const std::string& preset, std::optional<bool> tie) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// The canonical tensor list (SAILVL-SPEC §9), in state_dict order: a module's own parameters
+// The canonical tensor list (docs/MODEL.md §9), in state_dict order: a module's own parameters
 // first, then its submodules in registration order.
 
 static void add(std::vector<TensorSpec>& out, std::string name, Shape shape) {

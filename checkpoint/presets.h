@@ -1,6 +1,6 @@
 // Random-weight checkpoints in SAIL-VL's exact on-disk format (`sailvl make-model`).
 //
-// A preset is a config.json (the real keys of SAIL-VL's configs, SAILVL-SPEC §1-§2) from which the
+// A preset is a config.json (the real keys of SAIL-VL's configs, docs/MODEL.md §1-§2) from which the
 // canonical tensor list follows (checkpoint_tensors: real HF names and shapes, in state_dict order:
 // vision_model, language_model, mlp1). Values come from the counter-based PRNG of
 // docs/CHECKPOINTS.md (checkpoint/prng.h), so the oracle reproduces them from the names alone.

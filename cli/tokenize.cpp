@@ -3,7 +3,7 @@
 //   sailvl tokenize -m DIR --text "Hello"            {"ids":[9707]}
 //   echo 'Hi <|im_end|>' | sailvl tokenize -m DIR --parse-special
 //   sailvl tokenize -m DIR --decode --text "[9707, 1879]"     (or "9707 1879", or {"ids": [...]})
-// User text is encoded with special-token parsing off unless --parse-special (RELIABILITY.md).
+// User text is encoded with special-token parsing off unless --parse-special (docs/VALIDATION.md).
 #include <iostream>
 #include <iterator>
 #include <sstream>

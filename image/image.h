@@ -1,6 +1,6 @@
 // Image input: decode (PNG, JPEG, WebP) to RGB8, then SAIL-VL's dynamic tiling and normalisation.
 //
-// The reference is the model card's Python (SAILVL-SPEC.md §3):
+// The reference is the model card's Python (docs/MODEL.md §3):
 //
 //   image = Image.open(f).convert('RGB')                      -> decode_image()
 //   dynamic_preprocess(image, max_num=MAX, use_thumbnail=True)
@@ -32,7 +32,7 @@
 
 namespace sailvl::image {
 
-// Caps checked before allocating (RELIABILITY.md §Images). Defaults:
+// Caps checked before allocating (docs/VALIDATION.md §Images). Defaults:
 //  - max_file_bytes 256 MiB;
 //  - max_side 65535 px per side (PNG allows 2^31-1, JPEG 65535; WebP 16383 anyway);
 //  - max_pixels 178,956,970 = 2 * PIL.Image.MAX_IMAGE_PIXELS, the size at which PIL raises

@@ -1,5 +1,5 @@
 // SAIL-VL dynamic tiling and normalisation: the model card's dynamic_preprocess, build_transform and
-// load_image (SAILVL-SPEC.md §3), step by step.
+// load_image (docs/MODEL.md §3), step by step.
 //
 //   candidate_grids(MAX)   target_ratios = sorted(set(...), key=i*j)  (CPython order, tabulated)
 //   choose_grid(W, H, MAX) find_closest_aspect_ratio

@@ -1,10 +1,10 @@
-// config.json -> ModelConfig (SAILVL-SPEC §1-§2).
+// config.json -> ModelConfig (docs/MODEL.md §1-§2).
 //
 // Sources of the defaults used when a key is missing (the class defaults of the Python configs):
 //   top level  InternVLChatConfig / SAIL's configuration_sailvl.py: downsample_ratio 0.5,
 //              force_image_size None (-> vision image_size), min/max_dynamic_patch 1/6,
 //              dynamic_image_size False, use_thumbnail False, ps_version "v1", select_layer -4
-//              (SAILVL-SPEC §2); template None (we only implement "sailvl-chat").
+//              (docs/MODEL.md §2); template None (we only implement "sailvl-chat").
 //   InternViT  InternVisionConfig: hidden 3200, intermediate 12800, 48 layers, 25 heads, image 224,
 //              patch 14, qkv_bias False, qk_normalization True, norm_type "rms_norm",
 //              layer_norm_eps 1e-6, hidden_act "gelu" (the InternViT-6B defaults).
@@ -235,7 +235,7 @@ ModelConfig load_config(const std::string& model_dir) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// describe(): which published release a config looks like (SAILVL-SPEC §1 table).
+// describe(): which published release a config looks like (docs/MODEL.md §1 table).
 
 static std::string vision_name(const VisionConfig& v) {
   if (v.arch == VisionArch::InternViT)

@@ -1,4 +1,4 @@
-// config.json -> typed configuration for every SAIL-VL variant (SAILVL-SPEC §1-§2).
+// config.json -> typed configuration for every SAIL-VL variant (docs/MODEL.md §1-§2).
 //
 // Missing keys take the class defaults of the original Python configs (e.g. select_layer -4,
 // ps_version "v1", max_dynamic_patch 6, use_thumbnail false); every value is validated (positive

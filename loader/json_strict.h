@@ -1,6 +1,6 @@
 // Strict JSON for untrusted files (safetensors headers, model.safetensors.index.json, config.json).
 //
-// nlohmann::json alone is not enough for hostile input (RELIABILITY.md): it silently keeps the
+// nlohmann::json alone is not enough for hostile input (docs/VALIDATION.md): it silently keeps the
 // last of two duplicate keys, and it accepts any nesting depth. parse_json_strict() adds, in order:
 //   1. UTF-8 validation of the whole text (the error gives the byte offset),
 //   2. a nesting-depth cap, checked by a pre-scan before nlohmann builds anything,

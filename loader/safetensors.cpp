@@ -2,7 +2,7 @@
 //
 // Layout: [u64 LE N][N bytes JSON header][data section]. The reader follows the reference
 // implementation (huggingface/safetensors, `SafeTensors::read_metadata` + `Metadata::validate`) and
-// adds the rules of RELIABILITY.md §safetensors. Checks run in this order, each with its own
+// adds the rules of docs/VALIDATION.md §safetensors. Checks run in this order, each with its own
 // message naming the file, the tensor (escaped) and the rule:
 //   1. file >= 8 bytes; N <= 100,000,000; N <= size - 8 (never computes 8 + N first)
 //   2. header: UTF-8, depth cap, duplicate keys (json_strict.h); a JSON object

@@ -1,4 +1,4 @@
-// safetensors: reader over mmap (with every rule of RELIABILITY.md §safetensors), sharded
+// safetensors: reader over mmap (with every rule of docs/VALIDATION.md §safetensors), sharded
 // checkpoints through model.safetensors.index.json, and a streaming writer.
 //
 // Format: [u64 LE header length N][N bytes of JSON header][data]. The header maps each tensor

@@ -1,9 +1,9 @@
 // WeightMap: every tensor of a checkpoint directory by Hugging Face name, and the prefix-scoped
-// binder that checks shape and dtype (candle's VarBuilder idea; STYLE.md pattern 3).
+// binder that checks shape and dtype (candle's VarBuilder idea; docs/CONTRIBUTING.md pattern 3).
 //
 // A directory holds either one `model.safetensors` or `model.safetensors.index.json`
 // ({"metadata": {"total_size": N}, "weight_map": {name: shard file}}) plus the shards. Index rules
-// (RELIABILITY.md): shard names are plain basenames; every shard exists (all missing ones listed);
+// (docs/VALIDATION.md): shard names are plain basenames; every shard exists (all missing ones listed);
 // each tensor is in the shard the index names; no tensor is in two shards; no shard holds a tensor
 // the index does not list. Shards are mmap'd; tensors are views into the mappings.
 #include "loader/weights.h"

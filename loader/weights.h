@@ -71,7 +71,7 @@ class WeightScope {
   std::string prefix_;
 };
 
-// RELIABILITY.md: "layer count equals the layer tensors found". Counts the distinct layer indices
+// docs/VALIDATION.md: "layer count equals the layer tensors found". Counts the distinct layer indices
 // under vision_model.encoder.layers. / vision_model.trunk.blocks. / language_model.model.layers.
 // and checks they are exactly 0..n-1 with n from config.json (a checkpoint with more layers than
 // its config would otherwise load silently with the extra ones ignored). Also checks the

@@ -1,4 +1,4 @@
-// AIMv2-Huge ("SAILViT-Huge"), the vision tower of SAIL-VL-1d5-2B and -1d6-8B (SAILVL-SPEC §5).
+// AIMv2-Huge ("SAILViT-Huge"), the vision tower of SAIL-VL-1d5-2B and -1d6-8B (docs/MODEL.md §5).
 //
 // Source: the AIMv2 remote code shipped with SAIL-VL (modeling_aimv2.py: AIMv2ViTPreprocessor,
 // AIMv2PatchEmbed, AIMv2Attention, AIMv2SwiGLUFFN, AIMv2Block, AIMv2Transformer) and

@@ -1,4 +1,4 @@
-// InternViT-300M-448px, the vision tower of SAIL-VL-2B / -8B / -1d5-8B (SAILVL-SPEC §4).
+// InternViT-300M-448px, the vision tower of SAIL-VL-2B / -8B / -1d5-8B (docs/MODEL.md §4).
 //
 // Source: InternVL's modeling_intern_vit.py (InternVisionEmbeddings, InternAttention._naive_attn,
 // InternVisionEncoderLayer) and InternVLChatModel.extract_feature for the layer selection.

@@ -1,6 +1,6 @@
 // SAIL-VL, the model: table of contents.
 //
-// One picture of the whole forward pass (SAILVL-SPEC §4-§8; shapes for one image of T tiles):
+// One picture of the whole forward pass (docs/MODEL.md §4-§8; shapes for one image of T tiles):
 //
 //   pixels [T, 3, 448, 448]
 //     │  model/intern_vit.h   InternViT-300M: conv patchify + CLS + pos, 24 × (LN→MHA, LN→MLP) with
@@ -25,7 +25,7 @@
 //   runtime/taps.h              write every stage above as safetensors (compare with the oracle's goldens)
 //
 // Numerics: on CPU every activation is F32 and weights stay BF16 views into the mmap (ops/ops.h
-// converts on the fly); on CUDA activations are BF16 (DESIGN.md §Numerics). The model code is the
+// converts on the fly); on CUDA activations are BF16 (docs/ARCHITECTURE.md, "Numerics"). The model code is the
 // same for both: it allocates with activation_dtype(device) and calls ops::*.
 #pragma once
 

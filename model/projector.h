@@ -1,4 +1,4 @@
-// The vision-language projector (SAILVL-SPEC §6): pixel shuffle, then mlp1.
+// The vision-language projector (docs/MODEL.md §6): pixel shuffle, then mlp1.
 //
 // Source: InternVLChatModel.pixel_shuffle and .mlp1 (SAIL-VL keeps InternVL's projector).
 //

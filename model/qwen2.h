@@ -1,4 +1,4 @@
-// Qwen2 / Qwen2.5, the language model of every SAIL-VL variant (SAILVL-SPEC §7).
+// Qwen2 / Qwen2.5, the language model of every SAIL-VL variant (docs/MODEL.md §7).
 //
 // Source: transformers' modeling_qwen2.py (Qwen2RMSNorm, Qwen2RotaryEmbedding, Qwen2Attention,
 // Qwen2MLP, Qwen2DecoderLayer, Qwen2Model, Qwen2ForCausalLM).

@@ -31,7 +31,7 @@
 
 namespace sailvl::model {
 
-// Special ids SAIL-VL's chat relies on (SAILVL-SPEC §10), looked up in the tokenizer at load.
+// Special ids SAIL-VL's chat relies on (docs/MODEL.md §10), looked up in the tokenizer at load.
 struct SpecialIds {
   int64_t im_end = 151645;       // <|im_end|>: the only stop token
   int64_t img_context = 151667;  // <IMG_CONTEXT>: placeholder rows replaced by image rows

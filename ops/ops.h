@@ -64,7 +64,7 @@ void add_scaled(const Tensor& out, const Tensor& a, const Tensor& s, const Tenso
 // pixels [T, 3, S, S], w [C, 3, P, P], b [C]  ->  out [T, (S/P)², C], patches in row-major order.
 void patch_embed(const Tensor& out, const Tensor& pixels, const Tensor& w, const Tensor& b);
 
-// Pixel shuffle v2 (SAILVL-SPEC §6) on a G×G grid (G = 32 for 448/14):
+// Pixel shuffle v2 (docs/MODEL.md §6) on a G×G grid (G = 32 for 448/14):
 //   out[t, i*(G/2) + j, (2*dy + dx)*C + c] = in[t, (2i+dy)*G + (2j+dx), c]
 // in [T, G*G, C] -> out [T, G*G/4, 4C].
 void pixel_shuffle_v2(const Tensor& out, const Tensor& in);

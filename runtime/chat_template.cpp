@@ -1,7 +1,7 @@
 // `sailvl-chat` prompt building (see chat_template.h). Source of the rules: InternVL's
 // modeling_internvl_chat.py chat() (image prefix, in-order '<image>' replacement over the whole
 // query, history of un-expanded questions) and conversation.py's template as SAIL-VL configures it
-// (SAILVL-SPEC §11: "<|im_end|>" separators without newlines).
+// (docs/MODEL.md §11: "<|im_end|>" separators without newlines).
 //
 // Steps:
 //   1. validate inputs (UTF-8, tiles > 0);

@@ -1,4 +1,4 @@
-// The `sailvl-chat` conversation template (SAILVL-SPEC §11) and InternVL's image expansion.
+// The `sailvl-chat` conversation template (docs/MODEL.md §11) and InternVL's image expansion.
 //
 // Rendering (separator "<|im_end|>" with no newline after it):
 //   <|im_start|>system\n{SYS}<|im_end|>
@@ -27,7 +27,7 @@
 
 namespace sailvl::runtime {
 
-// SAIL-VL's default system message (UniVL), SAILVL-SPEC §11.
+// SAIL-VL's default system message (UniVL), docs/MODEL.md §11.
 extern const char* const kSailSystemMessage;
 
 enum class ImageLayout {

@@ -1,4 +1,4 @@
-// One checking vocabulary for the whole runtime (STYLE.md item 8).
+// One checking vocabulary for the whole runtime (docs/CONTRIBUTING.md item 8).
 //
 //   SAILVL_CHECK(cond, Kind::BadModel, "file ", path, ": tensor ", name, " missing");
 //

@@ -1,4 +1,4 @@
-// `sailvl-chat` prompt tests: SAILVL-SPEC §11 test vectors, image expansion (one image with N tiles,
+// `sailvl-chat` prompt tests: docs/MODEL.md §11 test vectors, image expansion (one image with N tiles,
 // two images, video frames), history, and the marker/image count checks.
 #include <filesystem>
 
@@ -22,7 +22,7 @@ const tokenizer::Tokenizer& tok() {
 
 constexpr TokenId kImStart = 151644, kImEnd = 151645, kImg = 151665, kImgEnd = 151666, kCtx = 151667;
 
-// SAILVL-SPEC §11: "<|im_start|>system\n{SYS}<|im_end|><|im_start|>user\n" with the default system message.
+// docs/MODEL.md §11: "<|im_start|>system\n{SYS}<|im_end|><|im_start|>user\n" with the default system message.
 const std::vector<TokenId> kSpecPrefix = {
     151644, 8948,   198,   56568,  104625, 108782, 43815,  101128, 40027,  100013, 9370,  42140,
     53772,  35243,  26288, 104949, 3837,   105205, 109641, 91730,  30698,  11,     54851, 46944,

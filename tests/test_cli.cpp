@@ -136,7 +136,7 @@ TEST(Cli, ChatThroughPipeTwoTurnsWithImage) {
 TEST(Cli, TokenizeAndDecode) {
   const fs::path model = test::tiny_model("tiny-internvit");
   std::string out;
-  // SAILVL-SPEC §11: "</img>\nPlease describe the image shortly." without special parsing
+  // docs/MODEL.md §11: "</img>\nPlease describe the image shortly." without special parsing
   // starts with the text tokens of "</img>" and ends with [198, 5501, 7512, 279, 2168, 19620, 13].
   ASSERT_EQ(test::run_command(bin() + " tokenize -m " + model.string() + " --text " +
                                   quote("\nPlease describe the image shortly."),

@@ -1,4 +1,4 @@
-// config.json parsing: the five SAIL-VL variants (values from SAILVL-SPEC §1-§2), the tiny
+// config.json parsing: the five SAIL-VL variants (values from docs/MODEL.md §1-§2), the tiny
 // presets, the class defaults for missing keys, and validation errors that name the key.
 #include "loader/config.h"
 #include "tests/testutil.h"
@@ -19,7 +19,7 @@ struct VariantCase {
 };
 
 TEST(Config, ParsesAllFiveVariants) {
-  // SAILVL-SPEC §1 table and §2 (ViT 1024 InternViT / 1536 AIMv2; Qwen2.5 1.5B / 7B).
+  // docs/MODEL.md §1 table and §2 (ViT 1024 InternViT / 1536 AIMv2; Qwen2.5 1.5B / 7B).
   const VariantCase cases[] = {
       {"sailvl-2b.json", VisionArch::InternViT, 1024, 16, 64, 1536, 12, 2, 8960, 151936, 4096, true, "SAIL-VL-2B-like"},
       {"sailvl-8b.json", VisionArch::InternViT, 1024, 16, 64, 3584, 28, 4, 18944, 152064, 4096, false, "SAIL-VL-8B or"},
@@ -53,7 +53,7 @@ TEST(Config, ParsesAllFiveVariants) {
     EXPECT_EQ(m.llm.max_position_embeddings, 32768);
     EXPECT_EQ(m.llm.tie_word_embeddings, c.tied);
     EXPECT_EQ(m.llm.eos_token_id, 151645);
-    // Top level as SAIL-VL-1d6-8B's config.json (SAILVL-SPEC §2).
+    // Top level as SAIL-VL-1d6-8B's config.json (docs/MODEL.md §2).
     EXPECT_EQ(m.downsample_ratio, 0.5);
     EXPECT_EQ(m.force_image_size, 448);
     EXPECT_EQ(m.max_dynamic_patch, 12);
@@ -88,7 +88,7 @@ TEST(Config, MissingKeysTakeClassDefaults) {
       R"({"vision_config":{"model_type":"intern_vit_6b","norm_type":"layer_norm","qk_normalization":false},
           "llm_config":{"model_type":"qwen2"}})",
       "config.json");
-  // InternVLChatConfig / SAILVL-SPEC §2
+  // InternVLChatConfig / docs/MODEL.md §2
   EXPECT_EQ(m.select_layer, -4);
   EXPECT_EQ(m.ps_version, "v1");
   EXPECT_EQ(m.max_dynamic_patch, 6);

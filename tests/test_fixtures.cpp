@@ -37,8 +37,8 @@ namespace test = sailvl::test;
 
 const char* kPresets[] = {"tiny-internvit", "tiny-aimv2"};
 const char* kCases[] = {"a_text", "b_one_image", "c_two_images", "d_second_turn"};
-constexpr int64_t kImgContext = 151667;  // <IMG_CONTEXT> (SAILVL-SPEC §8)
-constexpr int64_t kTokenizerSize = 151674;  // ids >= this are padding rows (SAILVL-SPEC §10)
+constexpr int64_t kImgContext = 151667;  // <IMG_CONTEXT> (docs/MODEL.md §8)
+constexpr int64_t kTokenizerSize = 151674;  // ids >= this are padding rows (docs/MODEL.md §10)
 
 json read_json(const std::string& rel) { return json::parse(test::read_file(test::data_path(rel))); }
 
@@ -145,13 +145,13 @@ TEST(Fixtures, VisionGoldenShapes) {
     const auto f = loader::SafetensorsFile::open(
         test::data_path(std::string("models/") + preset + "/vision_a.safetensors").string());
     EXPECT_EQ(f->header().tensors.size(), 3u);
-    // select_layer -1 features: no CLS for either tower (SAILVL-SPEC §4, §5).
+    // select_layer -1 features: no CLS for either tower (docs/MODEL.md §4, §5).
     const Tensor feats = golden(*f, "features", DType::F32, {1, grid * grid, C});
     const Tensor ps = golden(*f, "pixel_shuffle", DType::F32, {1, grid * grid / 4, 4 * C});
     const Tensor proj = golden(*f, "projector", DType::F32, {1, grid * grid / 4, D});
     expect_finite(feats, "features");
     expect_finite(proj, "projector");
-    // Pixel shuffle is a permutation (SAILVL-SPEC §6): spot-check the index formula on the goldens,
+    // Pixel shuffle is a permutation (docs/MODEL.md §6): spot-check the index formula on the goldens,
     // so the fixture and the spec cannot drift apart.
     const std::vector<float> a = feats.to_floats(), b = ps.to_floats();
     for (int64_t i : {0, 5, 15}) for (int64_t j : {0, 7, 15}) for (int64_t dy : {0, 1}) for (int64_t dx : {0, 1})
@@ -164,7 +164,7 @@ TEST(Fixtures, VisionGoldenShapes) {
 }
 
 TEST(Fixtures, ChatGoldenShapes) {
-  // SAILVL-SPEC §11: every prompt starts with the system turn and the open user turn.
+  // docs/MODEL.md §11: every prompt starts with the system turn and the open user turn.
   const std::vector<int64_t> prefix = {151644, 8948, 198, 56568, 104625, 108782, 43815, 101128, 40027, 100013,
                                        9370, 42140, 53772, 35243, 26288, 104949, 3837, 105205, 109641, 91730,
                                        30698, 11, 54851, 46944, 115404, 42192, 99441, 100623, 48692, 100168,

@@ -80,7 +80,7 @@ TEST(CheckpointPrng, InitRulesFollowTheTable) {
 }
 
 // The tiny presets' config.json equals the committed fixtures (as parsed JSON), and so do the
-// full-size ones (tests/data/configs/sailvl-*.json are the benchmark configs of SAILVL-SPEC §1-§2).
+// full-size ones (tests/data/configs/sailvl-*.json are the benchmark configs of docs/MODEL.md §1-§2).
 TEST(MakeModel, PresetConfigsEqualFixtures) {
   for (const std::string p : {"tiny-internvit", "tiny-aimv2", "sailvl-2b", "sailvl-8b", "sailvl-1d5-2b",
                               "sailvl-1d5-8b", "sailvl-1d6-8b"}) {
@@ -244,6 +244,6 @@ TEST(MakeModel, FullSizePresetParameterCounts) {
     EXPECT_GE(vision, w.vision_lo);
     EXPECT_LE(vision, w.vision_hi);
     const int64_t c4 = 4 * cfg.vision.hidden, D = cfg.llm.hidden;
-    EXPECT_EQ(proj, 2 * c4 + c4 * D + D + D * D + D);  // SAILVL-SPEC §6: LN(4C), 4C->D, D->D
+    EXPECT_EQ(proj, 2 * c4 + c4 * D + D + D * D + D);  // docs/MODEL.md §6: LN(4C), 4C->D, D->D
   }
 }

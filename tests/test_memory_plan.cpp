@@ -42,7 +42,7 @@ constexpr uint64_t T = 11;
 constexpr uint64_t kKvTokens = 4096;           // prompt (unknown: up to 4096 - 512) + 512 new
 constexpr uint64_t kPrefillTokens = 4096 - 512;
 
-// Parameters of the checkpoint, tensor by tensor (SAILVL-SPEC §9), stored as BF16.
+// Parameters of the checkpoint, tensor by tensor (docs/MODEL.md §9), stored as BF16.
 uint64_t sailvl_2b_params() {
   const uint64_t vit = C                         // class_embedding
                        + Nv * C                  // position_embedding [1, 1025, C]

@@ -228,7 +228,7 @@ TEST(RmsNorm, MatchesNaiveDouble) {
 // rope
 
 namespace {
-// HF's float32 recipe (SAILVL-SPEC §7, ops.h): the angle is computed in float32 exactly as HF does,
+// HF's float32 recipe (docs/MODEL.md §7, ops.h): the angle is computed in float32 exactly as HF does,
 // the rotation in double.
 std::vector<double> rope_ref(const std::vector<double>& x, const std::vector<int64_t>& pos, int64_t H, int64_t Dh,
                              double theta) {

@@ -1,4 +1,4 @@
-// safetensors reader: one hand-made bad file per rule of RELIABILITY.md §safetensors, each checked
+// safetensors reader: one hand-made bad file per rule of docs/VALIDATION.md §safetensors, each checked
 // for its own error message; plus the misaligned-copy / aligned-view behaviour and the writer.
 #include <cstring>
 

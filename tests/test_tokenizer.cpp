@@ -57,7 +57,7 @@ TokenId byte_token(const Tokenizer& t, unsigned char b) {
 
 TEST(TokenizerLoad, BothFormsHaveTheQwen2Sizes) {
   for (const Tokenizer* t : {&tok_json(), &tok_files()}) {
-    EXPECT_EQ(t->vocab_size(), 151643);  // SAILVL-SPEC §10
+    EXPECT_EQ(t->vocab_size(), 151643);  // docs/MODEL.md §10
     EXPECT_EQ(t->num_merges(), 151387);
     EXPECT_EQ(t->size(), 151674);
     EXPECT_EQ(t->added_tokens().size(), 31u);
@@ -158,7 +158,7 @@ INSTANTIATE_TEST_SUITE_P(BothForms, Goldens,
 // ---------------------------------------------------------------- behaviour
 
 TEST(TokenizerEncode, SpecMessageVector) {
-  // SAILVL-SPEC §11: the text between control tokens in the chat prefix and suffix.
+  // docs/MODEL.md §11: the text between control tokens in the chat prefix and suffix.
   const std::string sys = "system\n你是由抖音内容理解组开发的多模态大模型，英文名叫UniVL, 是一个有用无害的人工智能助手。";
   const std::vector<TokenId> want = {8948,   198,   56568,  104625, 108782, 43815,  101128, 40027,  100013, 9370,
                                      42140,  53772, 35243,  26288,  104949, 3837,   105205, 109641, 91730,  30698,
@@ -250,7 +250,7 @@ static double seconds_to_encode(const std::string& text, size_t* n_ids) {
 }
 
 TEST(TokenizerSpeed, OneMegabyteRunsOfOneCharacterAreFast) {
-  // RELIABILITY.md: BPE must be O(n log n); a quadratic merge takes minutes here.
+  // docs/VALIDATION.md: BPE must be O(n log n); a quadratic merge takes minutes here.
   if (SAILVL_UNDER_ASAN) GTEST_SKIP() << "timing limit not meaningful under ASan (checked in the plain build)";
   tok_json();  // load outside the timed region
   for (const std::string unit : {std::string("a"), std::string(" "), std::string("中"), std::string("\n"), std::string("!")}) {

@@ -1,4 +1,4 @@
-// WeightMap / WeightScope: sharded-index rules (RELIABILITY.md), the shape/dtype binder, and that
+// WeightMap / WeightScope: sharded-index rules (docs/VALIDATION.md), the shape/dtype binder, and that
 // opening a checkpoint maps it without reading it into memory.
 #include <fstream>
 #include <unistd.h>

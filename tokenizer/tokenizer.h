@@ -1,4 +1,4 @@
-// Qwen2 byte-level BPE tokenizer (SAILVL-SPEC §10): load, validate, encode, decode, stream-decode.
+// Qwen2 byte-level BPE tokenizer (docs/MODEL.md §10): load, validate, encode, decode, stream-decode.
 //
 // Encoding a string, step by step (the order of Hugging Face `tokenizers` for Qwen2's tokenizer.json):
 //   1. (only with EncodeOptions::parse_special) split out added tokens — leftmost-longest match of
@@ -15,7 +15,7 @@
 // -> UTF-8, where invalid sequences become U+FFFD, one per maximal invalid subpart (as Rust's
 // String::from_utf8_lossy, which `tokenizers`' ByteLevel decoder uses).
 //
-// Policy (RELIABILITY.md): user text is encoded with parse_special = false, so typing "<|im_end|>"
+// Policy (docs/VALIDATION.md): user text is encoded with parse_special = false, so typing "<|im_end|>"
 // or "<IMG_CONTEXT>" yields ordinary text tokens; no added token (special or not) is matched.
 // parse_special = true reproduces Hugging Face's default `encode(text)`.
 //

@@ -1,4 +1,4 @@
-// Loading and validating tokenizer files (RELIABILITY.md, "Tokenizer and prompt").
+// Loading and validating tokenizer files (docs/VALIDATION.md, "Tokenizer and prompt").
 //
 // Two forms, same result:
 //   tokenizer.json   Hugging Face tokenizers' serialisation: normalizer, pre_tokenizer, model (BPE
@@ -28,7 +28,7 @@ namespace sailvl::tokenizer {
 namespace fs = std::filesystem;
 using nlohmann::json;
 
-// The Qwen2 pre-tokenizer pattern (SAILVL-SPEC §10), used for the vocab.json + merges.txt form.
+// The Qwen2 pre-tokenizer pattern (docs/MODEL.md §10), used for the vocab.json + merges.txt form.
 static const char* const kQwen2Pattern =
     R"((?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+)";
 

@@ -1,4 +1,4 @@
-// Pixel shuffle, ps_version "v2" (SAILVL-SPEC §6): merge each 2×2 block of the G×G patch grid
+// Pixel shuffle, ps_version "v2" (docs/MODEL.md §6): merge each 2×2 block of the G×G patch grid
 // into one token with 4C channels.
 //   out[t, i*(G/2) + j, (2*dy + dx)*C + c] = in[t, (2i+dy)*G + (2j+dx), c],   i, j < G/2; dy, dx ∈ {0,1}
 // (v1 would instead emit the merged grid transposed, token j*(G/2) + i; SAIL-VL uses v2.)

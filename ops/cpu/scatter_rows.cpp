@@ -1,4 +1,4 @@
-// Row scatter (placing projected image features at the <IMG_CONTEXT> positions, SAILVL-SPEC §8):
+// Row scatter (placing projected image features at the <IMG_CONTEXT> positions, docs/MODEL.md §8):
 //   dst[rows[k], :] = src[k, :]   for k in [0, K).
 // A byte copy per row (same dtype on both sides). Every row index is checked to be in range
 // before anything is written.

@@ -1,7 +1,7 @@
 // Data movement: pixel_shuffle_v2, embedding (row gather), scatter_rows.
 //
 // Math:
-//   pixel_shuffle_v2  out[t, i*(G/2)+j, (2dy+dx)*C + c] = in[t, (2i+dy)*G + (2j+dx), c]   (SAILVL-SPEC §6)
+//   pixel_shuffle_v2  out[t, i*(G/2)+j, (2dy+dx)*C + c] = in[t, (2i+dy)*G + (2j+dx), c]   (docs/MODEL.md §6)
 //   embedding         out[t, :] = table[ids[t], :]          (BF16/F32 table -> BF16/F32 out, converted)
 //   scatter_rows      dst[rows[k], :] = src[k, :]
 // Parallel plan: one grid-stride loop over output elements, one element per thread per step

@@ -3,7 +3,7 @@
     tools/reference/.venv/bin/python tools/reference/bench_hf.py --preset sailvl-2b --device cpu \
         --dtype float32 --tiles 7 --gen 16 --reps 1 --json out.json
 
-Speed does not depend on weight values, so the models are built from configs (SAILVL-SPEC §2) with
+Speed does not depend on weight values, so the models are built from configs (docs/MODEL.md §2) with
 HF's random init instead of a download. Measured (median of --reps after --warmup runs):
   vision_ms     vision tower + pixel shuffle + mlp1 for `--tiles` tiles of 448 px
   prefill_ms    Qwen2 forward over the image prompt (tiles*256 image rows + ~50 text tokens), KV cache

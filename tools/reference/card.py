@@ -1,5 +1,5 @@
-"""Image preprocessing exactly as SAIL-VL's model card writes it (the project's seed document,
-/work/shared/seeds/SAIL-VL-model-card.md, "How to Use" -> "Code"). Everything below the marker is
+"""Image preprocessing exactly as SAIL-VL's model card writes it (the card on the Hugging Face model
+pages, section "How to Use" -> "Code"). Everything below the marker is
 copied verbatim from the card, from its imports through `load_image`; only the model-loading and
 chat-demo lines after `load_image` are left out (they need the real checkpoint). Do not edit the
 copied part: it *is* the reference behaviour (PIL resize filter, tie rule, thumbnail, transform).

@@ -1,6 +1,6 @@
 """SAIL-VL tensor names and shapes from a config.json, and the PRNG weights of docs/CHECKPOINTS.md.
 
-Names follow SAILVL-SPEC §9 (SAIL-VL's own checkpoint names: InternVL2's InternViT, SAIL's AIMv2
+Names follow docs/MODEL.md §9 (SAIL-VL's own checkpoint names: InternVL2's InternViT, SAIL's AIMv2
 port, `mlp1`, Qwen2 under `language_model.`). Shapes come from the config only, so this is the
 oracle's independent statement of "what a checkpoint of this config contains"; the C++ make-model
 must produce the same set with the same bytes (tests/test_fixtures.cpp checks it via weights.json).

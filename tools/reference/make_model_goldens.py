@@ -70,7 +70,7 @@ VARIANTS = {
 
 def render_prompt(question: str, history: list[tuple[str, str]], has_images: bool) -> tuple[str, str]:
     """SAIL chat(): returns (question as stored in history, un-expanded query). Template
-    `sailvl-chat` (SAILVL-SPEC §11): roles <|im_start|>user / assistant, sep <|im_end|>, no newline."""
+    `sailvl-chat` (docs/MODEL.md §11): roles <|im_start|>user / assistant, sep <|im_end|>, no newline."""
     if not history and has_images and "<image>" not in question:
         question = "<image>\n" + question
     q = f"<|im_start|>system\n{SYSTEM_MESSAGE}<|im_end|>"

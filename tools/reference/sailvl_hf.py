@@ -4,7 +4,7 @@ Nothing here re-implements a layer. The pieces are:
   vision tower  transformers.InternVLVisionModel  (InternViT-300M family)
                 transformers.Aimv2VisionModel     (AIMv2-Huge, "SAILViT")
   pixel shuffle transformers.InternVLModel.pixel_shuffle (a pure reshape/permute; checked against
-                SAILVL-SPEC §6's index formula in `check_pixel_shuffle_matches_spec`)
+                docs/MODEL.md §6's index formula in `check_pixel_shuffle_matches_spec`)
   projector     transformers...InternVLMultiModalProjector (LayerNorm -> Linear -> GELU -> Linear)
   LLM           transformers.Qwen2ForCausalLM
 Glue (listed in tools/reference/README.md): SAIL checkpoint names -> HF parameter names (fused qkv
@@ -25,7 +25,7 @@ import checkpoint
 
 IMG_CONTEXT_ID = 151667
 IM_END_ID = 151645
-TOKENIZER_SIZE = 151674  # ids >= this are embedding padding rows (SAILVL-SPEC §10)
+TOKENIZER_SIZE = 151674  # ids >= this are embedding padding rows (docs/MODEL.md §10)
 SYSTEM_MESSAGE = "你是由抖音内容理解组开发的多模态大模型，英文名叫UniVL, 是一个有用无害的人工智能助手。"
 
 
@@ -56,7 +56,7 @@ def build_internvit(cfg: dict, state: dict) -> InternVLVisionModel:
         image_size=(v["image_size"],) * 2, patch_size=(v["patch_size"],) * 2, num_channels=v["num_channels"],
         use_mask_token=False, use_absolute_position_embeddings=True,
         # use_mean_pooling=True makes InternVLVisionModel.layernorm an Identity: InternViT-300M has no
-        # final norm (SAILVL-SPEC §4); layer_scale_init_value only sets the init, overwritten below.
+        # final norm (docs/MODEL.md §4); layer_scale_init_value only sets the init, overwritten below.
         use_mean_pooling=True, layer_scale_init_value=0.1,
         attention_dropout=0.0, projection_dropout=0.0, hidden_dropout_prob=0.0)
     hc._attn_implementation = "eager"
@@ -264,7 +264,7 @@ class SailVLReference:
 
 
 def check_pixel_shuffle_matches_spec(C: int = 3) -> None:
-    """SAILVL-SPEC §6: out[t, i*16+j, (2*dy+dx)*C + c] = in[t, row=2i+dy, col=2j+dx, c]."""
+    """docs/MODEL.md §6: out[t, i*16+j, (2*dy+dx)*C + c] = in[t, row=2i+dy, col=2j+dx, c]."""
     T = 2
     x = torch.arange(T * 32 * 32 * C, dtype=torch.float32).reshape(T, 32 * 32, C)
     y = SailVLReference.pixel_shuffle(x)
@@ -275,7 +275,7 @@ def check_pixel_shuffle_matches_spec(C: int = 3) -> None:
             for dy in range(2):
                 for dx in range(2):
                     want[:, i * 16 + j, (2 * dy + dx) * C:(2 * dy + dx + 1) * C] = g[:, 2 * i + dy, 2 * j + dx, :]
-    assert torch.equal(y, want), "HF pixel_shuffle differs from SAILVL-SPEC §6"
+    assert torch.equal(y, want), "HF pixel_shuffle differs from docs/MODEL.md §6"
 
 
 def bf16_round(x: torch.Tensor) -> torch.Tensor:
