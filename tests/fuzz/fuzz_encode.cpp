@@ -10,7 +10,6 @@
 #include "tokenizer/tokenizer.h"
 #include "tests/fuzz/fuzz_common.h"
 
-using namespace sailvl::loader;
 using namespace sailvl::tokenizer;
 
 static const Tokenizer& tok() {

@@ -10,7 +10,6 @@
 #include "tests/fuzz/fuzz_common.h"
 
 namespace fs = std::filesystem;
-using namespace sailvl::loader;
 using namespace sailvl::tokenizer;
 
 static void put(const fs::path& p, std::string_view s) {
