@@ -91,12 +91,12 @@ inline std::vector<LinearRow> linear_rows() {
     const std::string t = m.tag;
     const int64_t HD = m.H * m.Dh, KVD = m.Hkv * m.Dh;
     // Decode (M = 1): each weight is read once per token.
-    r.push_back({t + "/decode/q", 1, HD, m.D, true});           // q_proj
-    r.push_back({t + "/decode/k_v", 1, KVD, m.D, true});        // k_proj, v_proj (each)
-    r.push_back({t + "/decode/o", 1, m.D, HD, false});          // o_proj
-    r.push_back({t + "/decode/gate_up", 1, m.F, m.D, false});   // gate_proj, up_proj (each)
-    r.push_back({t + "/decode/down", 1, m.D, m.F, false});      // down_proj
-    r.push_back({t + "/decode/lm_head", 1, m.V, m.D, false});   // lm_head (also the prefill's last row)
+    r.push_back({t + "/decode/q", 1, HD, m.D, true});          // q_proj
+    r.push_back({t + "/decode/k_v", 1, KVD, m.D, true});       // k_proj, v_proj (each)
+    r.push_back({t + "/decode/o", 1, m.D, HD, false});         // o_proj
+    r.push_back({t + "/decode/gate_up", 1, m.F, m.D, false});  // gate_proj, up_proj (each)
+    r.push_back({t + "/decode/down", 1, m.D, m.F, false});     // down_proj
+    r.push_back({t + "/decode/lm_head", 1, m.V, m.D, false});  // lm_head (also the prefill's last row)
     // Prefill of a 7- / 13-tile prompt.
     for (int64_t T : kPrefillTokens) {
       const std::string p = t + "/prefill" + std::to_string(T);
@@ -114,17 +114,17 @@ inline std::vector<LinearRow> linear_rows() {
     for (int64_t n : kTileCounts) ms.push_back({std::to_string(n) + "tiles", n * v.N});
     for (const auto& [name, M] : ms) {
       const std::string p = t + "/" + name;
-      r.push_back({p + "/qkv_o", M, v.C, v.C, true});                    // q, k, v, proj (each C × C)
+      r.push_back({p + "/qkv_o", M, v.C, v.C, true});                         // q, k, v, proj (each C × C)
       r.push_back({p + (v.aimv2 ? "/fc1_fc3" : "/fc1"), M, v.F, v.C, true});  // MLP up (AIMv2: two of them)
-      r.push_back({p + "/fc2", M, v.C, v.F, true});                      // MLP down
+      r.push_back({p + "/fc2", M, v.C, v.F, true});                           // MLP down
     }
   }
   // Projector first linear 4C -> D (the second, D -> D, has the shape of the LLM's o_proj rows).
   for (const Vit& v : kVits)
     for (const Llm& m : kLlms)
       for (int64_t n : kTileCounts)
-        r.push_back({std::string("proj_") + v.tag + "_" + m.tag + "/" + std::to_string(n) + "tiles/w1", n * kTokensPerTile,
-                     m.D, 4 * v.C, true});
+        r.push_back({std::string("proj_") + v.tag + "_" + m.tag + "/" + std::to_string(n) + "tiles/w1",
+                     n * kTokensPerTile, m.D, 4 * v.C, true});
   return r;
 }
 
@@ -132,7 +132,7 @@ inline std::vector<LinearRow> linear_rows() {
 struct AttentionRow {
   std::string tag;
   int64_t T, S, H, Hkv, Dh;
-  bool causal;  // q_offset = S - T (prefill: 0; decode: the S - 1 cached keys)
+  bool causal;            // q_offset = S - T (prefill: 0; decode: the S - 1 cached keys)
   double pairs() const {  // (query, visible key) pairs per head
     if (!causal) return static_cast<double>(T) * S;
     double p = 0;
@@ -291,7 +291,7 @@ struct SampleRow {
 inline std::vector<SampleRow> sample_rows() {
   const Llm& m = kQwen15B;  // 7B's vocabulary is 128 rows longer: same cost
   return {{std::string(m.tag) + "/greedy", m.V, m.allowed_vocab, SampleMode::Greedy},
-          {std::string(m.tag) + "/temp1_topk50", m.V, m.allowed_vocab, SampleMode::TopK50},  // the card's setting
+          {std::string(m.tag) + "/temp1_topk50", m.V, m.allowed_vocab, SampleMode::TopK50},    // the card's setting
           {std::string(m.tag) + "/temp1_topp0.9", m.V, m.allowed_vocab, SampleMode::TopP09}};  // sorts all of V
 }
 // The sampler settings of a row (the same on CPU and CUDA).

@@ -44,8 +44,7 @@ void write_bench_jpeg(const std::string& path) {
       const float b = 127 + 120 * std::cos(std::hypot(x - 1300.f, y - 1500.f) * 0.004f);
       const float v[3] = {r, g, b};
       for (int c = 0; c < 3; ++c)
-        rgb[(static_cast<size_t>(y) * W + x) * 3 + c] =
-            static_cast<uint8_t>(std::clamp(v[c] + noise(rng), 0.f, 255.f));
+        rgb[(static_cast<size_t>(y) * W + x) * 3 + c] = static_cast<uint8_t>(std::clamp(v[c] + noise(rng), 0.f, 255.f));
     }
   FILE* f = std::fopen(path.c_str(), "wb");
   if (!f) std::abort();

@@ -98,8 +98,10 @@ void fill(const Tensor& t, uint64_t seed, float scale = 1.0f) {
   uint64_t s = seed * 0x9E3779B97F4A7C15ull + 1;
   for (int64_t i = 0; i < head; ++i) {
     const float v = scale * (static_cast<float>(xorshift(s) >> 40) * 0x1p-23f - 1.0f);
-    if (t.dtype() == DType::F32) t.data<float>()[i] = v;
-    else t.data<uint16_t>()[i] = f32_to_bf16(v);
+    if (t.dtype() == DType::F32)
+      t.data<float>()[i] = v;
+    else
+      t.data<uint16_t>()[i] = f32_to_bf16(v);
   }
   const int64_t chunks = (n + head - 1) / head;
 #pragma omp parallel for schedule(static)
@@ -113,7 +115,8 @@ void fill(const Tensor& t, uint64_t seed, float scale = 1.0f) {
 Tensor random_ids(int64_t n, int64_t bound, uint64_t seed) {
   Tensor t = Tensor::empty({n}, DType::I64);
   uint64_t s = seed * 0x9E3779B97F4A7C15ull + 1;
-  for (int64_t i = 0; i < n; ++i) t.data<int64_t>()[i] = static_cast<int64_t>(xorshift(s) % static_cast<uint64_t>(bound));
+  for (int64_t i = 0; i < n; ++i)
+    t.data<int64_t>()[i] = static_cast<int64_t>(xorshift(s) % static_cast<uint64_t>(bound));
   return t;
 }
 
@@ -638,7 +641,8 @@ struct Registrar {
       return;
     }
     ++registered;
-    row(op + "/" + r.tag + "/" + dimstr, [r, fn](benchmark::State& st) { fn(st, r); }, unit);
+    row(
+        op + "/" + r.tag + "/" + dimstr, [r, fn](benchmark::State& st) { fn(st, r); }, unit);
   }
 };
 
@@ -649,7 +653,8 @@ void register_all(Registrar& R) {
   row("probe/read_bw", BM_ReadBw, ms);
   row("probe/copy_bw", BM_CopyBw, ms);
   row("probe/fma_peak", BM_FmaPeak, ms);
-  row("ref/eigen_sgemm/M:1792/N:1536/K:1536", [](benchmark::State& st) { BM_EigenSgemm(st, 1792, 1536, 1536); }, ms);
+  row(
+      "ref/eigen_sgemm/M:1792/N:1536/K:1536", [](benchmark::State& st) { BM_EigenSgemm(st, 1792, 1536, 1536); }, ms);
 
   for (const auto& r : bn::linear_rows())
     R.add(r.M <= 4 ? "gemv" : "gemm", r, dims({{"M", r.M}, {"N", r.N}, {"K", r.K}}), r.flops(), BM_Linear, ms);
@@ -682,11 +687,13 @@ int main(int argc, char** argv) {
   Registrar R;
   register_all(R);
   const Probes& p = probes();
-  std::printf("bench_ops_cpu: %d threads; limits: read %.1f GB/s, copy %.1f GB/s (read + written), FMA peak %.1f GFLOP/s\n",
-              omp_get_max_threads(), p.read_gbs, p.copy_gbs, p.fma_gflops);
+  std::printf(
+      "bench_ops_cpu: %d threads; limits: read %.1f GB/s, copy %.1f GB/s (read + written), FMA peak %.1f GFLOP/s\n",
+      omp_get_max_threads(), p.read_gbs, p.copy_gbs, p.fma_gflops);
   std::printf("bench_ops_cpu: %s mode, %d op rows", R.full ? "full" : "smoke/default", R.registered);
-  if (R.skipped) std::printf(" (%d rows over %.0f GFLOP per call left out: SAILVL_BENCH_FULL=1 adds them)", R.skipped,
-                             bn::kSmokeFlops / 1e9);
+  if (R.skipped)
+    std::printf(" (%d rows over %.0f GFLOP per call left out: SAILVL_BENCH_FULL=1 adds them)", R.skipped,
+                bn::kSmokeFlops / 1e9);
   std::printf("\n");
   std::fflush(stdout);
   benchmark::RunSpecifiedBenchmarks();

@@ -267,8 +267,7 @@ void BM_ProbeGemm(benchmark::State& st) {
   const Tensor x = in({kProbeN, kProbeN}, DType::BF16, 2), w = in({kProbeN, kProbeN}, DType::BF16, 3, 0.05f);
   const Tensor o = out({kProbeN, kProbeN});
   const gpu::LtCall c = probe_gemm_call(x, w, o);
-  run_row(st, 2.0 * kProbeN * kProbeN * kProbeN, 3.0 * kProbeN * kProbeN * B2, Limit::None,
-          [&] { gpu::lt_matmul(c); });
+  run_row(st, 2.0 * kProbeN * kProbeN * kProbeN, 3.0 * kProbeN * kProbeN * B2, Limit::None, [&] { gpu::lt_matmul(c); });
 }
 
 // ---- ops ----
@@ -442,8 +441,9 @@ int main(int argc, char** argv) {
   }
   cudaDeviceProp prop{};
   CUDA_CHECK(cudaGetDeviceProperties(&prop, 0));
-  std::printf("bench_ops_cuda: %s, L2 %.0f MiB; limits: copy %.0f GB/s (read + written), cuBLASLt BF16 8192^3 %.0f TFLOP/s\n",
-              prop.name, ctx().l2_bytes() / 1048576.0, g_probes.copy_gbs, g_probes.gemm_tflops);
+  std::printf(
+      "bench_ops_cuda: %s, L2 %.0f MiB; limits: copy %.0f GB/s (read + written), cuBLASLt BF16 8192^3 %.0f TFLOP/s\n",
+      prop.name, ctx().l2_bytes() / 1048576.0, g_probes.copy_gbs, g_probes.gemm_tflops);
   std::fflush(stdout);
   register_all();
   benchmark::RunSpecifiedBenchmarks();

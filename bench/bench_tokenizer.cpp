@@ -94,8 +94,8 @@ void BM_DecodeCorpus(benchmark::State& state) {
     auto s = tok().decode(ids);
     benchmark::DoNotOptimize(s.data());
   }
-  state.counters["tokens_per_s"] =
-      benchmark::Counter(static_cast<double>(ids.size()) * static_cast<double>(state.iterations()), benchmark::Counter::kIsRate);
+  state.counters["tokens_per_s"] = benchmark::Counter(
+      static_cast<double>(ids.size()) * static_cast<double>(state.iterations()), benchmark::Counter::kIsRate);
 }
 
 }  // namespace

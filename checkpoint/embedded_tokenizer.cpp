@@ -6,18 +6,25 @@
 #define SAILVL_TOKDIR SAILVL_SOURCE_DIR "/tests/data/sailvl-tokenizer/"
 
 // One file: sailvl_tok_<sym>_begin .. sailvl_tok_<sym>_end in .rodata.
-#define SAILVL_INCBIN(sym, file)                                       \
-  asm(".section .rodata\n"                                             \
-      ".balign 16\n"                                                   \
-      ".global sailvl_tok_" #sym "_begin\n"                            \
-      ".hidden sailvl_tok_" #sym "_begin\n"                            \
-      "sailvl_tok_" #sym "_begin:\n"                                   \
-      ".incbin \"" SAILVL_TOKDIR file "\"\n"                           \
-      ".global sailvl_tok_" #sym "_end\n"                              \
-      ".hidden sailvl_tok_" #sym "_end\n"                              \
-      "sailvl_tok_" #sym "_end:\n"                                     \
-      ".previous\n");                                                  \
-  extern "C" const char sailvl_tok_##sym##_begin[];                    \
+#define SAILVL_INCBIN(sym, file)                    \
+  asm(".section .rodata\n"                          \
+      ".balign 16\n"                                \
+      ".global sailvl_tok_" #sym                    \
+      "_begin\n"                                    \
+      ".hidden sailvl_tok_" #sym                    \
+      "_begin\n"                                    \
+      "sailvl_tok_" #sym                            \
+      "_begin:\n"                                   \
+      ".incbin \"" SAILVL_TOKDIR file               \
+      "\"\n"                                        \
+      ".global sailvl_tok_" #sym                    \
+      "_end\n"                                      \
+      ".hidden sailvl_tok_" #sym                    \
+      "_end\n"                                      \
+      "sailvl_tok_" #sym                            \
+      "_end:\n"                                     \
+      ".previous\n");                               \
+  extern "C" const char sailvl_tok_##sym##_begin[]; \
   extern "C" const char sailvl_tok_##sym##_end[]
 
 SAILVL_INCBIN(tokenizer_json, "tokenizer.json");

@@ -8,9 +8,9 @@
 #include <filesystem>
 #include <fstream>
 
-#include "loader/safetensors.h"
 #include "checkpoint/embedded_tokenizer.h"
 #include "checkpoint/prng.h"
+#include "loader/safetensors.h"
 
 namespace sailvl::checkpoint {
 
@@ -269,8 +269,10 @@ static void qwen2_tensors(const loader::LlmConfig& l, bool stored_head, std::vec
 
 std::vector<TensorSpec> checkpoint_tensors(const loader::ModelConfig& c, std::optional<bool> stored_head) {
   std::vector<TensorSpec> out;
-  if (c.vision.arch == loader::VisionArch::InternViT) internvit_tensors(c.vision, out);
-  else aimv2_tensors(c.vision, out);
+  if (c.vision.arch == loader::VisionArch::InternViT)
+    internvit_tensors(c.vision, out);
+  else
+    aimv2_tensors(c.vision, out);
   qwen2_tensors(c.llm, stored_head.value_or(!c.llm.tie_word_embeddings), out);
   // Projector: LayerNorm(4C) -> Linear(4C, D) -> GELU -> Linear(D, D) (pixel shuffle by 1/r = 2 -> 4C).
   const int64_t r = static_cast<int64_t>(1.0 / c.downsample_ratio + 0.5);
@@ -296,7 +298,8 @@ void generate_bf16(const std::string& name, const Shape& shape, uint64_t seed, u
   const prng::Init init = prng::init_for(name, shape);
   const int64_t count = static_cast<int64_t>(n);
 #pragma omp parallel for schedule(static) if (count > (1 << 16))
-  for (int64_t k = 0; k < count; ++k) out[k] = prng::value_bf16(b, first + static_cast<uint64_t>(k), init.offset, init.scale);
+  for (int64_t k = 0; k < count; ++k)
+    out[k] = prng::value_bf16(b, first + static_cast<uint64_t>(k), init.offset, init.scale);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -329,8 +332,8 @@ MakeModelResult make_model(const MakeModelOptions& opt) {
   const fs::path out(opt.out_dir);
   std::error_code ec;
   fs::create_directories(out, ec);
-  SAILVL_CHECK(!ec && fs::is_directory(out), Usage, opt.out_dir, ": cannot create the output directory (",
-               ec.message(), ")");
+  SAILVL_CHECK(!ec && fs::is_directory(out), Usage, opt.out_dir, ": cannot create the output directory (", ec.message(),
+               ")");
   // Remove what an earlier run with another shard count may have left, so the directory is one checkpoint.
   for (const auto& e : fs::directory_iterator(out)) {
     const std::string n = e.path().filename().string();

@@ -42,7 +42,8 @@ struct TensorSpec {
 // Every tensor a checkpoint of this config holds, in canonical (state_dict) order.
 // language_model.lm_head.weight comes last of the LLM's tensors when `stored_head` (default: when
 // the config is untied). A stored head is the LM head whatever tie_word_embeddings says.
-std::vector<TensorSpec> checkpoint_tensors(const loader::ModelConfig& c, std::optional<bool> stored_head = std::nullopt);
+std::vector<TensorSpec> checkpoint_tensors(const loader::ModelConfig& c,
+                                           std::optional<bool> stored_head = std::nullopt);
 
 // shard index of each of `count` tensors for `shards` shards (the rule above).
 std::vector<int> assign_shards(size_t count, int shards);
@@ -55,10 +56,10 @@ struct MakeModelOptions {
   std::string preset;
   std::string out_dir;
   uint64_t seed = 0;
-  int shards = 0;              // 0: the preset's default
-  std::optional<bool> tie;     // nullopt: the preset's default
+  int shards = 0;                   // 0: the preset's default
+  std::optional<bool> tie;          // nullopt: the preset's default
   std::optional<bool> stored_head;  // store lm_head.weight; nullopt: default_stored_head(preset, tie)
-  bool quiet = false;          // progress on stderr unless quiet
+  bool quiet = false;               // progress on stderr unless quiet
 };
 
 struct MakeModelResult {

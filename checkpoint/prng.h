@@ -38,16 +38,16 @@ inline constexpr uint64_t base(std::string_view name, uint64_t seed) { return fn
 // r(name, i) in [-1, 1): a multiple of 2^-23.
 inline double uniform_pm1(uint64_t base_value, uint64_t i) {
   const uint64_t bits = mix(base_value + (i + 1) * kGolden) >> 40;  // 24 bits
-  const double u = static_cast<double>(bits) / 16777216.0;         // / 2^24, exact
+  const double u = static_cast<double>(bits) / 16777216.0;          // / 2^24, exact
   return 2.0 * u - 1.0;                                             // exact
 }
 
 // The stored BF16 bits of one element.
 inline uint16_t value_bf16(uint64_t base_value, uint64_t i, float offset, float scale) {
   const double r = uniform_pm1(base_value, i);
-  const double prod = static_cast<double>(scale) * r;  // exact: 24-bit x 24-bit mantissas
+  const double prod = static_cast<double>(scale) * r;     // exact: 24-bit x 24-bit mantissas
   const double sum = static_cast<double>(offset) + prod;  // exact for the presets (CHECKPOINTS.md)
-  return f32_to_bf16(static_cast<float>(sum));          // f32 RNE, then bf16 RNE
+  return f32_to_bf16(static_cast<float>(sum));            // f32 RNE, then bf16 RNE
 }
 
 // The (offset, scale) of a tensor by its name and shape (the table of CHECKPOINTS.md; first match wins).

@@ -57,7 +57,8 @@ const Args::Spec* Args::find(const std::string& name) const {
 void Args::parse(const std::vector<std::string>& argv) {
   for (size_t i = 0; i < argv.size(); ++i) {
     std::string a = argv[i];
-    if (a.size() > 1 && a[0] == '-' && !(a.size() > 1 && (std::isdigit(static_cast<unsigned char>(a[1])) || a[1] == '.'))) {
+    if (a.size() > 1 && a[0] == '-' &&
+        !(a.size() > 1 && (std::isdigit(static_cast<unsigned char>(a[1])) || a[1] == '.'))) {
       if (a == "--") {
         for (++i; i < argv.size(); ++i) positionals_.push_back(argv[i]);
         break;
@@ -127,8 +128,8 @@ double Args::get_double(const std::string& key, double lo, double hi) const {
   char* end = nullptr;
   errno = 0;
   double x = std::strtod(v.c_str(), &end);
-  SAILVL_CHECK(errno == 0 && end && *end == 0 && !v.empty() && x == x, Usage, "--", key, " expects a number, got '",
-               v, "'");
+  SAILVL_CHECK(errno == 0 && end && *end == 0 && !v.empty() && x == x, Usage, "--", key, " expects a number, got '", v,
+               "'");
   SAILVL_CHECK(x >= lo && x <= hi, Usage, "--", key, " must be in [", lo, ", ", hi, "], got ", v);
   return x;
 }

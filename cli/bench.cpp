@@ -26,8 +26,8 @@
 #endif
 
 #include "cli/session.h"
-#include "runtime/chat_template.h"
 #include "ops/ops.h"
+#include "runtime/chat_template.h"
 #include "tensor/cuda_runtime.h"
 
 namespace sailvl::cli {
@@ -102,8 +102,9 @@ double vision_flops(const loader::ModelConfig& c, int64_t tiles) {
                                        (v.model_type == "aimv2" ? 0 : 1));  // + CLS for InternViT
   const double D = static_cast<double>(v.hidden), I = static_cast<double>(v.intermediate);
   const double mlp = v.model_type == "aimv2" ? 3 * D * I : 2 * D * I;  // SwiGLU vs fc1/fc2
-  const int64_t blocks = c.select_layer == -1 ? v.layers : c.select_layer < 0 ? v.layers + c.select_layer + 1
-                                                                               : c.select_layer + 1;
+  const int64_t blocks = c.select_layer == -1 ? v.layers
+                         : c.select_layer < 0 ? v.layers + c.select_layer + 1
+                                              : c.select_layer + 1;
   const double patch = 2 * T * static_cast<double>(v.num_channels * v.patch_size * v.patch_size) * D;
   const double per_layer = 2 * T * (4 * D * D + mlp) + 4 * T * T * D;  // qkv + o, MLP, QKᵀ and PV
   const double Dl = static_cast<double>(c.llm.hidden);
@@ -219,16 +220,17 @@ int run(Args& a) {
   const int64_t weight_elems = L.layers * per_layer + L.hidden + L.vocab * L.hidden + L.hidden;
   const double mean_ctx = static_cast<double>(ids.size()) + static_cast<double>(last.tokens.size()) / 2;
   const double kv_bytes_per_elem = device.is_cpu() ? 4.0 : 2.0;  // F32 cache on CPU, BF16 on CUDA
-  const double kv_bytes = static_cast<double>(L.layers) * 2 * mean_ctx * static_cast<double>(L.kv_heads * L.head_dim) *
-                          kv_bytes_per_elem;
+  const double kv_bytes =
+      static_cast<double>(L.layers) * 2 * mean_ctx * static_cast<double>(L.kv_heads * L.head_dim) * kv_bytes_per_elem;
   const double bytes_per_token = static_cast<double>(weight_elems) * 2 + kv_bytes;
   const double med_ms = percentile(tok_ms, 0.5);
   const double tok_s = med_ms > 0 ? 1000.0 / med_ms : 0;
-  const int64_t peak_host = peak_rss_bytes();  // before the bandwidth probe's two buffers
+  const int64_t peak_host = peak_rss_bytes();                     // before the bandwidth probe's two buffers
   const double bw = device.is_cpu() ? host_copy_bandwidth() : 0;  // CUDA: see bench_ops_cuda's probe
   const double peak = device.is_cpu() ? host_fma_peak() : 0;
-  const double best_vision_ms = vision.empty() ? 0 : *std::min_element(vision.begin(), vision.end()) +
-                                                         *std::min_element(projector.begin(), projector.end());
+  const double best_vision_ms = vision.empty() ? 0
+                                               : *std::min_element(vision.begin(), vision.end()) +
+                                                     *std::min_element(projector.begin(), projector.end());
   const double best_prefill_ms = *std::min_element(prefill.begin(), prefill.end());
   const double vflops = tiles > 0 ? vision_flops(c, tiles) : 0;
   const double pflops = prefill_flops(L, static_cast<int64_t>(ids.size()));
@@ -245,26 +247,29 @@ int run(Args& a) {
       {"image_tiles", tiles},
       {"prompt_tokens", ids.size()},
       {"generated", last.tokens.size()},
-      {"ttft_ms", {{"total", preprocess_ms + best_ttft},
-                   {"preprocess", preprocess_ms},
-                   {"vision", *std::min_element(vision.begin(), vision.end())},
-                   {"projector", *std::min_element(projector.begin(), projector.end())},
-                   {"prefill", *std::min_element(prefill.begin(), prefill.end())}}},
-      {"compute", {{"fma_peak_GFLOPs", peak / 1e9},
-                   {"vision_projector_GFLOP", vflops / 1e9},
-                   {"vision_projector_GFLOPs", v_rate / 1e9},
-                   {"vision_percent_of_peak", peak > 0 ? 100.0 * v_rate / peak : 0.0},
-                   {"prefill_GFLOP", pflops / 1e9},
-                   {"prefill_GFLOPs", p_rate / 1e9},
-                   {"prefill_percent_of_peak", peak > 0 ? 100.0 * p_rate / peak : 0.0}}},
-      {"decode", {{"tokens_per_s_median", tok_s},
-                  {"ms_per_token_p10", percentile(tok_ms, 0.1)},
-                  {"ms_per_token_median", med_ms},
-                  {"ms_per_token_p90", percentile(tok_ms, 0.9)},
-                  {"bytes_per_token", bytes_per_token},
-                  {"achieved_GBps", achieved / 1e9},
-                  {"copy_bandwidth_GBps", bw / 1e9},
-                  {"percent_of_bandwidth", bw > 0 ? 100.0 * achieved / bw : 0.0}}},
+      {"ttft_ms",
+       {{"total", preprocess_ms + best_ttft},
+        {"preprocess", preprocess_ms},
+        {"vision", *std::min_element(vision.begin(), vision.end())},
+        {"projector", *std::min_element(projector.begin(), projector.end())},
+        {"prefill", *std::min_element(prefill.begin(), prefill.end())}}},
+      {"compute",
+       {{"fma_peak_GFLOPs", peak / 1e9},
+        {"vision_projector_GFLOP", vflops / 1e9},
+        {"vision_projector_GFLOPs", v_rate / 1e9},
+        {"vision_percent_of_peak", peak > 0 ? 100.0 * v_rate / peak : 0.0},
+        {"prefill_GFLOP", pflops / 1e9},
+        {"prefill_GFLOPs", p_rate / 1e9},
+        {"prefill_percent_of_peak", peak > 0 ? 100.0 * p_rate / peak : 0.0}}},
+      {"decode",
+       {{"tokens_per_s_median", tok_s},
+        {"ms_per_token_p10", percentile(tok_ms, 0.1)},
+        {"ms_per_token_median", med_ms},
+        {"ms_per_token_p90", percentile(tok_ms, 0.9)},
+        {"bytes_per_token", bytes_per_token},
+        {"achieved_GBps", achieved / 1e9},
+        {"copy_bandwidth_GBps", bw / 1e9},
+        {"percent_of_bandwidth", bw > 0 ? 100.0 * achieved / bw : 0.0}}},
       {"peak_host_bytes", peak_host},
       {"peak_device_bytes", cuda::mem_stats().peak},
   };
@@ -279,9 +284,10 @@ int run(Args& a) {
               preprocess_ms + best_ttft, preprocess_ms, j["ttft_ms"]["vision"].get<double>(),
               j["ttft_ms"]["projector"].get<double>(), j["ttft_ms"]["prefill"].get<double>());
   if (peak > 0)
-    std::printf("compute      vision+projector %.0f GFLOP/s (%.0f%%), prefill %.0f GFLOP/s (%.0f%%) of the measured "
-                "%.0f GFLOP/s FMA peak\n",
-                v_rate / 1e9, 100.0 * v_rate / peak, p_rate / 1e9, 100.0 * p_rate / peak, peak / 1e9);
+    std::printf(
+        "compute      vision+projector %.0f GFLOP/s (%.0f%%), prefill %.0f GFLOP/s (%.0f%%) of the measured "
+        "%.0f GFLOP/s FMA peak\n",
+        v_rate / 1e9, 100.0 * v_rate / peak, p_rate / 1e9, 100.0 * p_rate / peak, peak / 1e9);
   std::printf("decode       %.2f tok/s median (%.1f / %.1f / %.1f ms per token p10/p50/p90) over %zu tokens\n", tok_s,
               percentile(tok_ms, 0.1), med_ms, percentile(tok_ms, 0.9), tok_ms.size());
   std::printf("bandwidth    %.2f GB/token -> %.1f GB/s", bytes_per_token / 1e9, achieved / 1e9);

@@ -73,7 +73,7 @@ int run(Args& a) {
   if (tty) log(1, a, "sailvl: chat ready (/help for commands)");
 
   std::vector<std::string> images = a.all("image");  // every image of the conversation, in order
-  size_t pending = images.size();                     // attached but not yet asked about
+  size_t pending = images.size();                    // attached but not yet asked about
   std::vector<runtime::ChatTurn> history;
   std::optional<std::string> system;
   if (a.has("system")) system = a.get("system");

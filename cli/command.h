@@ -24,13 +24,13 @@ class Args {
   void option(const std::string& names, const std::string& metavar, const std::string& help,
               std::optional<std::string> default_value = std::nullopt);
   void multi(const std::string& names, const std::string& metavar, const std::string& help);  // repeatable
-  void positional(const std::string& metavar, const std::string& help);  // remaining words
+  void positional(const std::string& metavar, const std::string& help);                       // remaining words
 
   // Parse; throws Error(Usage) on unknown flags or missing values.
   void parse(const std::vector<std::string>& argv);
 
-  bool has(const std::string& key) const;  // given on the command line (or has a default)
-  bool on(const std::string& key) const;   // boolean flag set
+  bool has(const std::string& key) const;         // given on the command line (or has a default)
+  bool on(const std::string& key) const;          // boolean flag set
   std::string get(const std::string& key) const;  // throws Usage if absent
   std::string get_or(const std::string& key, const std::string& fallback) const;
   long long get_int(const std::string& key, long long lo, long long hi) const;

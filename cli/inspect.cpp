@@ -23,14 +23,15 @@
 #include "cli/session.h"
 #include "loader/config.h"
 #include "loader/weights.h"
-#include "runtime/memory_plan.h"
 #include "model/qwen2.h"
+#include "runtime/memory_plan.h"
 
 using namespace sailvl;
 
 static void setup_inspect(cli::Args& a) {
   a.usage_line = "sailvl inspect -m DIR [--json] [--ctx N]";
-  a.option("-m,--model", "DIR", "checkpoint directory (config.json + safetensors), or ORG/NAME in the local Hugging Face cache");
+  a.option("-m,--model", "DIR",
+           "checkpoint directory (config.json + safetensors), or ORG/NAME in the local Hugging Face cache");
   a.option("--ctx", "N", "context length for the KV-cache and activation estimates", "4096");
   a.option("--max-tiles", "N", "tiles of one image for the preflight plan (as sailvl run)", "10");
   a.flag("--json", "print one JSON object instead of text");
@@ -38,16 +39,21 @@ static void setup_inspect(cli::Args& a) {
 
 static std::string human_bytes(double b) {
   char buf[32];
-  if (b >= 1e9) std::snprintf(buf, sizeof buf, "%.2f GB", b / 1e9);
-  else if (b >= 1e6) std::snprintf(buf, sizeof buf, "%.1f MB", b / 1e6);
-  else std::snprintf(buf, sizeof buf, "%.1f KB", b / 1e3);
+  if (b >= 1e9)
+    std::snprintf(buf, sizeof buf, "%.2f GB", b / 1e9);
+  else if (b >= 1e6)
+    std::snprintf(buf, sizeof buf, "%.1f MB", b / 1e6);
+  else
+    std::snprintf(buf, sizeof buf, "%.1f KB", b / 1e3);
   return buf;
 }
 
 static std::string human_count(int64_t n) {
   char buf[32];
-  if (n >= 1'000'000'000) std::snprintf(buf, sizeof buf, "%.3f B", n / 1e9);
-  else std::snprintf(buf, sizeof buf, "%.2f M", n / 1e6);
+  if (n >= 1'000'000'000)
+    std::snprintf(buf, sizeof buf, "%.3f B", n / 1e9);
+  else
+    std::snprintf(buf, sizeof buf, "%.2f M", n / 1e6);
   return buf;
 }
 
@@ -85,8 +91,10 @@ static int run_inspect(cli::Args& a) {
     auto& d = dtypes[dtype_name(ti.dtype)];
     d.first += 1;
     d.second += ti.end - ti.begin;
-    if (starts_with(name, "vision_model.")) vision += n;
-    else if (starts_with(name, "mlp1.")) projector += n;
+    if (starts_with(name, "vision_model."))
+      vision += n;
+    else if (starts_with(name, "mlp1."))
+      projector += n;
     else if (starts_with(name, "language_model.")) {
       llm += n;
       if (name == "language_model.model.embed_tokens.weight") embed = n;
@@ -94,11 +102,12 @@ static int run_inspect(cli::Args& a) {
         head = n;
         head_bytes = ti.end - ti.begin;
       }
-    } else other += n;
+    } else
+      other += n;
   }
   const int64_t total = vision + projector + llm + other;
-  const model::LmHeadSource head_src = model::lm_head_source(w.contains("language_model.lm_head.weight"),
-                                                            cfg.llm.tie_word_embeddings);
+  const model::LmHeadSource head_src =
+      model::lm_head_source(w.contains("language_model.lm_head.weight"), cfg.llm.tie_word_embeddings);
   const bool tied = head_src != model::LmHeadSource::Stored;
   const char* head_key = head_src == model::LmHeadSource::Stored ? "stored"
                          : head_src == model::LmHeadSource::Tied ? "tied"
@@ -112,8 +121,8 @@ static int run_inspect(cli::Args& a) {
   const uint64_t kv_tok_f32 = kv_tok_bf16 * 2;
   // One ViT tile in F32: residual + norm + qkv + attn out + MLP hidden per token, plus one head's
   // score matrix; one LLM prefill chunk of ctx tokens: x, n, q/k/v, attn, gate/up, plus last-row logits.
-  const int64_t tv = (V.image_size / V.patch_size) * (V.image_size / V.patch_size) +
-                     (V.arch == loader::VisionArch::InternViT ? 1 : 0);
+  const int64_t tv =
+      (V.image_size / V.patch_size) * (V.image_size / V.patch_size) + (V.arch == loader::VisionArch::InternViT ? 1 : 0);
   const uint64_t act_vit = 4ull * (tv * (3 * V.hidden + 3 * V.hidden + 2 * V.intermediate) + tv * tv);
   const uint64_t act_llm =
       4ull * (ctx * (3 * L.hidden + (L.heads + 2 * L.kv_heads) * L.head_dim + 2 * L.intermediate) + L.vocab);
@@ -132,9 +141,8 @@ static int run_inspect(cli::Args& a) {
     j["dir"] = dir;
     j["variant"] = cfg.describe();
     j["vision_arch"] = V.arch == loader::VisionArch::InternViT ? "InternViT" : "AIMv2";
-    j["parameters"] = {{"vision", vision},       {"projector", projector}, {"llm", llm},
-                       {"embed_tokens", embed},  {"lm_head", head},        {"other", other},
-                       {"total", total},         {"tied_lm_head", tied}};
+    j["parameters"] = {{"vision", vision}, {"projector", projector}, {"llm", llm},     {"embed_tokens", embed},
+                       {"lm_head", head},  {"other", other},         {"total", total}, {"tied_lm_head", tied}};
     nlohmann::ordered_json dt = nlohmann::ordered_json::object();
     for (const auto& [n, v] : dtypes) dt[n] = {{"tensors", v.first}, {"bytes", v.second}};
     j["lm_head"] = {{"source", head_key},
@@ -149,10 +157,14 @@ static int run_inspect(cli::Args& a) {
                     {"tensors", s->header().tensors.size()},
                     {"bytes", s->file_size()}});
     j["shards"] = sh;
-    j["memory"] = {{"weights_bytes", weights},       {"kv_bytes_per_token_bf16", kv_tok_bf16},
-                   {"kv_bytes_per_token_f32", kv_tok_f32}, {"ctx", ctx},
-                   {"kv_bytes_ctx_bf16", kv_tok_bf16 * ctx}, {"kv_bytes_ctx_f32", kv_tok_f32 * ctx},
-                   {"activations_vit_tile_bytes", act_vit},  {"activations_llm_prefill_bytes", act_llm}};
+    j["memory"] = {{"weights_bytes", weights},
+                   {"kv_bytes_per_token_bf16", kv_tok_bf16},
+                   {"kv_bytes_per_token_f32", kv_tok_f32},
+                   {"ctx", ctx},
+                   {"kv_bytes_ctx_bf16", kv_tok_bf16 * ctx},
+                   {"kv_bytes_ctx_f32", kv_tok_f32 * ctx},
+                   {"activations_vit_tile_bytes", act_vit},
+                   {"activations_llm_prefill_bytes", act_llm}};
     nlohmann::ordered_json pf;
     pf["ctx"] = ctx;
     pf["tiles"] = wl.tiles;
@@ -187,7 +199,8 @@ static int run_inspect(cli::Args& a) {
               tied ? "tied" : human_count(head).c_str());
   if (other) std::printf("  other     %s (outside vision_model / mlp1 / language_model)\n", human_count(other).c_str());
   std::printf("dtypes     ");
-  for (const auto& [n, v] : dtypes) std::printf(" %s: %lld tensors, %s;", n.c_str(), (long long)v.first, human_bytes(v.second).c_str());
+  for (const auto& [n, v] : dtypes)
+    std::printf(" %s: %lld tensors, %s;", n.c_str(), (long long)v.first, human_bytes(v.second).c_str());
   std::printf("\nshards      %zu\n", w.shards().size());
   for (const auto& s : w.shards())
     std::printf("  %-40s %5zu tensors  %s\n", std::filesystem::path(s->path()).filename().string().c_str(),
@@ -196,8 +209,8 @@ static int run_inspect(cli::Args& a) {
   std::printf("  KV cache  %s/token BF16 (CUDA), %s/token F32 (CPU); %lld tokens: %s BF16, %s F32\n",
               human_bytes(kv_tok_bf16).c_str(), human_bytes(kv_tok_f32).c_str(), (long long)ctx,
               human_bytes(kv_tok_bf16 * ctx).c_str(), human_bytes(kv_tok_f32 * ctx).c_str());
-  std::printf("  activations (rough, F32) one ViT tile %s; LLM prefill of %lld tokens %s\n", human_bytes(act_vit).c_str(),
-              (long long)ctx, human_bytes(act_llm).c_str());
+  std::printf("  activations (rough, F32) one ViT tile %s; LLM prefill of %lld tokens %s\n",
+              human_bytes(act_vit).c_str(), (long long)ctx, human_bytes(act_llm).c_str());
   std::printf("preflight   CUDA (BF16), %lld-token context, %lld tiles:\n%s", (long long)ctx, (long long)wl.tiles,
               runtime::format_plan(plan_cuda, std::nullopt).c_str());
   std::printf("  CPU (F32) needs %s besides the mmapped weights\n", runtime::format_bytes(plan_cpu.needed()).c_str());

@@ -7,8 +7,8 @@
 #include <fstream>
 #include <string>
 
-#include "cli/command.h"
 #include "checkpoint/presets.h"
+#include "cli/command.h"
 
 using namespace sailvl;
 

@@ -35,7 +35,7 @@ void setup(Args& a) {
 
 // The request as the flags describe it; `tiles` per image.
 runtime::ChatRequest make_request(const Args& a, const std::string& question, std::vector<int64_t> tiles,
-                                int64_t num_image_token) {
+                                  int64_t num_image_token) {
   runtime::ChatRequest req;
   req.question = question;
   req.tiles = std::move(tiles);
@@ -68,9 +68,9 @@ int run(Args& a) {
   // the decoded images; the prompt bound needs no tokenizer).
   const int64_t per_image = max_tiles_per_image(a);
   const runtime::ChatRequest worst = make_request(a, question, std::vector<int64_t>(paths.size(), per_image),
-                                                loader::load_config(dir).num_image_token);
-  const model::LoadOptions load = load_options(a, per_image * static_cast<int64_t>(paths.size()),
-                                               runtime::max_prompt_tokens(worst));
+                                                  loader::load_config(dir).num_image_token);
+  const model::LoadOptions load =
+      load_options(a, per_image * static_cast<int64_t>(paths.size()), runtime::max_prompt_tokens(worst));
   log(1, a, "sailvl: loading " + dir + " on " + device.str() + " ...");
   const model::SailVL m = model::SailVL::load(dir, device, load);
   log(2, a, "sailvl: " + m.config().describe());
@@ -107,8 +107,7 @@ int run(Args& a) {
   const std::string response = runtime::clean_response(m.tokenizer().decode(out_ids, /*skip_special=*/true));
 
   if (a.has("logits-out")) {
-    fs::copy_file(fs::path(taps_dir) / "logits.safetensors", a.get("logits-out"),
-                  fs::copy_options::overwrite_existing);
+    fs::copy_file(fs::path(taps_dir) / "logits.safetensors", a.get("logits-out"), fs::copy_options::overwrite_existing);
     if (scratch_taps) fs::remove_all(taps_dir);
   }
   if (json) {

@@ -12,8 +12,8 @@
 
 #include "cli/command.h"
 #include "cli/session.h"
-#include "tokenizer/tokenizer.h"
 #include "tensor/error.h"
+#include "tokenizer/tokenizer.h"
 
 namespace sailvl::cli {
 

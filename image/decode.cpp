@@ -72,8 +72,7 @@ std::string check_dimensions(int64_t w, int64_t h, const ImageLimits& lim) {
     return str_cat("size ", w, "x", h, " = ", w * h, " px exceeds the limit of ", lim.max_pixels,
                    " px (decompression bomb?)");
   const double aspect = w > h ? static_cast<double>(w) / h : static_cast<double>(h) / w;
-  if (aspect > lim.max_aspect)
-    return str_cat("aspect ratio ", w, "x", h, " exceeds ", lim.max_aspect, ":1");
+  if (aspect > lim.max_aspect) return str_cat("aspect ratio ", w, "x", h, " exceeds ", lim.max_aspect, ":1");
   return {};
 }
 
@@ -141,8 +140,7 @@ struct PngHeader {
 
 // Convert one decoded PNG row (after png_set_packing: 1 sample per byte for depth < 8;
 // big-endian 16-bit samples for depth 16) to RGB8 with PIL's rules.
-void png_row_to_rgb(const PngHeader& h, const uint8_t* in, uint8_t* out, const png_color* palette,
-                    int palette_len) {
+void png_row_to_rgb(const PngHeader& h, const uint8_t* in, uint8_t* out, const png_color* palette, int palette_len) {
   const int64_t w = h.width;
   const bool sixteen = h.bit_depth == 16;
   switch (h.color_type) {
@@ -188,15 +186,14 @@ void png_row_to_rgb(const PngHeader& h, const uint8_t* in, uint8_t* out, const p
       }
       return;
     }
-    default:
-      return;  // rejected before decoding
+    default: return;  // rejected before decoding
   }
 }
 
 // Decode a PNG held in memory. On success returns true and fills *img. On failure returns false
 // with the reason in ctx->message. Only POD locals live across setjmp.
-bool decode_png_raw(PngCtx* ctx, const ImageLimits& lim, bool header_only, RgbImage* img,
-                    std::vector<uint8_t>* rowbuf, ImageInfo* info) {
+bool decode_png_raw(PngCtx* ctx, const ImageLimits& lim, bool header_only, RgbImage* img, std::vector<uint8_t>* rowbuf,
+                    ImageInfo* info) {
   png_structp png = png_create_read_struct(PNG_LIBPNG_VER_STRING, ctx, png_error_cb, png_warning_cb);
   if (!png) {
     std::snprintf(ctx->message, sizeof(ctx->message), "out of memory creating the PNG reader");
@@ -240,8 +237,7 @@ bool decode_png_raw(PngCtx* ctx, const ImageLimits& lim, bool header_only, RgbIm
 
   png_colorp palette = nullptr;
   int palette_len = 0;
-  if (h.color_type == PNG_COLOR_TYPE_PALETTE &&
-      !(png_get_PLTE(png, pinfo, &palette, &palette_len) & PNG_INFO_PLTE)) {
+  if (h.color_type == PNG_COLOR_TYPE_PALETTE && !(png_get_PLTE(png, pinfo, &palette, &palette_len) & PNG_INFO_PLTE)) {
     png_error(png, "palette image without a PLTE chunk");
   }
   if (h.bit_depth < 8) png_set_packing(png);  // one sample per byte, values unscaled
@@ -263,8 +259,7 @@ bool decode_png_raw(PngCtx* ctx, const ImageLimits& lim, bool header_only, RgbIm
     for (int pass = 0; pass < passes; ++pass)
       for (size_t y = 0; y < hh; ++y) png_read_row(png, rowbuf->data() + y * rowbytes, nullptr);
     for (size_t y = 0; y < hh; ++y)
-      png_row_to_rgb(h, rowbuf->data() + y * rowbytes, img->pixels.data() + y * w * 3, palette,
-                     palette_len);
+      png_row_to_rgb(h, rowbuf->data() + y * rowbytes, img->pixels.data() + y * w * 3, palette, palette_len);
   } else {
     for (size_t y = 0; y < hh; ++y) {
       png_read_row(png, rowbuf->data(), nullptr);
@@ -315,8 +310,8 @@ inline int muldiv255(int a, int b) {
   return (t + (t >> 8)) >> 8;
 }
 
-bool decode_jpeg_raw(JpegCtx* ctx, const uint8_t* data, size_t size, const ImageLimits& lim,
-                     bool header_only, RgbImage* img, std::vector<uint8_t>* rowbuf, ImageInfo* info) {
+bool decode_jpeg_raw(JpegCtx* ctx, const uint8_t* data, size_t size, const ImageLimits& lim, bool header_only,
+                     RgbImage* img, std::vector<uint8_t>* rowbuf, ImageInfo* info) {
   jpeg_decompress_struct cinfo;
   cinfo.err = jpeg_std_error(&ctx->pub);
   ctx->pub.error_exit = jpeg_error_exit_cb;
@@ -409,8 +404,8 @@ RgbImage decode_webp(std::span<const uint8_t> bytes, const ImageLimits& lim, con
   return img;
 }
 
-ImageInfo info_or_decode(std::span<const uint8_t> bytes, const std::string& name,
-                         const ImageLimits& lim, bool header_only, RgbImage* img) {
+ImageInfo info_or_decode(std::span<const uint8_t> bytes, const std::string& name, const ImageLimits& lim,
+                         bool header_only, RgbImage* img) {
   ImageInfo info;
   const ImageFormat fmt = sniff_image_format(bytes);
   std::vector<uint8_t> rowbuf;  // scratch owned here, outside the setjmp frames
@@ -420,8 +415,8 @@ ImageInfo info_or_decode(std::span<const uint8_t> bytes, const std::string& name
       // IHDR data"): signature (8) + length (4) + "IHDR" (4) + width (4, BE) + height (4, BE).
       if (!header_only && bytes.size() >= 24 && std::memcmp(bytes.data() + 12, "IHDR", 4) == 0) {
         auto be32 = [&](size_t at) {
-          return (uint32_t{bytes[at]} << 24) | (uint32_t{bytes[at + 1]} << 16) |
-                 (uint32_t{bytes[at + 2]} << 8) | uint32_t{bytes[at + 3]};
+          return (uint32_t{bytes[at]} << 24) | (uint32_t{bytes[at + 1]} << 16) | (uint32_t{bytes[at + 2]} << 8) |
+                 uint32_t{bytes[at + 3]};
         };
         require_dimensions(be32(16), be32(20), lim, name);
       }
@@ -451,8 +446,7 @@ ImageInfo info_or_decode(std::span<const uint8_t> bytes, const std::string& name
     case ImageFormat::Tiff:
       fail(ErrorKind::BadImage, "image ", name, ": ", image_format_name(fmt),
            " is not supported (use PNG, JPEG or WebP)");
-    case ImageFormat::Unknown:
-      break;
+    case ImageFormat::Unknown: break;
   }
   fail(ErrorKind::BadImage, "image ", name, ": unrecognised format (",
        bytes.size() < 8 ? "file too short" : "no PNG/JPEG/WebP signature", ")");
@@ -465,15 +459,12 @@ ImageInfo read_image_info(std::span<const uint8_t> bytes, const std::string& dis
   return info_or_decode(bytes, display_name, unlimited, /*header_only=*/true, nullptr);
 }
 
-RgbImage decode_image(std::span<const uint8_t> bytes, const std::string& display_name,
-                      const ImageLimits& limits) {
-  SAILVL_CHECK(static_cast<int64_t>(bytes.size()) <= limits.max_file_bytes, BadImage, "image ",
-               display_name, ": ", bytes.size(), " bytes exceeds the file-size limit of ",
-               limits.max_file_bytes);
+RgbImage decode_image(std::span<const uint8_t> bytes, const std::string& display_name, const ImageLimits& limits) {
+  SAILVL_CHECK(static_cast<int64_t>(bytes.size()) <= limits.max_file_bytes, BadImage, "image ", display_name, ": ",
+               bytes.size(), " bytes exceeds the file-size limit of ", limits.max_file_bytes);
   RgbImage img;
   info_or_decode(bytes, display_name, limits, /*header_only=*/false, &img);
-  SAILVL_CHECK(img.width > 0 && img.height > 0 &&
-                   img.pixels.size() == static_cast<size_t>(img.width * img.height * 3),
+  SAILVL_CHECK(img.width > 0 && img.height > 0 && img.pixels.size() == static_cast<size_t>(img.width * img.height * 3),
                Internal, "image ", display_name, ": decoder returned an inconsistent buffer");
   return img;
 }

@@ -75,8 +75,7 @@ ImageInfo read_image_info(std::span<const uint8_t> bytes, const std::string& dis
 // gray+alpha replicated to R=G=B, alpha discarded (not composited), 16-bit samples -> high byte
 // (16-bit gray: PIL's I;16 -> L clamp, see image_decode.cpp), CMYK/YCCK JPEG -> PIL's cmyk2rgb,
 // no EXIF rotation. Supported: PNG, JPEG, WebP. BMP/GIF/TIFF are refused with a clear message.
-RgbImage decode_image(std::span<const uint8_t> bytes, const std::string& display_name,
-                      const ImageLimits& limits = {});
+RgbImage decode_image(std::span<const uint8_t> bytes, const std::string& display_name, const ImageLimits& limits = {});
 // Read the file (size-capped) and decode it. Errors name `path`.
 RgbImage load_image(const std::string& path, const ImageLimits& limits = {});
 
@@ -125,9 +124,9 @@ Tensor normalize_tiles(const std::vector<RgbImage>& tiles, DType dtype = DType::
 
 // Pixels for the model plus the tile count per image (the prompt builder's num_patches_list).
 struct PixelBatch {
-  Tensor pixels;                        // [sum(tiles_per_image), 3, S, S], F32 or BF16
+  Tensor pixels;  // [sum(tiles_per_image), 3, S, S], F32 or BF16
   std::vector<int64_t> tiles_per_image;
-  std::vector<TileGrid> grids;          // chosen grid per image ({1,1} for video frames)
+  std::vector<TileGrid> grids;  // chosen grid per image ({1,1} for video frames)
 };
 
 // load_image for each path (the card's load_image with max_num = opt.max_tiles), concatenated.
@@ -136,7 +135,7 @@ PixelBatch preprocess_images(const std::vector<std::string>& paths, const Prepro
 // The same for already-decoded images (display names are used in errors only).
 PixelBatch preprocess_decoded(const std::vector<RgbImage>& images, const PreprocessOptions& opt = {});
 // Video: each frame file is one tile (MAX = 1, no thumbnail), as the card's video path.
-PixelBatch preprocess_video_frames(const std::vector<std::string>& frame_paths,
-                                   const PreprocessOptions& opt = {}, const ImageLimits& limits = {});
+PixelBatch preprocess_video_frames(const std::vector<std::string>& frame_paths, const PreprocessOptions& opt = {},
+                                   const ImageLimits& limits = {});
 
 }  // namespace sailvl::image

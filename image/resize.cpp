@@ -162,11 +162,10 @@ bool vertical_first(int64_t in_w, int64_t in_h, int64_t out_w, int64_t out_h) {
 }  // namespace
 
 RgbImage resize_bicubic(const RgbImage& src, int64_t out_w, int64_t out_h) {
-  SAILVL_CHECK(src.width > 0 && src.height > 0 &&
-                   src.pixels.size() == static_cast<size_t>(src.width * src.height * 3),
+  SAILVL_CHECK(src.width > 0 && src.height > 0 && src.pixels.size() == static_cast<size_t>(src.width * src.height * 3),
                Internal, "resize_bicubic: malformed source image ", src.width, "x", src.height);
-  SAILVL_CHECK(out_w > 0 && out_h > 0 && out_w <= 0x7fffffff / 64 && out_h <= 0x7fffffff / 64,
-               Usage, "resize_bicubic: bad output size ", out_w, "x", out_h);
+  SAILVL_CHECK(out_w > 0 && out_h > 0 && out_w <= 0x7fffffff / 64 && out_h <= 0x7fffffff / 64, Usage,
+               "resize_bicubic: bad output size ", out_w, "x", out_h);
   const bool need_h = out_w != src.width;
   const bool need_v = out_h != src.height;
   if (!need_h && !need_v) return src;  // Image.resize to the same size returns a copy
@@ -212,15 +211,13 @@ RgbImage resize_bicubic(const RgbImage& src, int64_t out_w, int64_t out_h) {
 }
 
 RgbImage crop(const RgbImage& src, int64_t x0, int64_t y0, int64_t w, int64_t h) {
-  SAILVL_CHECK(x0 >= 0 && y0 >= 0 && w > 0 && h > 0 && x0 + w <= src.width && y0 + h <= src.height,
-               Internal, "crop box (", x0, ",", y0, ",", x0 + w, ",", y0 + h, ") outside ",
-               src.width, "x", src.height);
+  SAILVL_CHECK(x0 >= 0 && y0 >= 0 && w > 0 && h > 0 && x0 + w <= src.width && y0 + h <= src.height, Internal,
+               "crop box (", x0, ",", y0, ",", x0 + w, ",", y0 + h, ") outside ", src.width, "x", src.height);
   RgbImage out;
   out.width = w;
   out.height = h;
   out.pixels.resize(static_cast<size_t>(w * h * 3));
-  for (int64_t y = 0; y < h; ++y)
-    std::memcpy(out.row(y), src.row(y0 + y) + x0 * 3, static_cast<size_t>(w * 3));
+  for (int64_t y = 0; y < h; ++y) std::memcpy(out.row(y), src.row(y0 + y) + x0 * 3, static_cast<size_t>(w * 3));
   return out;
 }
 

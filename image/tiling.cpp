@@ -39,8 +39,8 @@ struct NormalizeTable {
 };
 
 void check_max_tiles(int64_t max_num) {
-  SAILVL_CHECK(max_num >= 1 && max_num <= kMaxTilesLimit, Usage, "max tiles must be in 1..",
-               kMaxTilesLimit, " (got ", max_num, ")");
+  SAILVL_CHECK(max_num >= 1 && max_num <= kMaxTilesLimit, Usage, "max tiles must be in 1..", kMaxTilesLimit, " (got ",
+               max_num, ")");
 }
 
 }  // namespace
@@ -76,8 +76,7 @@ TileGrid choose_grid(int64_t width, int64_t height, int64_t max_num, int64_t ima
   return best;
 }
 
-std::vector<RgbImage> dynamic_preprocess(const RgbImage& image, const PreprocessOptions& opt,
-                                         TileGrid* grid_out) {
+std::vector<RgbImage> dynamic_preprocess(const RgbImage& image, const PreprocessOptions& opt, TileGrid* grid_out) {
   const int64_t S = opt.image_size;
   SAILVL_CHECK(S > 0 && S <= 4096, Usage, "tile size must be in 1..4096 (got ", S, ")");
   const TileGrid g = choose_grid(image.width, image.height, opt.max_tiles, S);
@@ -94,8 +93,8 @@ std::vector<RgbImage> dynamic_preprocess(const RgbImage& image, const Preprocess
 }
 
 Tensor normalize_tiles(const std::vector<RgbImage>& tiles, DType dtype) {
-  SAILVL_CHECK(dtype == DType::F32 || dtype == DType::BF16, Usage,
-               "pixel dtype must be F32 or BF16 (got ", dtype_name(dtype), ")");
+  SAILVL_CHECK(dtype == DType::F32 || dtype == DType::BF16, Usage, "pixel dtype must be F32 or BF16 (got ",
+               dtype_name(dtype), ")");
   SAILVL_CHECK(!tiles.empty(), Internal, "normalize_tiles: no tiles");
   static const NormalizeTable table;
   const int64_t T = static_cast<int64_t>(tiles.size());
@@ -124,8 +123,8 @@ Tensor normalize_tiles(const std::vector<RgbImage>& tiles, DType dtype) {
 
 namespace {
 
-PixelBatch batch_from_tiles(std::vector<std::vector<RgbImage>>& per_image,
-                            const std::vector<TileGrid>& grids, DType dtype) {
+PixelBatch batch_from_tiles(std::vector<std::vector<RgbImage>>& per_image, const std::vector<TileGrid>& grids,
+                            DType dtype) {
   PixelBatch b;
   std::vector<RgbImage> all;
   for (auto& tiles : per_image) {
@@ -166,8 +165,8 @@ PixelBatch preprocess_images(const std::vector<std::string>& paths, const Prepro
   return batch_from_tiles(per_image, grids, opt.dtype);
 }
 
-PixelBatch preprocess_video_frames(const std::vector<std::string>& frame_paths,
-                                   const PreprocessOptions& opt, const ImageLimits& limits) {
+PixelBatch preprocess_video_frames(const std::vector<std::string>& frame_paths, const PreprocessOptions& opt,
+                                   const ImageLimits& limits) {
   PreprocessOptions one = opt;
   one.max_tiles = 1;  // the card's video path: load_image(frame, max_num=1) -> one tile, no thumbnail
   return preprocess_images(frame_paths, one, limits);

@@ -85,15 +85,15 @@ struct Obj {
   }
 };
 
-constexpr int64_t kMaxDim = 1 << 20;     // hidden / intermediate sizes
+constexpr int64_t kMaxDim = 1 << 20;  // hidden / intermediate sizes
 constexpr int64_t kMaxLayers = 1024;
 constexpr int64_t kMaxHeads = 1024;
 constexpr int64_t kMaxVocab = 1 << 24;
 constexpr int64_t kMaxImage = 1 << 14;
 
 void check_heads(const std::string& where, int64_t hidden, int64_t heads) {
-  SAILVL_CHECK(hidden % heads == 0, BadModel, where, ": hidden_size ", hidden, " is not divisible by num_attention_heads ",
-               heads);
+  SAILVL_CHECK(hidden % heads == 0, BadModel, where, ": hidden_size ", hidden,
+               " is not divisible by num_attention_heads ", heads);
 }
 
 VisionConfig parse_vision(const Obj& v) {
@@ -216,9 +216,10 @@ ModelConfig parse_config(std::string_view json_text, const std::string& display_
   // Pixel shuffle merges (1/r)x(1/r) patches: the grid side times r must be a whole number.
   const int64_t grid = c.force_image_size / c.vision.patch_size;
   const double side = static_cast<double>(grid) * c.downsample_ratio;
-  SAILVL_CHECK(side >= 1 && side == std::floor(side) && std::floor(1.0 / c.downsample_ratio) * c.downsample_ratio == 1.0,
-               BadModel, display_name, ": downsample_ratio ", c.downsample_ratio, " does not evenly divide the ",
-               grid, "x", grid, " patch grid");
+  SAILVL_CHECK(
+      side >= 1 && side == std::floor(side) && std::floor(1.0 / c.downsample_ratio) * c.downsample_ratio == 1.0,
+      BadModel, display_name, ": downsample_ratio ", c.downsample_ratio, " does not evenly divide the ", grid, "x",
+      grid, " patch grid");
   c.num_image_token = static_cast<int64_t>(side) * static_cast<int64_t>(side);
   return c;
 }
@@ -239,7 +240,8 @@ ModelConfig load_config(const std::string& model_dir) {
 
 static std::string vision_name(const VisionConfig& v) {
   if (v.arch == VisionArch::InternViT)
-    return v.hidden == 1024 && v.layers == 24 ? "InternViT-300M" : str_cat("InternViT(C=", v.hidden, ", ", v.layers, "L)");
+    return v.hidden == 1024 && v.layers == 24 ? "InternViT-300M"
+                                              : str_cat("InternViT(C=", v.hidden, ", ", v.layers, "L)");
   return v.hidden == 1536 && v.layers == 24 ? "AIMv2-Huge" : str_cat("AIMv2(C=", v.hidden, ", ", v.layers, "L)");
 }
 
@@ -252,11 +254,16 @@ static std::string llm_name(const LlmConfig& l) {
 std::string ModelConfig::describe() const {
   const std::string v = vision_name(vision), l = llm_name(llm);
   std::string release;
-  if (v == "InternViT-300M" && l == "Qwen2.5-1.5B") release = "SAIL-VL-2B";
-  else if (v == "InternViT-300M" && l == "Qwen2.5-7B") release = "SAIL-VL-8B or SAIL-VL-1d5-8B";
-  else if (v == "AIMv2-Huge" && l == "Qwen2.5-1.5B") release = "SAIL-VL-1d5-2B";
-  else if (v == "AIMv2-Huge" && l == "Qwen2.5-7B") release = "SAIL-VL-1d6-8B";
-  else return "custom SAIL-VL-architecture model: " + v + " + " + l;
+  if (v == "InternViT-300M" && l == "Qwen2.5-1.5B")
+    release = "SAIL-VL-2B";
+  else if (v == "InternViT-300M" && l == "Qwen2.5-7B")
+    release = "SAIL-VL-8B or SAIL-VL-1d5-8B";
+  else if (v == "AIMv2-Huge" && l == "Qwen2.5-1.5B")
+    release = "SAIL-VL-1d5-2B";
+  else if (v == "AIMv2-Huge" && l == "Qwen2.5-7B")
+    release = "SAIL-VL-1d6-8B";
+  else
+    return "custom SAIL-VL-architecture model: " + v + " + " + l;
   return release + "-like: " + v + " + " + l;
 }
 

@@ -16,31 +16,31 @@ enum class VisionArch { InternViT, AIMv2 };
 
 struct VisionConfig {
   VisionArch arch = VisionArch::InternViT;
-  std::string model_type;      // "intern_vit_6b" or "aimv2"
-  int64_t hidden = 0;          // C
+  std::string model_type;  // "intern_vit_6b" or "aimv2"
+  int64_t hidden = 0;      // C
   int64_t intermediate = 0;
   int64_t layers = 0;
   int64_t heads = 0;
-  int64_t head_dim = 0;        // hidden / heads
+  int64_t head_dim = 0;  // hidden / heads
   int64_t image_size = 448;
   int64_t patch_size = 14;
   int64_t num_channels = 3;
-  double norm_eps = 1e-6;      // layer_norm_eps (InternViT) or rms_norm_eps (AIMv2)
-  bool qkv_bias = true;        // InternViT: true; AIMv2: false
-  bool use_bias = false;       // AIMv2 linear biases
+  double norm_eps = 1e-6;  // layer_norm_eps (InternViT) or rms_norm_eps (AIMv2)
+  bool qkv_bias = true;    // InternViT: true; AIMv2: false
+  bool use_bias = false;   // AIMv2 linear biases
   bool qk_normalization = false;
   std::string norm_type = "layer_norm";
   std::string hidden_act = "gelu";
 };
 
 struct LlmConfig {
-  int64_t hidden = 0;          // D
-  int64_t intermediate = 0;    // F
-  int64_t layers = 0;          // L
-  int64_t heads = 0;           // H
-  int64_t kv_heads = 0;        // Hkv
-  int64_t head_dim = 0;        // Dh = D / H
-  int64_t vocab = 0;           // V (embedding rows; >= tokenizer size)
+  int64_t hidden = 0;        // D
+  int64_t intermediate = 0;  // F
+  int64_t layers = 0;        // L
+  int64_t heads = 0;         // H
+  int64_t kv_heads = 0;      // Hkv
+  int64_t head_dim = 0;      // Dh = D / H
+  int64_t vocab = 0;         // V (embedding rows; >= tokenizer size)
   int64_t max_position_embeddings = 32768;
   double rms_norm_eps = 1e-6;
   double rope_theta = 1e6;

@@ -55,8 +55,8 @@ static TensorInfo parse_tensor_entry(const std::string& file, const std::string&
   const std::string t = "tensor \"" + escape_for_print(name) + "\"";
   SAILVL_CHECK(e.is_object(), BadModel, file, ": ", t, ": header entry is not a JSON object");
   for (const auto& [k, v] : e.items())
-    SAILVL_CHECK(k == "dtype" || k == "shape" || k == "data_offsets", BadModel, file, ": ", t,
-                 ": unknown field \"", escape_for_print(k), "\" (expected dtype, shape, data_offsets)");
+    SAILVL_CHECK(k == "dtype" || k == "shape" || k == "data_offsets", BadModel, file, ": ", t, ": unknown field \"",
+                 escape_for_print(k), "\" (expected dtype, shape, data_offsets)");
   SAILVL_CHECK(e.contains("dtype") && e["dtype"].is_string(), BadModel, file, ": ", t,
                ": missing or non-string \"dtype\"");
   SAILVL_CHECK(e.contains("shape") && e["shape"].is_array(), BadModel, file, ": ", t,
@@ -75,10 +75,10 @@ static TensorInfo parse_tensor_entry(const std::string& file, const std::string&
   uint64_t numel = 1;
   for (const auto& d : e["shape"]) {
     uint64_t n = 0;
-    SAILVL_CHECK(as_u64(d, &n) && n <= static_cast<uint64_t>(std::numeric_limits<int64_t>::max()), BadModel,
-                 file, ": ", t, ": shape has a dimension that is not a non-negative integer: ", d.dump());
-    SAILVL_CHECK(checked_mul(numel, n, &numel), BadModel, file, ": ", t, ": element count of shape ",
-                 e["shape"].dump(), " overflows 64 bits");
+    SAILVL_CHECK(as_u64(d, &n) && n <= static_cast<uint64_t>(std::numeric_limits<int64_t>::max()), BadModel, file, ": ",
+                 t, ": shape has a dimension that is not a non-negative integer: ", d.dump());
+    SAILVL_CHECK(checked_mul(numel, n, &numel), BadModel, file, ": ", t, ": element count of shape ", e["shape"].dump(),
+                 " overflows 64 bits");
     info.shape.push_back(static_cast<int64_t>(n));
   }
   uint64_t nbytes = 0;
@@ -87,12 +87,12 @@ static TensorInfo parse_tensor_entry(const std::string& file, const std::string&
                BadModel, file, ": ", t, ": byte size of shape ", e["shape"].dump(), " overflows 64 bits");
 
   const json& off = e["data_offsets"];
-  SAILVL_CHECK(off.size() == 2 && as_u64(off[0], &info.begin) && as_u64(off[1], &info.end), BadModel, file, ": ",
-               t, ": data_offsets must be exactly two non-negative integers, got ", off.dump());
-  SAILVL_CHECK(info.begin <= info.end, BadModel, file, ": ", t, ": data_offsets begin ", info.begin,
-               " > end ", info.end);
-  SAILVL_CHECK(info.end - info.begin == nbytes, BadModel, file, ": ", t, ": data_offsets span ",
-               info.end - info.begin, " bytes but ", dt, e["shape"].dump(), " needs ", nbytes, " bytes");
+  SAILVL_CHECK(off.size() == 2 && as_u64(off[0], &info.begin) && as_u64(off[1], &info.end), BadModel, file, ": ", t,
+               ": data_offsets must be exactly two non-negative integers, got ", off.dump());
+  SAILVL_CHECK(info.begin <= info.end, BadModel, file, ": ", t, ": data_offsets begin ", info.begin, " > end ",
+               info.end);
+  SAILVL_CHECK(info.end - info.begin == nbytes, BadModel, file, ": ", t, ": data_offsets span ", info.end - info.begin,
+               " bytes but ", dt, e["shape"].dump(), " needs ", nbytes, " bytes");
   return info;
 }
 
@@ -187,7 +187,7 @@ Tensor SafetensorsFile::tensor(const TensorInfo& info) const {
 struct SafetensorsWriter::Impl {
   std::string path;
   FILE* fp = nullptr;
-  uint64_t total = 0;    // bytes of the data section
+  uint64_t total = 0;  // bytes of the data section
   uint64_t written = 0;
   bool finished = false;
 };
@@ -215,8 +215,9 @@ SafetensorsWriter::SafetensorsWriter(const std::string& path, std::vector<Entry>
   std::setvbuf(impl_->fp, nullptr, _IOFBF, 1 << 20);
   uint8_t len[8];
   for (int i = 0; i < 8; ++i) len[i] = static_cast<uint8_t>(static_cast<uint64_t>(text.size()) >> (8 * i));
-  SAILVL_CHECK(std::fwrite(len, 1, 8, impl_->fp) == 8 && std::fwrite(text.data(), 1, text.size(), impl_->fp) == text.size(),
-               BadModel, path, ": write failed (", std::strerror(errno), ")");
+  SAILVL_CHECK(
+      std::fwrite(len, 1, 8, impl_->fp) == 8 && std::fwrite(text.data(), 1, text.size(), impl_->fp) == text.size(),
+      BadModel, path, ": write failed (", std::strerror(errno), ")");
 }
 
 SafetensorsWriter::~SafetensorsWriter() {
@@ -232,8 +233,8 @@ void SafetensorsWriter::append(const void* bytes, size_t n) {
 }
 
 void SafetensorsWriter::finish() {
-  SAILVL_CHECK(impl_->written == impl_->total, Internal, impl_->path, ": finished after ", impl_->written,
-               " of ", impl_->total, " data bytes");
+  SAILVL_CHECK(impl_->written == impl_->total, Internal, impl_->path, ": finished after ", impl_->written, " of ",
+               impl_->total, " data bytes");
   FILE* fp = impl_->fp;
   impl_->fp = nullptr;
   impl_->finished = true;

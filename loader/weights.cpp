@@ -93,8 +93,8 @@ WeightMap WeightMap::open(const std::string& dir) {
   if (!missing.empty()) {
     std::string list;
     for (const auto& m : missing) list += (list.empty() ? "" : ", ") + quoted(m);
-    fail(ErrorKind::BadModel, ip, ": ", missing.size(), " of ", shard_names.size(), " shards missing from ", dir,
-         ": ", list);
+    fail(ErrorKind::BadModel, ip, ": ", missing.size(), " of ", shard_names.size(), " shards missing from ", dir, ": ",
+         list);
   }
 
   std::map<std::string, size_t> shard_index;
@@ -109,8 +109,8 @@ WeightMap WeightMap::open(const std::string& dir) {
     for (size_t ti = 0; ti < ts.size(); ++ti) {
       const std::string& name = ts[ti].name;
       auto prev = w.where_.find(name);
-      SAILVL_CHECK(prev == w.where_.end(), BadModel, dir, ": tensor ", quoted(name), " is in two shards: ",
-                   quoted(shard_names[prev->second.first]), " and ", quoted(shard_names[si]));
+      SAILVL_CHECK(prev == w.where_.end(), BadModel, dir, ": tensor ", quoted(name),
+                   " is in two shards: ", quoted(shard_names[prev->second.first]), " and ", quoted(shard_names[si]));
       w.where_[name] = {si, ti};
     }
   }
@@ -122,8 +122,8 @@ WeightMap WeightMap::open(const std::string& dir) {
                  " is in the wrong shard: the index says ", quoted(it->second));
   }
   for (const auto& [tensor, shard] : wanted)
-    SAILVL_CHECK(w.where_.count(tensor), BadModel, ip, ": tensor ", quoted(tensor), " is not in shard ",
-                 quoted(shard), " where the index says it is");
+    SAILVL_CHECK(w.where_.count(tensor), BadModel, ip, ": tensor ", quoted(tensor), " is not in shard ", quoted(shard),
+                 " where the index says it is");
   return w;
 }
 
@@ -172,16 +172,16 @@ Tensor WeightScope::require(const std::string& name, const Shape& shape) const {
   const TensorInfo& ti = map_->info(full);
   SAILVL_CHECK(is_floating(ti.dtype), BadModel, map_->dir(), ": tensor ", quoted(full), " has dtype ",
                dtype_name(ti.dtype), ", expected a floating type (BF16, F16 or F32)");
-  SAILVL_CHECK(ti.shape == shape, BadModel, map_->dir(), ": tensor ", quoted(full), " has shape ",
-               shape_str(ti.shape), ", expected ", shape_str(shape), " from config.json");
+  SAILVL_CHECK(ti.shape == shape, BadModel, map_->dir(), ": tensor ", quoted(full), " has shape ", shape_str(ti.shape),
+               ", expected ", shape_str(shape), " from config.json");
   return map_->get(full);
 }
 
 Tensor WeightScope::require(const std::string& name, const Shape& shape, DType dtype) const {
   const std::string full = full_name(name);
   const TensorInfo& ti = map_->info(full);
-  SAILVL_CHECK(ti.dtype == dtype, BadModel, map_->dir(), ": tensor ", quoted(full), " has dtype ",
-               dtype_name(ti.dtype), ", expected ", dtype_name(dtype));
+  SAILVL_CHECK(ti.dtype == dtype, BadModel, map_->dir(), ": tensor ", quoted(full), " has dtype ", dtype_name(ti.dtype),
+               ", expected ", dtype_name(dtype));
   return require(name, shape);
 }
 
@@ -216,8 +216,8 @@ static void check_layers(const WeightMap& w, const std::string& prefix, int64_t 
   const std::set<int64_t> found = layer_indices(w, prefix);
   const int64_t n = static_cast<int64_t>(found.size());
   const bool dense = found.empty() || (*found.begin() == 0 && *found.rbegin() == n - 1);
-  SAILVL_CHECK(n == want && dense, BadModel, w.dir(), ": config.json says ", key, " = ", want, " but the checkpoint has ",
-               n, " layers under ", prefix, "*",
+  SAILVL_CHECK(n == want && dense, BadModel, w.dir(), ": config.json says ", key, " = ", want,
+               " but the checkpoint has ", n, " layers under ", prefix, "*",
                found.empty() ? std::string() : str_cat(" (indices ", *found.begin(), "..", *found.rbegin(), ")"));
 }
 

@@ -28,24 +28,24 @@ struct Scratch {
 void attention_block(Scratch& s, const Aimv2Block& B, const loader::VisionConfig& cfg, int64_t N) {
   const int64_t M = s.x.size(0), H = cfg.heads, Dh = cfg.head_dim;
   const float eps = static_cast<float>(cfg.norm_eps);
-  ops::rms_norm(s.n, s.x, B.norm_1, eps);                   // n = RMSNorm_1(x)           [M, C]
-  ops::linear(s.qkv, s.n, B.qkv_w, B.qkv_b);                // [q k v] = n·Wqkvᵀ           [M, 3·H·Dh]
+  ops::rms_norm(s.n, s.x, B.norm_1, eps);     // n = RMSNorm_1(x)           [M, C]
+  ops::linear(s.qkv, s.n, B.qkv_w, B.qkv_b);  // [q k v] = n·Wqkvᵀ           [M, 3·H·Dh]
   const Tensor heads = s.qkv.reshape({M, 3 * H, Dh});
   ops::attention(s.a.reshape({M, H, Dh}), heads.narrow(1, 0, H), heads.narrow(1, H, H), heads.narrow(1, 2 * H, H),
-                 {.causal = false, .batch = M / N});        // a = softmax(q·kᵀ/√Dh)·v per tile  [M, H, Dh]
-  ops::linear(s.y, s.a, B.proj_w, B.proj_b);                // y = a·Woᵀ                   [M, C]
-  ops::add(s.x, s.x, s.y);                                  // x = x + y                   [M, C]
+                 {.causal = false, .batch = M / N});  // a = softmax(q·kᵀ/√Dh)·v per tile  [M, H, Dh]
+  ops::linear(s.y, s.a, B.proj_w, B.proj_b);          // y = a·Woᵀ                   [M, C]
+  ops::add(s.x, s.x, s.y);                            // x = x + y                   [M, C]
 }
 
 // x = x + fc2(silu(fc1(y)) ⊙ fc3(y)),  y = RMSNorm_2(x)
 void mlp_block(Scratch& s, const Aimv2Block& B, const loader::VisionConfig& cfg) {
   const float eps = static_cast<float>(cfg.norm_eps);
-  ops::rms_norm(s.n, s.x, B.norm_2, eps);                   // n = RMSNorm_2(x)           [N, C]
-  ops::linear(s.g, s.n, B.fc1_w, B.fc1_b);                  // g = fc1(n)                  [N, F]
-  ops::linear(s.u, s.n, B.fc3_w, B.fc3_b);                  // u = fc3(n)                  [N, F]
-  ops::silu_mul(s.g, s.g, s.u);                             // g = silu(g) ⊙ u             [N, F]
-  ops::linear(s.y, s.g, B.fc2_w, B.fc2_b);                  // y = fc2(g)                  [N, C]
-  ops::add(s.x, s.x, s.y);                                  // x = x + y                   [N, C]
+  ops::rms_norm(s.n, s.x, B.norm_2, eps);   // n = RMSNorm_2(x)           [N, C]
+  ops::linear(s.g, s.n, B.fc1_w, B.fc1_b);  // g = fc1(n)                  [N, F]
+  ops::linear(s.u, s.n, B.fc3_w, B.fc3_b);  // u = fc3(n)                  [N, F]
+  ops::silu_mul(s.g, s.g, s.u);             // g = silu(g) ⊙ u             [N, F]
+  ops::linear(s.y, s.g, B.fc2_w, B.fc2_b);  // y = fc2(g)                  [N, C]
+  ops::add(s.x, s.x, s.y);                  // x = x + y                   [N, C]
 }
 
 std::optional<Tensor> optional_bias(const loader::WeightScope& W, bool present, const std::string& name, int64_t n,
@@ -62,16 +62,17 @@ Aimv2 Aimv2::load(const loader::WeightMap& weights, const loader::VisionConfig& 
   SAILVL_CHECK(cfg.image_size % cfg.patch_size == 0, BadModel, "config.json: image_size ", cfg.image_size,
                " is not a multiple of patch_size ", cfg.patch_size);
   SAILVL_CHECK(select_layer < 0 ? -select_layer <= cfg.layers : select_layer < cfg.layers, BadModel,
-               "config.json: select_layer ", select_layer, " is outside the ", cfg.layers,
-               " block outputs of a ", cfg.layers, "-block AIMv2 tower");
+               "config.json: select_layer ", select_layer, " is outside the ", cfg.layers, " block outputs of a ",
+               cfg.layers, "-block AIMv2 tower");
 
   Aimv2 m;
   m.cfg_ = cfg;
   m.device_ = device;
   const int64_t C = cfg.hidden, F = cfg.intermediate, P = cfg.patch_size, G = cfg.image_size / P;
   // Blocks feeding the selected output (see the header for the reading of select_layer != -1).
-  const int64_t blocks = select_layer == -1 ? cfg.layers : select_layer < 0 ? cfg.layers + select_layer + 1
-                                                                            : select_layer + 1;
+  const int64_t blocks = select_layer == -1 ? cfg.layers
+                         : select_layer < 0 ? cfg.layers + select_layer + 1
+                                            : select_layer + 1;
 
   auto Pre = weights.scope("vision_model.preprocessor");
   m.patch_w = place(Pre.require("patchifier.proj.weight", {C, cfg.num_channels, P, P}), device);
@@ -97,8 +98,8 @@ Aimv2 Aimv2::load(const loader::WeightMap& weights, const loader::VisionConfig& 
     m.blocks_.push_back(std::move(B));
   }
   if (select_layer == -1)
-    m.post_norm_ = place_as_activation(weights.scope("vision_model.trunk").require("post_trunk_norm.weight", {C}),
-                                       device);
+    m.post_norm_ =
+        place_as_activation(weights.scope("vision_model.trunk").require("post_trunk_norm.weight", {C}), device);
   return m;
 }
 
@@ -128,11 +129,11 @@ Tensor Aimv2::forward(const Tensor& pixels) const {
     for (Tensor* x : {&v.x, &v.n, &v.qkv, &v.a, &v.y, &v.g, &v.u}) *x = x->narrow(0, 0, m);
     // Preprocessor: x = RMSNorm(Conv(pixels)) + pos
     v.px.copy_from(pixels.narrow(0, t0, p));
-    ops::patch_embed(v.patches, v.px, patch_w, patch_b);     // patches = Conv2d(px)     [p, N, C]
+    ops::patch_embed(v.patches, v.px, patch_w, patch_b);             // patches = Conv2d(px)     [p, N, C]
     ops::rms_norm(v.x, v.patches.reshape({m, C}), patch_norm, eps);  // x = RMSNorm(patches) [m, C]
     for (int64_t i = 0; i < p; ++i) {
       const Tensor xi = v.x.narrow(0, i * N, N);
-      ops::add(xi, xi, pos);                                  // x = x + pos              [N, C]
+      ops::add(xi, xi, pos);  // x = x + pos              [N, C]
     }
 
     for (const Aimv2Block& B : blocks_) {
@@ -141,7 +142,7 @@ Tensor Aimv2::forward(const Tensor& pixels) const {
     }
     Tensor dst = out.narrow(0, t0, p).reshape({m, C});
     if (post_norm_)
-      ops::rms_norm(dst, v.x, *post_norm_, eps);              // feature = post_trunk_norm(x)  [m, C]
+      ops::rms_norm(dst, v.x, *post_norm_, eps);  // feature = post_trunk_norm(x)  [m, C]
     else
       dst.copy_from(v.x);
   }

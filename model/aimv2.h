@@ -32,14 +32,14 @@ namespace sailvl::model {
 
 // One AIMv2Block; names relative to vision_model.trunk.blocks.{i}.
 struct Aimv2Block {
-  Tensor norm_1;                     // norm_1.weight                        [C]
-  Tensor qkv_w;                      // attn.qkv.weight: rows 0:C q, C:2C k, 2C:3C v  [3C, C]
-  std::optional<Tensor> qkv_b;       // attn.qkv.bias (qkv_bias only)        [3C]
-  Tensor proj_w;                     // attn.proj.weight                     [C, C]
-  std::optional<Tensor> proj_b;      // attn.proj.bias (use_bias only)       [C]
-  Tensor norm_2;                     // norm_2.weight                        [C]
-  Tensor fc1_w, fc3_w;               // mlp.fc1 (gate), mlp.fc3 (up)         [F, C]
-  Tensor fc2_w;                      // mlp.fc2 (down)                       [C, F]
+  Tensor norm_1;                              // norm_1.weight                        [C]
+  Tensor qkv_w;                               // attn.qkv.weight: rows 0:C q, C:2C k, 2C:3C v  [3C, C]
+  std::optional<Tensor> qkv_b;                // attn.qkv.bias (qkv_bias only)        [3C]
+  Tensor proj_w;                              // attn.proj.weight                     [C, C]
+  std::optional<Tensor> proj_b;               // attn.proj.bias (use_bias only)       [C]
+  Tensor norm_2;                              // norm_2.weight                        [C]
+  Tensor fc1_w, fc3_w;                        // mlp.fc1 (gate), mlp.fc3 (up)         [F, C]
+  Tensor fc2_w;                               // mlp.fc2 (down)                       [C, F]
   std::optional<Tensor> fc1_b, fc3_b, fc2_b;  // (use_bias only)
 };
 
@@ -59,9 +59,9 @@ class Aimv2 {
  private:
   loader::VisionConfig cfg_;
   Device device_;
-  Tensor patch_w, patch_b;           // preprocessor.patchifier.proj.{weight,bias}  [C, 3, P, P], [C]
-  Tensor patch_norm;                 // preprocessor.patchifier.norm.weight         [C]
-  Tensor pos;                        // preprocessor.pos_embed  [G², C] (activation dtype)
+  Tensor patch_w, patch_b;  // preprocessor.patchifier.proj.{weight,bias}  [C, 3, P, P], [C]
+  Tensor patch_norm;        // preprocessor.patchifier.norm.weight         [C]
+  Tensor pos;               // preprocessor.pos_embed  [G², C] (activation dtype)
   std::vector<Aimv2Block> blocks_;
   std::optional<Tensor> post_norm_;  // trunk.post_trunk_norm.weight [C] (select_layer == -1 only)
 };

@@ -29,23 +29,23 @@ struct Scratch {
 void attention_block(Scratch& s, const InternVitLayer& L, const loader::VisionConfig& cfg, int64_t N) {
   const int64_t M = s.h.size(0), H = cfg.heads, Dh = cfg.head_dim;
   const float eps = static_cast<float>(cfg.norm_eps);
-  ops::layer_norm(s.n, s.h, L.norm1_w, L.norm1_b, eps);     // n = LN1(h)                 [M, C]
-  ops::linear(s.qkv, s.n, L.qkv_w, L.qkv_b);                // [q k v] = n·Wqkvᵀ + b       [M, 3·H·Dh]
+  ops::layer_norm(s.n, s.h, L.norm1_w, L.norm1_b, eps);  // n = LN1(h)                 [M, C]
+  ops::linear(s.qkv, s.n, L.qkv_w, L.qkv_b);             // [q k v] = n·Wqkvᵀ + b       [M, 3·H·Dh]
   const Tensor heads = s.qkv.reshape({M, 3 * H, Dh});
   ops::attention(s.a.reshape({M, H, Dh}), heads.narrow(1, 0, H), heads.narrow(1, H, H), heads.narrow(1, 2 * H, H),
-                 {.causal = false, .batch = M / N});        // a = softmax(q·kᵀ/√Dh)·v per tile  [M, H, Dh]
-  ops::linear(s.y, s.a, L.proj_w, L.proj_b);                // y = a·Woᵀ + bo              [M, C]
-  ops::add_scaled(s.h, s.h, L.ls1, s.y);                    // h = h + ls1 ⊙ y             [M, C]
+                 {.causal = false, .batch = M / N});  // a = softmax(q·kᵀ/√Dh)·v per tile  [M, H, Dh]
+  ops::linear(s.y, s.a, L.proj_w, L.proj_b);          // y = a·Woᵀ + bo              [M, C]
+  ops::add_scaled(s.h, s.h, L.ls1, s.y);              // h = h + ls1 ⊙ y             [M, C]
 }
 
 // h = h + ls2 ⊙ fc2(GELU(fc1(LN2(h))))
 void mlp_block(Scratch& s, const InternVitLayer& L, const loader::VisionConfig& cfg) {
   const float eps = static_cast<float>(cfg.norm_eps);
-  ops::layer_norm(s.n, s.h, L.norm2_w, L.norm2_b, eps);     // n = LN2(h)                 [N, C]
-  ops::linear(s.f, s.n, L.fc1_w, L.fc1_b);                  // f = fc1(n)                  [N, F]
-  ops::gelu_erf(s.f, s.f);                                  // f = GELU(f)   (erf form)    [N, F]
-  ops::linear(s.y, s.f, L.fc2_w, L.fc2_b);                  // y = fc2(f)                  [N, C]
-  ops::add_scaled(s.h, s.h, L.ls2, s.y);                    // h = h + ls2 ⊙ y             [N, C]
+  ops::layer_norm(s.n, s.h, L.norm2_w, L.norm2_b, eps);  // n = LN2(h)                 [N, C]
+  ops::linear(s.f, s.n, L.fc1_w, L.fc1_b);               // f = fc1(n)                  [N, F]
+  ops::gelu_erf(s.f, s.f);                               // f = GELU(f)   (erf form)    [N, F]
+  ops::linear(s.y, s.f, L.fc2_w, L.fc2_b);               // y = fc2(f)                  [N, C]
+  ops::add_scaled(s.h, s.h, L.ls2, s.y);                 // h = h + ls2 ⊙ y             [N, C]
 }
 
 }  // namespace
@@ -62,8 +62,8 @@ InternViT InternViT::load(const loader::WeightMap& weights, const loader::Vision
   SAILVL_CHECK(cfg.image_size % cfg.patch_size == 0, BadModel, "config.json: image_size ", cfg.image_size,
                " is not a multiple of patch_size ", cfg.patch_size);
   SAILVL_CHECK(select_layer < 0 ? -select_layer <= cfg.layers + 1 : select_layer <= cfg.layers, BadModel,
-               "config.json: select_layer ", select_layer, " is outside the ", cfg.layers + 1,
-               " hidden states of a ", cfg.layers, "-layer vision tower");
+               "config.json: select_layer ", select_layer, " is outside the ", cfg.layers + 1, " hidden states of a ",
+               cfg.layers, "-layer vision tower");
 
   InternViT m;
   m.cfg_ = cfg;
@@ -111,7 +111,7 @@ Tensor InternViT::forward(const Tensor& pixels) const {
   const int64_t T = pixels.size(0), N = G * G + 1;
   const DType act = activation_dtype(device_);
 
-  Tensor out = Tensor::empty({T, G * G, C}, act, device_);  // features, CLS dropped
+  Tensor out = Tensor::empty({T, G * G, C}, act, device_);         // features, CLS dropped
   const int64_t P = vision_tiles_per_pass(T, device_), M = P * N;  // tiles per pass, their rows
   Scratch s;
   s.px = Tensor::empty({P, cfg_.num_channels, S, S}, act, device_);
@@ -128,12 +128,12 @@ Tensor InternViT::forward(const Tensor& pixels) const {
     for (Tensor* x : {&v.h, &v.n, &v.qkv, &v.a, &v.y, &v.f}) *x = x->narrow(0, 0, m);
     // Embeddings: h = [cls ; Conv(pixels)] + pos, per tile
     v.px.copy_from(pixels.narrow(0, t0, p));
-    ops::patch_embed(v.patches, v.px, patch_w, patch_b);     // patches = Conv2d(px)     [p, G², C]
+    ops::patch_embed(v.patches, v.px, patch_w, patch_b);  // patches = Conv2d(px)     [p, G², C]
     for (int64_t i = 0; i < p; ++i) {
       Tensor hi = v.h.narrow(0, i * N, N);
-      hi.narrow(0, 0, 1).copy_from(cls);                      // h[0]   = cls             [1, C]
+      hi.narrow(0, 0, 1).copy_from(cls);                         // h[0]   = cls             [1, C]
       hi.narrow(0, 1, G * G).copy_from(v.patches.select(0, i));  // h[1:] = patches      [G², C]
-      ops::add(hi, hi, pos);                                  // h = h + pos              [N, C]
+      ops::add(hi, hi, pos);                                     // h = h + pos              [N, C]
     }
 
     for (const InternVitLayer& L : layers_) {

@@ -27,14 +27,14 @@ namespace sailvl::model {
 
 // One InternVisionEncoderLayer; names relative to vision_model.encoder.layers.{i}.
 struct InternVitLayer {
-  Tensor norm1_w, norm1_b;            // norm1.{weight,bias}        [C]
-  Tensor qkv_w;                       // attn.qkv.weight: rows 0:C q, C:2C k, 2C:3C v   [3C, C]
-  std::optional<Tensor> qkv_b;        // attn.qkv.bias, same order  [3C] (qkv_bias)
-  Tensor proj_w, proj_b;              // attn.proj.{weight,bias}    [C, C], [C]
-  Tensor ls1, ls2;                    // layer scale                [C]
-  Tensor norm2_w, norm2_b;            // norm2.{weight,bias}        [C]
-  Tensor fc1_w, fc1_b;                // mlp.fc1                    [F, C], [F]
-  Tensor fc2_w, fc2_b;                // mlp.fc2                    [C, F], [C]
+  Tensor norm1_w, norm1_b;      // norm1.{weight,bias}        [C]
+  Tensor qkv_w;                 // attn.qkv.weight: rows 0:C q, C:2C k, 2C:3C v   [3C, C]
+  std::optional<Tensor> qkv_b;  // attn.qkv.bias, same order  [3C] (qkv_bias)
+  Tensor proj_w, proj_b;        // attn.proj.{weight,bias}    [C, C], [C]
+  Tensor ls1, ls2;              // layer scale                [C]
+  Tensor norm2_w, norm2_b;      // norm2.{weight,bias}        [C]
+  Tensor fc1_w, fc1_b;          // mlp.fc1                    [F, C], [F]
+  Tensor fc2_w, fc2_b;          // mlp.fc2                    [C, F], [C]
 };
 
 class InternViT {
@@ -54,10 +54,10 @@ class InternViT {
  private:
   loader::VisionConfig cfg_;
   Device device_;
-  int64_t layers_run_ = 0;        // how many layers feed the selected hidden state
-  Tensor patch_w, patch_b;        // embeddings.patch_embedding.{weight,bias}  [C, 3, P, P], [C]
-  Tensor cls;                     // embeddings.class_embedding  [1, C] (activation dtype)
-  Tensor pos;                     // embeddings.position_embedding  [G² + 1, C] (activation dtype)
+  int64_t layers_run_ = 0;  // how many layers feed the selected hidden state
+  Tensor patch_w, patch_b;  // embeddings.patch_embedding.{weight,bias}  [C, 3, P, P], [C]
+  Tensor cls;               // embeddings.class_embedding  [1, C] (activation dtype)
+  Tensor pos;               // embeddings.position_embedding  [G² + 1, C] (activation dtype)
   std::vector<InternVitLayer> layers_;
 };
 

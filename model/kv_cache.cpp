@@ -2,8 +2,7 @@
 
 namespace sailvl::model {
 
-KvCache::KvCache(int64_t layers, int64_t max_seq, int64_t kv_heads, int64_t head_dim, DType dtype,
-                 const Device& device)
+KvCache::KvCache(int64_t layers, int64_t max_seq, int64_t kv_heads, int64_t head_dim, DType dtype, const Device& device)
     : capacity_(max_seq) {
   SAILVL_CHECK(layers > 0 && max_seq > 0 && kv_heads > 0 && head_dim > 0, Internal, "KvCache: bad sizes L=", layers,
                " S=", max_seq, " Hkv=", kv_heads, " Dh=", head_dim);

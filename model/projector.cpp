@@ -9,8 +9,8 @@
 namespace sailvl::model {
 
 Projector Projector::load(const loader::WeightMap& weights, const loader::ModelConfig& cfg, const Device& device) {
-  SAILVL_CHECK(cfg.ps_version == "v1" || cfg.ps_version == "v2", BadModel, "config.json: ps_version \"",
-               cfg.ps_version, "\" is not one of v1, v2");
+  SAILVL_CHECK(cfg.ps_version == "v1" || cfg.ps_version == "v2", BadModel, "config.json: ps_version \"", cfg.ps_version,
+               "\" is not one of v1, v2");
   SAILVL_CHECK(std::fabs(cfg.downsample_ratio - 0.5) < 1e-12, BadModel, "config.json: downsample_ratio ",
                cfg.downsample_ratio, " is not supported (pixel shuffle merges 2x2 patches: 0.5)");
   Projector p;
@@ -30,13 +30,13 @@ Projector Projector::load(const loader::WeightMap& weights, const loader::ModelC
 }
 
 Tensor Projector::pixel_shuffle(const Tensor& features) const {
-  SAILVL_CHECK(features.dim() == 3 && features.size(2) == C_, Internal, "pixel_shuffle: features ",
-               features.describe(), " are not [T, N, ", C_, "]");
+  SAILVL_CHECK(features.dim() == 3 && features.size(2) == C_, Internal, "pixel_shuffle: features ", features.describe(),
+               " are not [T, N, ", C_, "]");
   const int64_t T = features.size(0), N = features.size(1);
   const int64_t G = static_cast<int64_t>(std::llround(std::sqrt(static_cast<double>(N))));
   SAILVL_CHECK(G * G == N && G % 2 == 0, Internal, "pixel_shuffle: ", N, " tokens are not an even square grid");
   Tensor s = Tensor::empty({T, N / 4, 4 * C_}, features.dtype(), device_);
-  ops::pixel_shuffle_v2(s, features);                        // s = shuffle_v2(features)  [T, G²/4, 4C]
+  ops::pixel_shuffle_v2(s, features);  // s = shuffle_v2(features)  [T, G²/4, 4C]
   if (!v1_) return s;
   // v1: the merged (G/2)×(G/2) grid transposed (token j·G/2 + i).
   const int64_t g = G / 2;
@@ -46,16 +46,16 @@ Tensor Projector::pixel_shuffle(const Tensor& features) const {
 }
 
 Tensor Projector::forward(const Tensor& features, Tensor* shuffled) const {
-  Tensor s = pixel_shuffle(features);                        //                           [T, 256, 4C]
+  Tensor s = pixel_shuffle(features);  //                           [T, 256, 4C]
   const int64_t T = s.size(0), M = s.size(1);
   const DType act = s.dtype();
   Tensor z = Tensor::empty({T, M, 4 * C_}, act, device_);
   Tensor h = Tensor::empty({T, M, D_}, act, device_);
   Tensor out = Tensor::empty({T, M, D_}, act, device_);
-  ops::layer_norm(z, s, ln_w, ln_b, ln_eps_);                // z = LayerNorm(s)          [T, 256, 4C]
-  ops::linear(h, z, w1, b1);                                 // h = z·W1ᵀ + b1            [T, 256, D]
-  ops::gelu_erf(h, h);                                       // h = GELU(h)               [T, 256, D]
-  ops::linear(out, h, w3, b3);                               // out = h·W3ᵀ + b3          [T, 256, D]
+  ops::layer_norm(z, s, ln_w, ln_b, ln_eps_);  // z = LayerNorm(s)          [T, 256, 4C]
+  ops::linear(h, z, w1, b1);                   // h = z·W1ᵀ + b1            [T, 256, D]
+  ops::gelu_erf(h, h);                         // h = GELU(h)               [T, 256, D]
+  ops::linear(out, h, w3, b3);                 // out = h·W3ᵀ + b3          [T, 256, D]
   if (shuffled) *shuffled = s;
   return out;
 }

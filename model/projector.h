@@ -40,9 +40,9 @@ class Projector {
   int64_t C_ = 0, D_ = 0;
   bool v1_ = false;
   float ln_eps_ = 1e-5f;
-  Tensor ln_w, ln_b;   // mlp1.0.{weight,bias}  [4C]
-  Tensor w1, b1;       // mlp1.1.{weight,bias}  [D, 4C], [D]
-  Tensor w3, b3;       // mlp1.3.{weight,bias}  [D, D], [D]
+  Tensor ln_w, ln_b;  // mlp1.0.{weight,bias}  [4C]
+  Tensor w1, b1;      // mlp1.1.{weight,bias}  [D, 4C], [D]
+  Tensor w3, b3;      // mlp1.3.{weight,bias}  [D, D], [D]
 };
 
 }  // namespace sailvl::model

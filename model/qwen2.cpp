@@ -60,7 +60,8 @@ Qwen2 Qwen2::load(const loader::WeightMap& weights, const loader::LlmConfig& cfg
   const std::optional<Tensor> head = weights.scope("language_model").optional("lm_head.weight", {V, D});
   m.head_source_ = lm_head_source(head.has_value(), cfg.tie_word_embeddings);
   if (m.head_source_ == LmHeadSource::TiedAbsent)
-    warn(weights.dir(), ": llm_config.tie_word_embeddings is false but the checkpoint stores no "
+    warn(weights.dir(),
+         ": llm_config.tie_word_embeddings is false but the checkpoint stores no "
          "language_model.lm_head.weight; using embed_tokens as the LM head");
   m.lm_head = head ? place(*head, device) : m.embed_tokens;
   return m;
@@ -111,8 +112,8 @@ void Qwen2::attention_block(Qwen2Workspace& ws, const Qwen2Layer& L, KvCache& ca
   ops::attention(a.reshape({T, H, Dh}), q.reshape({T, H, Dh}),  // a = softmax(q·Kᵀ/√Dh + causal)·V
                  cache.k(layer).narrow(0, 0, p + T),            //   over keys 0..p+T-1     [T, H, Dh]
                  cache.v(layer).narrow(0, 0, p + T), {.causal = true, .q_offset = p});
-  ops::linear(y, a, L.wo);                                      // y = a·Woᵀ                [T, D]
-  ops::add(x, x, y);                                            // x = x + y                [T, D]
+  ops::linear(y, a, L.wo);  // y = a·Woᵀ                [T, D]
+  ops::add(x, x, y);        // x = x + y                [T, D]
 }
 
 // x = x + W_down(silu(W_gate·m) ⊙ W_up·m),  m = RMSNorm_post(x)
@@ -120,12 +121,12 @@ void Qwen2::mlp_block(Qwen2Workspace& ws, const Qwen2Layer& L, int64_t T) const 
   const float eps = static_cast<float>(cfg_.rms_norm_eps);
   const Tensor x = ws.x.narrow(0, 0, T), n = ws.n.narrow(0, 0, T), y = ws.y.narrow(0, 0, T);
   const Tensor g = ws.gate.narrow(0, 0, T), u = ws.up.narrow(0, 0, T);
-  ops::rms_norm(n, x, L.post_attention_layernorm, eps);         // m = RMSNorm_post(x)      [T, D]
-  ops::linear(g, n, L.w_gate);                                  // g = m·W_gateᵀ            [T, F]
-  ops::linear(u, n, L.w_up);                                    // u = m·W_upᵀ              [T, F]
-  ops::silu_mul(g, g, u);                                       // g = silu(g) ⊙ u          [T, F]
-  ops::linear(y, g, L.w_down);                                  // y = g·W_downᵀ            [T, D]
-  ops::add(x, x, y);                                            // x = x + y                [T, D]
+  ops::rms_norm(n, x, L.post_attention_layernorm, eps);  // m = RMSNorm_post(x)      [T, D]
+  ops::linear(g, n, L.w_gate);                           // g = m·W_gateᵀ            [T, F]
+  ops::linear(u, n, L.w_up);                             // u = m·W_upᵀ              [T, F]
+  ops::silu_mul(g, g, u);                                // g = silu(g) ⊙ u          [T, F]
+  ops::linear(y, g, L.w_down);                           // y = g·W_downᵀ            [T, D]
+  ops::add(x, x, y);                                     // x = x + y                [T, D]
 }
 
 void Qwen2::forward(const Tensor& x_in, KvCache& cache, Qwen2Workspace& ws, const Tensor& logits,
@@ -153,7 +154,7 @@ void Qwen2::forward(const Tensor& x_in, KvCache& cache, Qwen2Workspace& ws, cons
   if (!device_.is_cpu()) ws.positions.narrow(0, 0, T).copy_from(ws.positions_host.narrow(0, 0, T));
 
   Tensor x = ws.x.narrow(0, 0, T);
-  x.copy_from(x_in);                                            // x = E                    [T, D]
+  x.copy_from(x_in);  // x = E                    [T, D]
   if (opt.layer_outputs) opt.layer_outputs->clear();
   const int64_t nl = static_cast<int64_t>(layers_.size());
   for (int64_t l = 0; l < nl; ++l) {
@@ -167,8 +168,8 @@ void Qwen2::forward(const Tensor& x_in, KvCache& cache, Qwen2Workspace& ws, cons
   const float eps = static_cast<float>(cfg_.rms_norm_eps);
   const int64_t r0 = opt.all_logits ? 0 : T - 1, rows = T - r0;
   const Tensor n = ws.n.narrow(0, r0, rows);
-  ops::rms_norm(n, x.narrow(0, r0, rows), norm, eps);          // h = RMSNorm(x)           [rows, D]
-  ops::linear(logits.reshape({rows, V}), n, lm_head);          // logits = h·W_headᵀ       [rows, V]
+  ops::rms_norm(n, x.narrow(0, r0, rows), norm, eps);  // h = RMSNorm(x)           [rows, D]
+  ops::linear(logits.reshape({rows, V}), n, lm_head);  // logits = h·W_headᵀ       [rows, V]
 }
 
 }  // namespace sailvl::model

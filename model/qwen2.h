@@ -60,14 +60,14 @@ struct Qwen2Layer {
 // and reused by every decode step (which uses the first row of each).
 struct Qwen2Workspace {
   int64_t max_tokens = 0;
-  Tensor x;              // [Tmax, D]      residual stream
-  Tensor n;              // [Tmax, D]      normed input of a sub-block
-  Tensor q;              // [Tmax, H·Dh]
-  Tensor a;              // [Tmax, H·Dh]   attention output
-  Tensor y;              // [Tmax, D]      sub-block output
-  Tensor gate, up;       // [Tmax, F]
-  Tensor positions;      // [Tmax] I64 on the model's device
-  Tensor positions_host; // [Tmax] I64 on the host (staging for positions)
+  Tensor x;               // [Tmax, D]      residual stream
+  Tensor n;               // [Tmax, D]      normed input of a sub-block
+  Tensor q;               // [Tmax, H·Dh]
+  Tensor a;               // [Tmax, H·Dh]   attention output
+  Tensor y;               // [Tmax, D]      sub-block output
+  Tensor gate, up;        // [Tmax, F]
+  Tensor positions;       // [Tmax] I64 on the model's device
+  Tensor positions_host;  // [Tmax] I64 on the host (staging for positions)
 };
 
 struct Qwen2ForwardOptions {
@@ -109,8 +109,8 @@ class Qwen2 {
   LmHeadSource head_source_ = LmHeadSource::Stored;
   Tensor embed_tokens;  // language_model.model.embed_tokens.weight  [V, D]
   std::vector<Qwen2Layer> layers_;
-  Tensor norm;          // language_model.model.norm.weight           [D]
-  Tensor lm_head;       // language_model.lm_head.weight if stored, else embed_tokens  [V, D]
+  Tensor norm;     // language_model.model.norm.weight           [D]
+  Tensor lm_head;  // language_model.lm_head.weight if stored, else embed_tokens  [V, D]
 };
 
 }  // namespace sailvl::model

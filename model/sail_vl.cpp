@@ -48,7 +48,8 @@ void check_layer_count(const loader::WeightMap& w, const std::string& prefix, in
 void preflight(const loader::ModelConfig& c, const loader::WeightMap& w, const Device& device, const LoadOptions& opt) {
   if (!opt.preflight) return;
   StageScope stage("memory preflight");
-  const runtime::MemoryPlan plan = runtime::plan_memory(c, device, activation_dtype(device), *opt.preflight, w.total_bytes());
+  const runtime::MemoryPlan plan =
+      runtime::plan_memory(c, device, activation_dtype(device), *opt.preflight, w.total_bytes());
   const std::optional<uint64_t> free = opt.free_bytes ? opt.free_bytes : runtime::free_memory(device);
   if (!free) return;  // the system does not say (no MemAvailable): nothing to compare with
   runtime::check_fits(plan, *free, opt.free_bytes ? "assumed, not measured (SAILVL_FAKE_FREE_BYTES)" : "");
@@ -106,7 +107,7 @@ Tensor SailVL::encode_images(const Tensor& pixels, ImageStages* stages) const {
   Tensor features;
   {
     StageScope stage("vision");
-    features = vision_features(pixels);                      // [T, G², C]
+    features = vision_features(pixels);  // [T, G², C]
     finish_stage(device_);
   }
   const double vision_ms = ms_since(t0);
@@ -114,7 +115,7 @@ Tensor SailVL::encode_images(const Tensor& pixels, ImageStages* stages) const {
   Tensor shuffled, rows;
   {
     StageScope stage("projector");
-    rows = projector_->forward(features, &shuffled);         // [T, 256, D]
+    rows = projector_->forward(features, &shuffled);  // [T, 256, D]
     finish_stage(device_);
   }
   if (stages) {
@@ -131,8 +132,8 @@ void SailVL::check_image_tokens(std::span<const int64_t> ids, int64_t tiles) con
   int64_t n = 0;
   for (int64_t id : ids) n += id == special_.img_context;
   const int64_t want = cfg_.num_image_token * tiles;
-  SAILVL_CHECK(n == want, Usage, "the prompt has ", n, " <IMG_CONTEXT> tokens but the images give ", tiles,
-               " tiles x ", cfg_.num_image_token, " = ", want, " image rows");
+  SAILVL_CHECK(n == want, Usage, "the prompt has ", n, " <IMG_CONTEXT> tokens but the images give ", tiles, " tiles x ",
+               cfg_.num_image_token, " = ", want, " image rows");
 }
 
 Tensor SailVL::embed_prompt(std::span<const int64_t> ids, const Tensor& image_rows) const {
@@ -153,10 +154,10 @@ Tensor SailVL::embed_prompt(std::span<const int64_t> ids, const Tensor& image_ro
   Tensor ids_t = Tensor::empty({S}, DType::I64);
   std::copy(ids.begin(), ids.end(), ids_t.data<int64_t>());
   Tensor E = Tensor::empty({S, D}, activation_dtype(device_), device_);
-  llm_->embed(E, ids_t);                                      // E = embed_tokens(ids)     [S, D]
+  llm_->embed(E, ids_t);  // E = embed_tokens(ids)     [S, D]
   if (K == 0) return E;
 
-  Tensor where = Tensor::empty({K}, DType::I64);              // positions of <IMG_CONTEXT>, in order
+  Tensor where = Tensor::empty({K}, DType::I64);  // positions of <IMG_CONTEXT>, in order
   int64_t* wp = where.data<int64_t>();
   for (int64_t s = 0, k = 0; s < S; ++s)
     if (ids[static_cast<size_t>(s)] == special_.img_context) wp[k++] = s;

@@ -21,13 +21,13 @@
 #include <vector>
 
 #include "loader/config.h"
-#include "tokenizer/tokenizer.h"
 #include "loader/weights.h"
 #include "model/aimv2.h"
 #include "model/intern_vit.h"
-#include "runtime/memory_plan.h"
 #include "model/projector.h"
 #include "model/qwen2.h"
+#include "runtime/memory_plan.h"
+#include "tokenizer/tokenizer.h"
 
 namespace sailvl::model {
 
@@ -39,9 +39,9 @@ struct SpecialIds {
 
 // The image path's intermediate results (taps; tests compare each with the oracle).
 struct ImageStages {
-  Tensor features;   // [T, G², C]    vision tower output
-  Tensor shuffled;   // [T, G²/4, 4C] pixel shuffle
-  Tensor rows;       // [T, G²/4, D]  projector output
+  Tensor features;  // [T, G², C]    vision tower output
+  Tensor shuffled;  // [T, G²/4, 4C] pixel shuffle
+  Tensor rows;      // [T, G²/4, D]  projector output
   double vision_ms = 0, projector_ms = 0;
 };
 
@@ -63,8 +63,7 @@ class SailVL {
   // Every tensor is bound by name with its shape; the layer counts in the config are checked
   // against the layers present in the checkpoint (a mismatch is ErrorKind::BadModel). With
   // opt.preflight the memory plan is checked after that and before the first weight is placed.
-  static SailVL load(const std::string& model_dir, const Device& device = Device::cpu(),
-                     const LoadOptions& opt = {});
+  static SailVL load(const std::string& model_dir, const Device& device = Device::cpu(), const LoadOptions& opt = {});
 
   const loader::ModelConfig& config() const { return cfg_; }
   const tokenizer::Tokenizer& tokenizer() const { return *tok_; }

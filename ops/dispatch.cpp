@@ -15,23 +15,23 @@ namespace {
 
 void same_device(const Device& d, std::initializer_list<const Tensor*> ts, const char* op) {
   for (const Tensor* t : ts)
-    SAILVL_CHECK(t->defined() && t->device() == d, Internal, op, ": operand ", t->defined() ? t->describe() : "undefined",
-                 " is not on ", d.str());
+    SAILVL_CHECK(t->defined() && t->device() == d, Internal, op, ": operand ",
+                 t->defined() ? t->describe() : "undefined", " is not on ", d.str());
 }
 
 }  // namespace
 
 #ifdef SAILVL_HAS_CUDA
-#define SAILVL_DISPATCH(dev, call)                     \
-  do {                                                 \
+#define SAILVL_DISPATCH(dev, call)                         \
+  do {                                                     \
     if ((dev).is_cuda()) return ::sailvl::ops::cuda::call; \
-    return ::sailvl::ops::cpu::call;                   \
+    return ::sailvl::ops::cpu::call;                       \
   } while (0)
 #else
-#define SAILVL_DISPATCH(dev, call)                                                              \
-  do {                                                                                          \
+#define SAILVL_DISPATCH(dev, call)                                                                       \
+  do {                                                                                                   \
     SAILVL_CHECK((dev).is_cpu(), Cuda, "tensor on ", (dev).str(), " but sailvl was built without CUDA"); \
-    return ::sailvl::ops::cpu::call;                                                            \
+    return ::sailvl::ops::cpu::call;                                                                     \
   } while (0)
 #endif
 

@@ -42,10 +42,10 @@ void rms_norm(const Tensor& out, const Tensor& x, const Tensor& w, float eps);
 void rope(const Tensor& x, const Tensor& positions, double theta);
 
 struct AttentionParams {
-  bool causal = false;  // key j is visible to query i iff j <= q_offset + i
-  int64_t q_offset = 0; // absolute position of query row 0 (= keys already in the cache)
-  float scale = 0;      // 0 -> 1/sqrt(Dh)
-  int64_t batch = 1;    // independent sequences stacked on dim 0 (the tiles of a vision pass)
+  bool causal = false;   // key j is visible to query i iff j <= q_offset + i
+  int64_t q_offset = 0;  // absolute position of query row 0 (= keys already in the cache)
+  float scale = 0;       // 0 -> 1/sqrt(Dh)
+  int64_t batch = 1;     // independent sequences stacked on dim 0 (the tiles of a vision pass)
 };
 // out[T, H, Dh] = softmax(q·kᵀ·scale + mask) · v with q [T, H, Dh], k/v [S, Hkv, Dh]; H % Hkv == 0
 // and query head h reads kv head h / (H / Hkv) (GQA). k/v may be views (e.g. a KV cache prefix).
@@ -91,7 +91,7 @@ struct SamplingParams {
   float top_p = 1.0f;            // 1 = off
   float repetition_penalty = 1;  // HF semantics: logit > 0 ? logit / r : logit * r, for ids in history
   uint64_t seed = 0;
-  int64_t allowed_vocab = -1;    // ids >= this are never sampled (padding rows); -1 = all
+  int64_t allowed_vocab = -1;             // ids >= this are never sampled (padding rows); -1 = all
   std::span<const int64_t> banned = {};   // never sampled (e.g. <IMG_CONTEXT>)
   std::span<const int64_t> history = {};  // tokens seen so far, for the repetition penalty
 };

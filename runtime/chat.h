@@ -12,16 +12,16 @@
 #include <vector>
 
 #include "image/image.h"
+#include "model/sail_vl.h"
 #include "runtime/chat_template.h"
 #include "runtime/generate.h"
-#include "model/sail_vl.h"
 
 namespace sailvl::runtime {
 
 struct ChatResult {
   std::string response;
-  std::vector<ChatTurn> history;     // the input history plus this turn
-  std::vector<int64_t> prompt_ids;   // what was fed to the model
+  std::vector<ChatTurn> history;    // the input history plus this turn
+  std::vector<int64_t> prompt_ids;  // what was fed to the model
   GenerationResult generation;
 };
 

@@ -46,7 +46,7 @@ struct ChatTurn {
 struct ChatRequest {
   std::string question;
   std::vector<ChatTurn> history;
-  std::vector<int64_t> tiles;                 // tiles per image, in order; empty = text only
+  std::vector<int64_t> tiles;  // tiles per image, in order; empty = text only
   ImageLayout layout = ImageLayout::Auto;
   std::optional<std::string> system_message;  // default kSailSystemMessage
   int64_t num_image_token = 256;              // <IMG_CONTEXT> per tile (config num_image_token)
@@ -55,9 +55,9 @@ struct ChatRequest {
 
 struct ChatPrompt {
   std::vector<tokenizer::TokenId> ids;  // the prompt, ending with "<|im_start|>assistant\n"
-  std::string rendered;              // the expanded prompt as text (debugging; not re-tokenised)
-  std::string question;              // the question as stored in history (with any added prefix)
-  int64_t image_context_tokens = 0;  // number of <IMG_CONTEXT> ids == 256 x total tiles
+  std::string rendered;                 // the expanded prompt as text (debugging; not re-tokenised)
+  std::string question;                 // the question as stored in history (with any added prefix)
+  int64_t image_context_tokens = 0;     // number of <IMG_CONTEXT> ids == 256 x total tiles
 };
 
 // Control-token ids looked up once from the tokenizer (Error(BadTokenizer) if one is missing).

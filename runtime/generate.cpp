@@ -57,8 +57,8 @@ GenerationResult generate(const model::SailVL& model, std::span<const int64_t> p
   model.check_image_tokens(prompt, tiles);
   const SamplingOptions& so = opt.sampling;
   if (so.do_sample) {
-    SAILVL_CHECK(so.temperature > 0 && std::isfinite(so.temperature), Usage, "temperature must be > 0 when sampling, got ",
-                 so.temperature);
+    SAILVL_CHECK(so.temperature > 0 && std::isfinite(so.temperature), Usage,
+                 "temperature must be > 0 when sampling, got ", so.temperature);
     SAILVL_CHECK(so.top_p > 0 && so.top_p <= 1, Usage, "top_p must be in (0, 1], got ", so.top_p);
     SAILVL_CHECK(so.top_k >= 0, Usage, "top_k must be >= 0, got ", so.top_k);
   }
@@ -73,11 +73,11 @@ GenerationResult generate(const model::SailVL& model, std::span<const int64_t> p
 
   // ---- allocate everything the loop needs ----
   const model::Qwen2& llm = model.llm();
-  model::KvCache cache = llm.make_cache(S + opt.max_new_tokens);       // K, V [S + max_new, Hkv, Dh] per layer
+  model::KvCache cache = llm.make_cache(S + opt.max_new_tokens);  // K, V [S + max_new, Hkv, Dh] per layer
   model::Qwen2Workspace ws = llm.make_workspace(S);
-  Tensor logits = Tensor::empty({V}, DType::F32, dev);          // [V]
+  Tensor logits = Tensor::empty({V}, DType::F32, dev);  // [V]
   Tensor logits_host = dev.is_cpu() ? logits : Tensor::empty({V}, DType::F32);
-  Tensor next_id = Tensor::empty({1}, DType::I64);              // the token fed back  [1]
+  Tensor next_id = Tensor::empty({1}, DType::I64);                                     // the token fed back  [1]
   Tensor next_emb = Tensor::empty({1, lc.hidden}, model::activation_dtype(dev), dev);  // [1, D]
   res.tokens.reserve(static_cast<size_t>(opt.max_new_tokens));
   tm.token_ms.reserve(static_cast<size_t>(opt.max_new_tokens));
@@ -96,7 +96,7 @@ GenerationResult generate(const model::SailVL& model, std::span<const int64_t> p
   Tensor rows;
   if (tiles > 0) {
     model::ImageStages st;
-    rows = model.encode_images(pixels, &st);                    // [T, 256, D]
+    rows = model.encode_images(pixels, &st);  // [T, 256, D]
     tm.vision_ms = st.vision_ms;
     tm.projector_ms = st.projector_ms;
     if (taps) {
@@ -112,10 +112,10 @@ GenerationResult generate(const model::SailVL& model, std::span<const int64_t> p
   std::vector<Tensor> layer_outputs;
   {
     StageScope stage("prefill");
-    const Tensor E = model.embed_prompt(prompt, rows);          // [S, D]
+    const Tensor E = model.embed_prompt(prompt, rows);  // [S, D]
     model::Qwen2ForwardOptions fo;
     if (taps && taps->layers()) fo.layer_outputs = &layer_outputs;
-    llm.forward(E, cache, ws, logits, fo);                      // logits of position S-1  [V]
+    llm.forward(E, cache, ws, logits, fo);  // logits of position S-1  [V]
     model::finish_stage(dev);
   }
   tm.prefill_ms = ms_since(t0);
@@ -147,8 +147,8 @@ GenerationResult generate(const model::SailVL& model, std::span<const int64_t> p
     res.tokens.push_back(token);
     tm.new_tokens = static_cast<int64_t>(res.tokens.size());
     if (opt.forced) {  // teacher forcing: continue from the reference's token
-      SAILVL_CHECK(step < static_cast<int64_t>(opt.forced->size()), Internal, "generate: forced tokens run out at step ",
-                   step);
+      SAILVL_CHECK(step < static_cast<int64_t>(opt.forced->size()), Internal,
+                   "generate: forced tokens run out at step ", step);
       token = (*opt.forced)[static_cast<size_t>(step)];
       if (step + 1 == static_cast<int64_t>(opt.forced->size()) && token != model.special().im_end) {
         res.stop = StopReason::MaxTokens;
@@ -173,8 +173,8 @@ GenerationResult generate(const model::SailVL& model, std::span<const int64_t> p
     next_id.data<int64_t>()[0] = token;
     {
       StageScope stage("decode", step);
-      llm.embed(next_emb, next_id);                             // e = embed_tokens[token]   [1, D]
-      llm.forward(next_emb, cache, ws, logits);                 // logits of the new position [V]
+      llm.embed(next_emb, next_id);              // e = embed_tokens[token]   [1, D]
+      llm.forward(next_emb, cache, ws, logits);  // logits of the new position [V]
       model::finish_stage(dev);
     }
     tm.token_ms.push_back(ms_since(t_step));

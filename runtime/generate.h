@@ -34,11 +34,11 @@ namespace sailvl::runtime {
 // HF GenerationConfig semantics: do_sample = false is greedy whatever the other fields say.
 struct SamplingOptions {
   bool do_sample = false;
-  float temperature = 1.0f;        // > 0 when sampling
-  int64_t top_k = 50;              // 0 = off
-  float top_p = 1.0f;              // 1 = off
-  float repetition_penalty = 1.0f; // 1 = off; applied in greedy mode too, as HF does
-  uint64_t seed = 0;               // the draw at step i is a function of (seed, i) only
+  float temperature = 1.0f;         // > 0 when sampling
+  int64_t top_k = 50;               // 0 = off
+  float top_p = 1.0f;               // 1 = off
+  float repetition_penalty = 1.0f;  // 1 = off; applied in greedy mode too, as HF does
+  uint64_t seed = 0;                // the draw at step i is a function of (seed, i) only
 };
 
 struct GenerationOptions {
@@ -63,10 +63,10 @@ enum class StopReason { EndOfTurn, MaxTokens, Cancelled };
 const char* stop_reason_name(StopReason r);
 
 struct Timings {
-  double vision_ms = 0;     // vision tower, all tiles
-  double projector_ms = 0;  // pixel shuffle + mlp1
-  double prefill_ms = 0;    // embeddings + scatter + model::Qwen2 over the prompt (to the first logits)
-  double decode_ms = 0;     // all decode steps (sample + forward)
+  double vision_ms = 0;          // vision tower, all tiles
+  double projector_ms = 0;       // pixel shuffle + mlp1
+  double prefill_ms = 0;         // embeddings + scatter + model::Qwen2 over the prompt (to the first logits)
+  double decode_ms = 0;          // all decode steps (sample + forward)
   std::vector<double> token_ms;  // per decode step
   int64_t prompt_tokens = 0;
   int64_t image_tiles = 0;

@@ -6,8 +6,8 @@
 #include <fstream>
 #include <sstream>
 
-#include "model/model.h"
 #include "checkpoint/presets.h"
+#include "model/model.h"
 #include "ops/ops.h"
 #include "tensor/cuda_runtime.h"
 #include "tensor/error.h"
@@ -83,19 +83,21 @@ uint64_t cuda_workspace_bytes(const loader::ModelConfig& cfg, int64_t tiles, int
   auto slot = [](uint64_t n) { return std::max<uint64_t>(n, ops::kCudaScratchMinBytes); };
   const uint64_t splits = (u(kv_tokens) + 63) / 64;  // decode attention splits <= ceil(keys / 64)
   uint64_t total = ops::kCudaLtWorkspaceBytes;
-  total += slot(splits * u(l.heads) * (u(l.head_dim) + 2) * 4);            // attention partials (F32)
-  total += slot(kCudaSampleBytesPerId * u(l.vocab) + kMiB);               // sampling
-  if (tiles > 0) total += slot(im2col_bytes(cfg.vision, model::vision_tiles_per_pass(tiles, Device::cuda()), 2));  // BF16
+  total += slot(splits * u(l.heads) * (u(l.head_dim) + 2) * 4);  // attention partials (F32)
+  total += slot(kCudaSampleBytesPerId * u(l.vocab) + kMiB);      // sampling
+  if (tiles > 0)
+    total += slot(im2col_bytes(cfg.vision, model::vision_tiles_per_pass(tiles, Device::cuda()), 2));  // BF16
   return total;
 }
 
 uint64_t cpu_workspace_bytes(const loader::ModelConfig& cfg, int64_t tiles, int64_t kv_tokens, int64_t threads) {
   const loader::VisionConfig& v = cfg.vision;
   const int64_t G = v.image_size / v.patch_size;
-  const uint64_t keys = u(std::max<int64_t>(kv_tokens, G * G + 1));    // LLM keys or vision tokens
+  const uint64_t keys = u(std::max<int64_t>(kv_tokens, G * G + 1));  // LLM keys or vision tokens
   const uint64_t dh = u(std::max(cfg.llm.head_dim, v.head_dim));
   const uint64_t per_thread = kCpuPanelBytesPerThread + kCpuAttentionRows * (keys + 2 * dh) * 4;
-  return u(std::max<int64_t>(threads, 1)) * per_thread + im2col_bytes(v, model::vision_tiles_per_pass(tiles, Device::cpu()), 4);
+  return u(std::max<int64_t>(threads, 1)) * per_thread +
+         im2col_bytes(v, model::vision_tiles_per_pass(tiles, Device::cpu()), 4);
 }
 
 }  // namespace
@@ -139,10 +141,11 @@ MemoryPlan plan_memory(const loader::ModelConfig& cfg, const Device& device, DTy
   set(MemPart::Weights, weight_bytes,
       device.is_cpu() ? "as stored; mmapped, so page cache: not counted against free memory" : "as stored");
   set(MemPart::KvCache, kv_cache_bytes(l, p.kv_tokens, a),
-      str_cat("2 (K, V) x ", l.layers, " layers x ", p.kv_tokens, " tokens x ", l.kv_heads, " KV heads x ",
-              l.head_dim, " x ", dtype_name(act)));
+      str_cat("2 (K, V) x ", l.layers, " layers x ", p.kv_tokens, " tokens x ", l.kv_heads, " KV heads x ", l.head_dim,
+              " x ", dtype_name(act)));
   uint64_t tower = 0, projector = 0;
-  const uint64_t vision = vision_bytes(cfg, p.tiles, model::vision_tiles_per_pass(p.tiles, device), a, &tower, &projector);
+  const uint64_t vision =
+      vision_bytes(cfg, p.tiles, model::vision_tiles_per_pass(p.tiles, device), a, &tower, &projector);
   set(MemPart::Vision, vision,
       p.tiles == 0 ? std::string("no images")
                    : str_cat(p.tiles, " tiles: the larger of the tower (", format_bytes(tower), ") and the projector (",
@@ -170,7 +173,8 @@ MemoryPlan plan_memory(const loader::ModelConfig& cfg, const Device& device, DTy
 
 uint64_t bf16_checkpoint_bytes(const loader::ModelConfig& cfg, std::optional<bool> stored_head) {
   uint64_t n = 0;
-  for (const checkpoint::TensorSpec& t : checkpoint::checkpoint_tensors(cfg, stored_head)) n += static_cast<uint64_t>(shape_numel(t.shape)) * 2;
+  for (const checkpoint::TensorSpec& t : checkpoint::checkpoint_tensors(cfg, stored_head))
+    n += static_cast<uint64_t>(shape_numel(t.shape)) * 2;
   return n;
 }
 
@@ -207,10 +211,14 @@ std::optional<uint64_t> free_memory(const Device& device) {
 std::string format_bytes(uint64_t bytes) {
   char buf[32];
   const double b = static_cast<double>(bytes);
-  if (bytes < 1024) std::snprintf(buf, sizeof buf, "%llu B", static_cast<unsigned long long>(bytes));
-  else if (bytes < kMiB) std::snprintf(buf, sizeof buf, "%.1f KiB", b / 1024);
-  else if (bytes < (uint64_t{1} << 30)) std::snprintf(buf, sizeof buf, "%.1f MiB", b / kMiB);
-  else std::snprintf(buf, sizeof buf, "%.2f GiB", b / (uint64_t{1} << 30));
+  if (bytes < 1024)
+    std::snprintf(buf, sizeof buf, "%llu B", static_cast<unsigned long long>(bytes));
+  else if (bytes < kMiB)
+    std::snprintf(buf, sizeof buf, "%.1f KiB", b / 1024);
+  else if (bytes < (uint64_t{1} << 30))
+    std::snprintf(buf, sizeof buf, "%.1f MiB", b / kMiB);
+  else
+    std::snprintf(buf, sizeof buf, "%.2f GiB", b / (uint64_t{1} << 30));
   return buf;
 }
 

@@ -11,10 +11,10 @@
 namespace sailvl::cuda {
 
 struct Status {
-  bool built = false;     // compiled with the CUDA backend
-  bool usable = false;    // at least one device answered
+  bool built = false;   // compiled with the CUDA backend
+  bool usable = false;  // at least one device answered
   int device_count = 0;
-  std::string reason;     // why not usable, one line
+  std::string reason;  // why not usable, one line
 };
 
 // Cached after the first call; safe to call from anywhere, never throws.

@@ -55,7 +55,7 @@ std::string escape_for_print(std::string_view s, size_t max_len = 200);
 
 }  // namespace sailvl
 
-#define SAILVL_CHECK(cond, kind, ...)                                   \
-  do {                                                                  \
+#define SAILVL_CHECK(cond, kind, ...)                                    \
+  do {                                                                   \
     if (!(cond)) ::sailvl::fail(::sailvl::ErrorKind::kind, __VA_ARGS__); \
   } while (0)

@@ -20,7 +20,9 @@ CpuBuffer::CpuBuffer(size_t nbytes, bool zero) : nbytes_(nbytes) {
   const size_t rounded = (nbytes + 63) / 64 * 64;
   if (rounded == 0) return;
   ptr_ = std::aligned_alloc(64, rounded);
-  if (!ptr_) fail(ErrorKind::OutOfMemory, "out of host memory: allocating ", nbytes, " bytes failed (try a smaller --ctx-size, -n or --max-tiles)");
+  if (!ptr_)
+    fail(ErrorKind::OutOfMemory, "out of host memory: allocating ", nbytes,
+         " bytes failed (try a smaller --ctx-size, -n or --max-tiles)");
   if (zero) std::memset(ptr_, 0, rounded);
 }
 

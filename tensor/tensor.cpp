@@ -61,13 +61,11 @@ Tensor Tensor::zeros(const Shape& shape, DType dtype, Device device) {
   return t;
 }
 
-Tensor Tensor::from_storage(std::shared_ptr<Storage> storage, size_t byte_offset, const Shape& shape,
-                            DType dtype) {
+Tensor Tensor::from_storage(std::shared_ptr<Storage> storage, size_t byte_offset, const Shape& shape, DType dtype) {
   SAILVL_CHECK(storage != nullptr, Internal, "from_storage: null storage");
   const size_t need = static_cast<size_t>(shape_numel(shape)) * dtype_size(dtype);
   SAILVL_CHECK(byte_offset <= storage->nbytes() && need <= storage->nbytes() - byte_offset, Internal,
-               "from_storage: ", need, " bytes at offset ", byte_offset, " exceed storage of ",
-               storage->nbytes());
+               "from_storage: ", need, " bytes at offset ", byte_offset, " exceed storage of ", storage->nbytes());
   Tensor t;
   t.storage_ = std::move(storage);
   t.offset_ = byte_offset;
@@ -109,8 +107,8 @@ void* Tensor::raw_data() const {
 
 Tensor Tensor::narrow(int64_t d, int64_t start, int64_t length) const {
   d = wrap_dim(d);
-  SAILVL_CHECK(start >= 0 && length >= 0 && start + length <= shape_[d], Internal, "narrow(", d, ", ", start,
-               ", ", length, ") out of range for ", describe());
+  SAILVL_CHECK(start >= 0 && length >= 0 && start + length <= shape_[d], Internal, "narrow(", d, ", ", start, ", ",
+               length, ") out of range for ", describe());
   Tensor t = *this;
   t.offset_ += static_cast<size_t>(start * strides_[d]) * dtype_size(dtype_);
   t.shape_[d] = length;
@@ -189,11 +187,31 @@ namespace {
 // F32/BF16/F16/I32 value exactly and I64 up to 2^53, which covers token ids and offsets.
 double load_as_double(const uint8_t* p, DType t) {
   switch (t) {
-    case DType::F32: { float v; std::memcpy(&v, p, 4); return v; }
-    case DType::BF16: { uint16_t v; std::memcpy(&v, p, 2); return bf16_to_f32(v); }
-    case DType::F16: { uint16_t v; std::memcpy(&v, p, 2); return f16_to_f32(v); }
-    case DType::I32: { int32_t v; std::memcpy(&v, p, 4); return v; }
-    case DType::I64: { int64_t v; std::memcpy(&v, p, 8); return static_cast<double>(v); }
+    case DType::F32: {
+      float v;
+      std::memcpy(&v, p, 4);
+      return v;
+    }
+    case DType::BF16: {
+      uint16_t v;
+      std::memcpy(&v, p, 2);
+      return bf16_to_f32(v);
+    }
+    case DType::F16: {
+      uint16_t v;
+      std::memcpy(&v, p, 2);
+      return f16_to_f32(v);
+    }
+    case DType::I32: {
+      int32_t v;
+      std::memcpy(&v, p, 4);
+      return v;
+    }
+    case DType::I64: {
+      int64_t v;
+      std::memcpy(&v, p, 8);
+      return static_cast<double>(v);
+    }
     case DType::U8: return *p;
     case DType::BOOL: return *p ? 1.0 : 0.0;
   }
@@ -202,11 +220,31 @@ double load_as_double(const uint8_t* p, DType t) {
 
 void store_from_double(uint8_t* p, DType t, double x) {
   switch (t) {
-    case DType::F32: { float v = static_cast<float>(x); std::memcpy(p, &v, 4); return; }
-    case DType::BF16: { uint16_t v = f32_to_bf16(static_cast<float>(x)); std::memcpy(p, &v, 2); return; }
-    case DType::F16: { uint16_t v = f32_to_f16(static_cast<float>(x)); std::memcpy(p, &v, 2); return; }
-    case DType::I32: { int32_t v = static_cast<int32_t>(x); std::memcpy(p, &v, 4); return; }
-    case DType::I64: { int64_t v = static_cast<int64_t>(x); std::memcpy(p, &v, 8); return; }
+    case DType::F32: {
+      float v = static_cast<float>(x);
+      std::memcpy(p, &v, 4);
+      return;
+    }
+    case DType::BF16: {
+      uint16_t v = f32_to_bf16(static_cast<float>(x));
+      std::memcpy(p, &v, 2);
+      return;
+    }
+    case DType::F16: {
+      uint16_t v = f32_to_f16(static_cast<float>(x));
+      std::memcpy(p, &v, 2);
+      return;
+    }
+    case DType::I32: {
+      int32_t v = static_cast<int32_t>(x);
+      std::memcpy(p, &v, 4);
+      return;
+    }
+    case DType::I64: {
+      int64_t v = static_cast<int64_t>(x);
+      std::memcpy(p, &v, 8);
+      return;
+    }
     case DType::U8: *p = static_cast<uint8_t>(x); return;
     case DType::BOOL: *p = x != 0.0; return;
   }
@@ -284,7 +322,8 @@ void Tensor::copy_from(const Tensor& src) {
       span += (src.shape_[d] - 1) * src.strides_[d];
     }
     Tensor buf = Tensor::empty({src.numel() == 0 ? 0 : span}, src.dtype_);
-    if (src.numel() > 0) cuda::memcpy_d2h(buf.raw_data(), src.raw_data(), static_cast<size_t>(span) * dtype_size(src.dtype_));
+    if (src.numel() > 0)
+      cuda::memcpy_d2h(buf.raw_data(), src.raw_data(), static_cast<size_t>(span) * dtype_size(src.dtype_));
     hs = buf;
     hs.shape_ = src.shape_;
     hs.strides_ = src.strides_;
@@ -329,8 +368,7 @@ std::vector<float> Tensor::to_floats() const {
 }
 
 float Tensor::item_f32(const std::vector<int64_t>& index) const {
-  SAILVL_CHECK(static_cast<int64_t>(index.size()) == dim() && device().is_cpu(), Internal, "item_f32 on ",
-               describe());
+  SAILVL_CHECK(static_cast<int64_t>(index.size()) == dim() && device().is_cpu(), Internal, "item_f32 on ", describe());
   int64_t off = 0;
   for (size_t i = 0; i < index.size(); ++i) {
     SAILVL_CHECK(index[i] >= 0 && index[i] < shape_[i], Internal, "item_f32 index out of range");

@@ -24,7 +24,7 @@ namespace sailvl {
 using Shape = std::vector<int64_t>;
 
 std::string shape_str(const Shape& s);
-int64_t shape_numel(const Shape& s);            // throws on overflow or negative dims
+int64_t shape_numel(const Shape& s);  // throws on overflow or negative dims
 Shape contiguous_strides(const Shape& shape);
 
 class Tensor {
@@ -34,8 +34,7 @@ class Tensor {
   static Tensor empty(const Shape& shape, DType dtype, Device device = Device::cpu());
   static Tensor zeros(const Shape& shape, DType dtype, Device device = Device::cpu());
   // A view of existing storage (e.g. a weight inside an mmap'd safetensors file).
-  static Tensor from_storage(std::shared_ptr<Storage> storage, size_t byte_offset, const Shape& shape,
-                             DType dtype);
+  static Tensor from_storage(std::shared_ptr<Storage> storage, size_t byte_offset, const Shape& shape, DType dtype);
   // Host tensor copied from a float vector (tests, small tables).
   static Tensor from_floats(const std::vector<float>& v, const Shape& shape, DType dtype = DType::F32);
 

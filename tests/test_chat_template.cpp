@@ -4,14 +4,14 @@
 
 #include <nlohmann/json.hpp>
 
-#include "tokenizer/tokenizer.h"
 #include "runtime/chat_template.h"
 #include "tensor/error.h"
 #include "tests/testutil.h"
+#include "tokenizer/tokenizer.h"
 
 using namespace sailvl;
-using tokenizer::TokenId;
 using runtime::ChatRequest;
+using tokenizer::TokenId;
 
 namespace {
 
@@ -23,10 +23,10 @@ const tokenizer::Tokenizer& tok() {
 constexpr TokenId kImStart = 151644, kImEnd = 151645, kImg = 151665, kImgEnd = 151666, kCtx = 151667;
 
 // docs/MODEL.md §11: "<|im_start|>system\n{SYS}<|im_end|><|im_start|>user\n" with the default system message.
-const std::vector<TokenId> kSpecPrefix = {
-    151644, 8948,   198,   56568,  104625, 108782, 43815,  101128, 40027,  100013, 9370,  42140,
-    53772,  35243,  26288, 104949, 3837,   105205, 109641, 91730,  30698,  11,     54851, 46944,
-    115404, 42192,  99441, 100623, 48692,  100168, 110498, 1773,   151645, 151644, 872,   198};
+const std::vector<TokenId> kSpecPrefix = {151644, 8948,  198,    56568,  104625, 108782, 43815,  101128, 40027,
+                                          100013, 9370,  42140,  53772,  35243,  26288,  104949, 3837,   105205,
+                                          109641, 91730, 30698,  11,     54851,  46944,  115404, 42192,  99441,
+                                          100623, 48692, 100168, 110498, 1773,   151645, 151644, 872,    198};
 // ... and "\nPlease describe the image shortly.<|im_end|><|im_start|>assistant\n" after </img>.
 const std::vector<TokenId> kSpecSuffix = {198, 5501, 7512, 279, 2168, 19620, 13, 151645, 151644, 77091, 198};
 const std::vector<TokenId> kOpenAssistant = {kImEnd, kImStart, 77091, 198};  // <|im_end|><|im_start|>assistant\n
@@ -62,7 +62,8 @@ TEST(ChatTemplate, SpecVectorOneImageSevenTiles) {
   EXPECT_EQ(p.question, "<image>\nPlease describe the image shortly.");
   EXPECT_EQ(p.rendered.rfind("<|im_start|>system\n你是由抖音", 0), 0u);
   EXPECT_NE(p.rendered.find("user\n<img><IMG_CONTEXT><IMG_CONTEXT>"), std::string::npos);
-  EXPECT_TRUE(p.rendered.ends_with("<IMG_CONTEXT></img>\nPlease describe the image shortly.<|im_end|><|im_start|>assistant\n"))
+  EXPECT_TRUE(
+      p.rendered.ends_with("<IMG_CONTEXT></img>\nPlease describe the image shortly.<|im_end|><|im_start|>assistant\n"))
       << p.rendered.substr(p.rendered.size() - 100);
 }
 
@@ -91,8 +92,15 @@ TEST(ChatTemplate, TwoImagesGetImageLabels) {
   req.tiles = {3, 2};
   const auto p = runtime::build_chat_prompt(tok(), req);
   EXPECT_EQ(p.question, "Image-1: <image>\nImage-2: <image>\nWhat differs?");
-  const auto want =
-      Ids().add(kSpecPrefix).text("Image-1: ").image(3).text("\nImage-2: ").image(2).text("\nWhat differs?").add(kOpenAssistant).v;
+  const auto want = Ids()
+                        .add(kSpecPrefix)
+                        .text("Image-1: ")
+                        .image(3)
+                        .text("\nImage-2: ")
+                        .image(2)
+                        .text("\nWhat differs?")
+                        .add(kOpenAssistant)
+                        .v;
   EXPECT_EQ(p.ids, want);
   EXPECT_EQ(p.image_context_tokens, 256 * 5);
 }
@@ -169,7 +177,13 @@ TEST(ChatTemplate, SystemMessageOverride) {
   req.system_message = "You are terse.";
   req.question = "Hi";
   const auto p = runtime::build_chat_prompt(tok(), req);
-  const auto want = Ids().add({kImStart}).text("system\nYou are terse.").add({kImEnd, kImStart}).text("user\nHi").add(kOpenAssistant).v;
+  const auto want = Ids()
+                        .add({kImStart})
+                        .text("system\nYou are terse.")
+                        .add({kImEnd, kImStart})
+                        .text("user\nHi")
+                        .add(kOpenAssistant)
+                        .v;
   EXPECT_EQ(p.ids, want);
 }
 

@@ -48,8 +48,8 @@ TEST(Cli, RunJsonMatchesOracleGreedyTokens) {
     const json g = golden(preset, "b_one_image");
     const std::string img = test::data_path(g["images"][0].get<std::string>()).string();
     std::string out, err;
-    const int rc = test::run_command(bin() + " run --json -q -m " + model.string() + " -i " + img +
-                                         " --max-tiles " + std::to_string(g["max_num"].get<int>()) + " -n 32 -p " +
+    const int rc = test::run_command(bin() + " run --json -q -m " + model.string() + " -i " + img + " --max-tiles " +
+                                         std::to_string(g["max_num"].get<int>()) + " -n 32 -p " +
                                          quote(g["question"].get<std::string>()),
                                      &out, &err);
     ASSERT_EQ(rc, 0) << err;
@@ -65,10 +65,10 @@ TEST(Cli, RunStreamsTextToStdoutAndSummaryToStderr) {
   const fs::path model = test::tiny_model("tiny-internvit");
   const json g = golden("tiny-internvit", "a_text");
   std::string out, err;
-  ASSERT_EQ(test::run_command(bin() + " run -m " + model.string() + " -n 32 -p " +
-                                  quote(g["question"].get<std::string>()),
-                              &out, &err),
-            0)
+  ASSERT_EQ(
+      test::run_command(bin() + " run -m " + model.string() + " -n 32 -p " + quote(g["question"].get<std::string>()),
+                        &out, &err),
+      0)
       << err;
   EXPECT_EQ(strip(out), strip(g["generated_text"].get<std::string>()));
   EXPECT_NE(err.find("prompt tokens"), std::string::npos) << err;
@@ -82,10 +82,9 @@ TEST(Cli, PromptFromFileAndStdin) {
   test::write_file(f, g["question"].get<std::string>());
   std::string a, b;
   ASSERT_EQ(test::run_command(bin() + " run --json -q -m " + model.string() + " -n 8 -p @" + f.string(), &a), 0);
-  ASSERT_EQ(test::run_command("cat " + f.string() + " | " + bin() + " run --json -q -m " + model.string() +
-                                  " -n 8 -p -",
-                              &b),
-            0);
+  ASSERT_EQ(
+      test::run_command("cat " + f.string() + " | " + bin() + " run --json -q -m " + model.string() + " -n 8 -p -", &b),
+      0);
   EXPECT_EQ(json::parse(a)["tokens"], json::parse(b)["tokens"]);
   const auto want = std::vector<int64_t>(g["generated_ids"].begin(), g["generated_ids"].begin() + 8);
   EXPECT_EQ(json::parse(a)["tokens"].get<std::vector<int64_t>>(), want);
@@ -95,8 +94,8 @@ TEST(Cli, LogitsOutWritesPrefillLogits) {
   const fs::path model = test::tiny_model("tiny-internvit");
   const json g = golden("tiny-internvit", "a_text");
   const fs::path out = test::temp_dir("logits") / "logits.safetensors";
-  ASSERT_EQ(test::run_command(bin() + " run -q -m " + model.string() + " -n 1 --logits-out " + out.string() +
-                                  " -p " + quote(g["question"].get<std::string>()),
+  ASSERT_EQ(test::run_command(bin() + " run -q -m " + model.string() + " -n 1 --logits-out " + out.string() + " -p " +
+                                  quote(g["question"].get<std::string>()),
                               nullptr),
             0);
   auto f = loader::SafetensorsFile::open(out.string());
@@ -138,10 +137,10 @@ TEST(Cli, TokenizeAndDecode) {
   std::string out;
   // docs/MODEL.md §11: "</img>\nPlease describe the image shortly." without special parsing
   // starts with the text tokens of "</img>" and ends with [198, 5501, 7512, 279, 2168, 19620, 13].
-  ASSERT_EQ(test::run_command(bin() + " tokenize -m " + model.string() + " --text " +
-                                  quote("\nPlease describe the image shortly."),
-                              &out),
-            0);
+  ASSERT_EQ(
+      test::run_command(
+          bin() + " tokenize -m " + model.string() + " --text " + quote("\nPlease describe the image shortly."), &out),
+      0);
   EXPECT_EQ(json::parse(out)["ids"], json::parse("[198, 5501, 7512, 279, 2168, 19620, 13]"));
   ASSERT_EQ(test::run_command(bin() + " tokenize -m " + model.string() + " --decode --text '[5501, 7512]'", &out), 0);
   EXPECT_EQ(strip(out), "Please describe");
@@ -193,10 +192,10 @@ TEST(Cli, InspectNamesTheLmHeadAndWhy) {
 TEST(Cli, BenchJsonReportsEveryStageAgainstTheLimits) {
   const fs::path model = test::tiny_model("tiny-internvit");
   std::string out;
-  ASSERT_EQ(test::run_command(bin() + " bench -m " + model.string() +
-                                  " -t 2 --image-tiles 1 --prompt-tokens 400 --gen 4 --json",
-                              &out),
-            0);
+  ASSERT_EQ(
+      test::run_command(
+          bin() + " bench -m " + model.string() + " -t 2 --image-tiles 1 --prompt-tokens 400 --gen 4 --json", &out),
+      0);
   const json j = json::parse(out);
   EXPECT_EQ(j["prompt_tokens"].get<int64_t>(), 400);  // padded to the requested length
   EXPECT_EQ(j["image_tiles"].get<int64_t>(), 1);
@@ -300,10 +299,10 @@ TEST(CliExitCodes, MemoryPreflightOutOfMemory6BeforeLoadingWeights) {
                               &err),
             6)
       << err;
-  for (const char* s : {"not enough memory on cpu", "before loading any weights", "weights", "page cache", "KV cache",
-                        "vision activations", "LLM prefill activations", "logits", "library workspaces",
-                        "safety margin", "total", "needed (without weights)", "1000 B", "SAILVL_FAKE_FREE_BYTES",
-                        "--max-tiles", "-c"})
+  for (const char* s :
+       {"not enough memory on cpu", "before loading any weights", "weights", "page cache", "KV cache",
+        "vision activations", "LLM prefill activations", "logits", "library workspaces", "safety margin", "total",
+        "needed (without weights)", "1000 B", "SAILVL_FAKE_FREE_BYTES", "--max-tiles", "-c"})
     EXPECT_NE(err.find(s), std::string::npos) << "missing '" << s << "' in:\n" << err;
   EXPECT_NE(err.find("sailvl: loading"), std::string::npos) << err;
   EXPECT_EQ(err.find(loaded), std::string::npos) << "the model was loaded:\n" << err;
@@ -312,10 +311,10 @@ TEST(CliExitCodes, MemoryPreflightOutOfMemory6BeforeLoadingWeights) {
       << err;
   EXPECT_NE(err.find("KV cache"), std::string::npos) << err;
   // A malformed value is a usage error.
-  EXPECT_EQ(test::run_command("SAILVL_FAKE_FREE_BYTES=lots " + bin() + " run --device cpu -m " + model.string() +
-                                  " -p hi",
-                              nullptr, &err),
-            2);
+  EXPECT_EQ(
+      test::run_command("SAILVL_FAKE_FREE_BYTES=lots " + bin() + " run --device cpu -m " + model.string() + " -p hi",
+                        nullptr, &err),
+      2);
   EXPECT_NE(err.find("SAILVL_FAKE_FREE_BYTES"), std::string::npos) << err;
 }
 
@@ -356,7 +355,8 @@ TEST(CliExitCodes, CudaFailure9) {
   std::string out;
   test::run_command(bin() + " run -m " + model.string() + " --device cuda -n 1 -p hi 2>&1", &out);
   // Where a GPU answers this is not a failure; the test is about machines without one.
-  if (out.find("no usable CUDA device") == std::string::npos && out.find("without the CUDA backend") == std::string::npos)
+  if (out.find("no usable CUDA device") == std::string::npos &&
+      out.find("without the CUDA backend") == std::string::npos)
     GTEST_SKIP() << "a CUDA device is usable here";
   EXPECT_EQ(test::run_command(bin() + " run -m " + model.string() + " --device cuda -n 1 -p hi 2>/dev/null"), 9);
 }
@@ -365,8 +365,8 @@ TEST(CliExitCodes, Interrupted130KeepsPartialAnswer) {
   const fs::path model = test::tiny_model("tiny-internvit");
   const fs::path out = test::temp_dir("sigint") / "out.txt";
   // Send SIGINT once the answer has started (the first bytes are in the file), whatever the load.
-  const std::string cmd = "( " + bin() + " run -q -m " + model.string() + " -n 30000 -c 32768 -p hi > " +
-                          out.string() + " & pid=$!; for i in $(seq 600); do [ -s " + out.string() +
+  const std::string cmd = "( " + bin() + " run -q -m " + model.string() + " -n 30000 -c 32768 -p hi > " + out.string() +
+                          " & pid=$!; for i in $(seq 600); do [ -s " + out.string() +
                           " ] && break; sleep 0.1; done; sleep 0.5; kill -INT $pid; wait $pid; echo $? )";
   std::string rc;
   test::run_command(cmd, &rc);
@@ -377,9 +377,9 @@ TEST(CliExitCodes, Interrupted130KeepsPartialAnswer) {
 TEST(CliExitCodes, BrokenPipeIsNotACrash) {
   const fs::path model = test::tiny_model("tiny-internvit");
   std::string out;
-  const int rc = test::run_command(
-      "set -o pipefail; " + bin() + " run -q -m " + model.string() + " -n 2000 -p hi | head -c 1 >/dev/null; echo ${PIPESTATUS[0]}",
-      &out);
+  const int rc = test::run_command("set -o pipefail; " + bin() + " run -q -m " + model.string() +
+                                       " -n 2000 -p hi | head -c 1 >/dev/null; echo ${PIPESTATUS[0]}",
+                                   &out);
   (void)rc;
   EXPECT_EQ(strip(out), "0");
 }
@@ -395,9 +395,9 @@ TEST(Cli, FindsModelInHuggingFaceCacheLayout) {
   EXPECT_EQ(test::run_command("HF_HOME=" + hf.string() + " " + bin() + " inspect -m TestOrg/Tiny-SAIL", &out, &err), 0)
       << err;
   EXPECT_NE(out.find("InternViT"), std::string::npos) << out;
-  EXPECT_EQ(test::run_command("HF_HOME=" + hf.string() + " HF_HUB_CACHE= " + bin() +
-                                  " run --json -q -n 2 -m TestOrg/Tiny-SAIL -p hi",
-                              &out, &err),
+  EXPECT_EQ(test::run_command(
+                "HF_HOME=" + hf.string() + " HF_HUB_CACHE= " + bin() + " run --json -q -n 2 -m TestOrg/Tiny-SAIL -p hi",
+                &out, &err),
             0)
       << err;
   // A name that is not in the cache: exit 3 and the places that were looked in.

@@ -23,9 +23,12 @@ TEST(Config, ParsesAllFiveVariants) {
   const VariantCase cases[] = {
       {"sailvl-2b.json", VisionArch::InternViT, 1024, 16, 64, 1536, 12, 2, 8960, 151936, 4096, true, "SAIL-VL-2B-like"},
       {"sailvl-8b.json", VisionArch::InternViT, 1024, 16, 64, 3584, 28, 4, 18944, 152064, 4096, false, "SAIL-VL-8B or"},
-      {"sailvl-1d5-2b.json", VisionArch::AIMv2, 1536, 12, 128, 1536, 12, 2, 8960, 151936, 6144, true, "SAIL-VL-1d5-2B-like"},
-      {"sailvl-1d5-8b.json", VisionArch::InternViT, 1024, 16, 64, 3584, 28, 4, 18944, 152064, 4096, false, "SAIL-VL-8B or SAIL-VL-1d5-8B"},
-      {"sailvl-1d6-8b.json", VisionArch::AIMv2, 1536, 12, 128, 3584, 28, 4, 18944, 152064, 6144, false, "SAIL-VL-1d6-8B-like"},
+      {"sailvl-1d5-2b.json", VisionArch::AIMv2, 1536, 12, 128, 1536, 12, 2, 8960, 151936, 6144, true,
+       "SAIL-VL-1d5-2B-like"},
+      {"sailvl-1d5-8b.json", VisionArch::InternViT, 1024, 16, 64, 3584, 28, 4, 18944, 152064, 4096, false,
+       "SAIL-VL-8B or SAIL-VL-1d5-8B"},
+      {"sailvl-1d6-8b.json", VisionArch::AIMv2, 1536, 12, 128, 3584, 28, 4, 18944, 152064, 6144, false,
+       "SAIL-VL-1d6-8B-like"},
   };
   for (const auto& c : cases) {
     SCOPED_TRACE(c.file);
@@ -126,7 +129,8 @@ TEST(Config, MissingKeysTakeClassDefaults) {
 }
 
 // The text of the 1d6-8B fixture with one edit; parsing must fail naming `needle`.
-static ::testing::AssertionResult rejects_edit(const std::string& from, const std::string& to, const std::string& needle) {
+static ::testing::AssertionResult rejects_edit(const std::string& from, const std::string& to,
+                                               const std::string& needle) {
   std::string text = test::read_file(test::data_path("configs/sailvl-1d6-8b.json"));
   const size_t at = text.find(from);
   if (at == std::string::npos) return ::testing::AssertionFailure() << "fixture lacks " << from;
@@ -136,7 +140,8 @@ static ::testing::AssertionResult rejects_edit(const std::string& from, const st
   } catch (const Error& e) {
     const std::string m = e.what();
     if (e.kind() != ErrorKind::BadModel) return ::testing::AssertionFailure() << "wrong kind: " << m;
-    if (m.find(needle) == std::string::npos) return ::testing::AssertionFailure() << "lacks \"" << needle << "\": " << m;
+    if (m.find(needle) == std::string::npos)
+      return ::testing::AssertionFailure() << "lacks \"" << needle << "\": " << m;
     return ::testing::AssertionSuccess() << m;
   }
   return ::testing::AssertionFailure() << "accepted " << to;
@@ -153,15 +158,22 @@ TEST(Config, RejectsInvalidValues) {
                            "config.json.llm_config.num_hidden_layers = 0 is out of range"));
   EXPECT_TRUE(rejects_edit("\"hidden_size\": 3584", "\"hidden_size\": -3584", "hidden_size = -3584 is out of range"));
   EXPECT_TRUE(rejects_edit("\"hidden_size\": 3584", "\"hidden_size\": 3584.5", "hidden_size must be an integer"));
-  EXPECT_TRUE(rejects_edit("\"hidden_size\": 3584", "\"hidden_size\": 18446744073709551615", "hidden_size = 18446744073709551615 is out of range"));
-  EXPECT_TRUE(rejects_edit("\"rms_norm_eps\": 1e-06", "\"rms_norm_eps\": 0", "rms_norm_eps = 0 must be finite and > 0"));
+  EXPECT_TRUE(rejects_edit("\"hidden_size\": 3584", "\"hidden_size\": 18446744073709551615",
+                           "hidden_size = 18446744073709551615 is out of range"));
+  EXPECT_TRUE(
+      rejects_edit("\"rms_norm_eps\": 1e-06", "\"rms_norm_eps\": 0", "rms_norm_eps = 0 must be finite and > 0"));
   EXPECT_TRUE(rejects_edit("\"rope_theta\": 1000000.0", "\"rope_theta\": -1.0", "rope_theta = -1.0 must be finite"));
-  EXPECT_TRUE(rejects_edit("\"eos_token_id\": 151645", "\"eos_token_id\": 152064", "eos_token_id = 152064 is not below vocab_size 152064"));
-  EXPECT_TRUE(rejects_edit("\"model_type\": \"aimv2\"", "\"model_type\": \"siglip\"", "\"siglip\" is not a supported vision tower"));
+  EXPECT_TRUE(rejects_edit("\"eos_token_id\": 151645", "\"eos_token_id\": 152064",
+                           "eos_token_id = 152064 is not below vocab_size 152064"));
+  EXPECT_TRUE(rejects_edit("\"model_type\": \"aimv2\"", "\"model_type\": \"siglip\"",
+                           "\"siglip\" is not a supported vision tower"));
   EXPECT_TRUE(rejects_edit("\"ps_version\": \"v2\"", "\"ps_version\": \"v3\"", "ps_version = \"v3\""));
-  EXPECT_TRUE(rejects_edit("\"select_layer\": -1", "\"select_layer\": -26", "select_layer = -26 is outside the 25 hidden states"));
-  EXPECT_TRUE(rejects_edit("\"patch_size\": 14", "\"patch_size\": 15", "image_size 448 is not divisible by patch_size 15"));
-  EXPECT_TRUE(rejects_edit("\"downsample_ratio\": 0.5", "\"downsample_ratio\": 0.3", "downsample_ratio 0.3 does not evenly divide"));
+  EXPECT_TRUE(rejects_edit("\"select_layer\": -1", "\"select_layer\": -26",
+                           "select_layer = -26 is outside the 25 hidden states"));
+  EXPECT_TRUE(
+      rejects_edit("\"patch_size\": 14", "\"patch_size\": 15", "image_size 448 is not divisible by patch_size 15"));
+  EXPECT_TRUE(rejects_edit("\"downsample_ratio\": 0.5", "\"downsample_ratio\": 0.3",
+                           "downsample_ratio 0.3 does not evenly divide"));
   EXPECT_TRUE(rejects_edit("\"use_thumbnail\": true", "\"use_thumbnail\": 1", "use_thumbnail must be true or false"));
   EXPECT_TRUE(rejects_edit("\"llm_config\"", "\"llm_config_x\"", "config.json.llm_config is missing"));
   EXPECT_TRUE(rejects_edit("\"use_thumbnail\": true", "\"use_thumbnail\": true, \"use_thumbnail\": false",

@@ -37,7 +37,7 @@ namespace test = sailvl::test;
 
 const char* kPresets[] = {"tiny-internvit", "tiny-aimv2"};
 const char* kCases[] = {"a_text", "b_one_image", "c_two_images", "d_second_turn"};
-constexpr int64_t kImgContext = 151667;  // <IMG_CONTEXT> (docs/MODEL.md §8)
+constexpr int64_t kImgContext = 151667;     // <IMG_CONTEXT> (docs/MODEL.md §8)
 constexpr int64_t kTokenizerSize = 151674;  // ids >= this are padding rows (docs/MODEL.md §10)
 
 json read_json(const std::string& rel) { return json::parse(test::read_file(test::data_path(rel))); }
@@ -58,8 +58,8 @@ Tensor golden(const loader::SafetensorsFile& f, const std::string& name, DType d
   const loader::TensorInfo* info = f.find(name);
   if (!info) throw std::runtime_error(f.path() + ": no tensor " + name);
   EXPECT_EQ(info->dtype, dtype) << f.path() << " " << name;
-  EXPECT_EQ(info->shape, shape) << f.path() << " " << name << " is " << sailvl::shape_str(info->shape)
-                                << ", want " << sailvl::shape_str(shape);
+  EXPECT_EQ(info->shape, shape) << f.path() << " " << name << " is " << sailvl::shape_str(info->shape) << ", want "
+                                << sailvl::shape_str(shape);
   return f.tensor(*info);
 }
 
@@ -141,7 +141,8 @@ TEST(Fixtures, VisionGoldenShapes) {
     SCOPED_TRACE(preset);
     const json cfg = read_json(std::string("configs/") + preset + ".json");
     const int64_t C = cfg.at("vision_config").at("hidden_size"), D = cfg.at("llm_config").at("hidden_size");
-    const int64_t grid = cfg.at("force_image_size").get<int64_t>() / cfg.at("vision_config").at("patch_size").get<int64_t>();
+    const int64_t grid =
+        cfg.at("force_image_size").get<int64_t>() / cfg.at("vision_config").at("patch_size").get<int64_t>();
     const auto f = loader::SafetensorsFile::open(
         test::data_path(std::string("models/") + preset + "/vision_a.safetensors").string());
     EXPECT_EQ(f->header().tensors.size(), 3u);
@@ -154,21 +155,24 @@ TEST(Fixtures, VisionGoldenShapes) {
     // Pixel shuffle is a permutation (docs/MODEL.md §6): spot-check the index formula on the goldens,
     // so the fixture and the spec cannot drift apart.
     const std::vector<float> a = feats.to_floats(), b = ps.to_floats();
-    for (int64_t i : {0, 5, 15}) for (int64_t j : {0, 7, 15}) for (int64_t dy : {0, 1}) for (int64_t dx : {0, 1})
-      for (int64_t c : {int64_t{0}, C - 1}) {
-        const float want = a[((2 * i + dy) * grid + 2 * j + dx) * C + c];
-        const float got = b[(i * (grid / 2) + j) * 4 * C + (2 * dy + dx) * C + c];
-        ASSERT_EQ(got, want) << "i=" << i << " j=" << j << " dy=" << dy << " dx=" << dx << " c=" << c;
-      }
+    for (int64_t i : {0, 5, 15})
+      for (int64_t j : {0, 7, 15})
+        for (int64_t dy : {0, 1})
+          for (int64_t dx : {0, 1})
+            for (int64_t c : {int64_t{0}, C - 1}) {
+              const float want = a[((2 * i + dy) * grid + 2 * j + dx) * C + c];
+              const float got = b[(i * (grid / 2) + j) * 4 * C + (2 * dy + dx) * C + c];
+              ASSERT_EQ(got, want) << "i=" << i << " j=" << j << " dy=" << dy << " dx=" << dx << " c=" << c;
+            }
   }
 }
 
 TEST(Fixtures, ChatGoldenShapes) {
   // docs/MODEL.md §11: every prompt starts with the system turn and the open user turn.
-  const std::vector<int64_t> prefix = {151644, 8948, 198, 56568, 104625, 108782, 43815, 101128, 40027, 100013,
-                                       9370, 42140, 53772, 35243, 26288, 104949, 3837, 105205, 109641, 91730,
-                                       30698, 11, 54851, 46944, 115404, 42192, 99441, 100623, 48692, 100168,
-                                       110498, 1773, 151645, 151644, 872, 198};
+  const std::vector<int64_t> prefix = {151644, 8948,  198,    56568,  104625, 108782, 43815,  101128, 40027,
+                                       100013, 9370,  42140,  53772,  35243,  26288,  104949, 3837,   105205,
+                                       109641, 91730, 30698,  11,     54851,  46944,  115404, 42192,  99441,
+                                       100623, 48692, 100168, 110498, 1773,   151645, 151644, 872,    198};
   for (const char* preset : kPresets) {
     const json cfg = read_json(std::string("configs/") + preset + ".json");
     const json& l = cfg.at("llm_config");

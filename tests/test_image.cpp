@@ -71,9 +71,7 @@ uint32_t crc32_png(const std::string& data) {
   }
   return c ^ 0xffffffffu;
 }
-std::string be32(uint32_t v) {
-  return {char(v >> 24), char(v >> 16), char(v >> 8), char(v)};
-}
+std::string be32(uint32_t v) { return {char(v >> 24), char(v >> 16), char(v >> 8), char(v)}; }
 std::string png_chunk(const std::string& tag, const std::string& data) {
   return be32(uint32_t(data.size())) + tag + data + be32(crc32_png(tag + data));
 }
@@ -181,7 +179,7 @@ TEST(ImageResize, SameSizeIsACopyAndCropPicksTheBox) {
 
 TEST(ImageTiling, CandidateOrderForMax10IsTheSpecs) {
   const std::vector<std::pair<int, int>> spec = {
-      {1, 1}, {1, 2}, {2, 1}, {3, 1}, {1, 3}, {2, 2}, {4, 1}, {1, 4}, {5, 1}, {1, 5}, {1, 6}, {6, 1}, {3, 2}, {2, 3},
+      {1, 1}, {1, 2}, {2, 1}, {3, 1}, {1, 3}, {2, 2}, {4, 1}, {1, 4}, {5, 1}, {1, 5}, {1, 6}, {6, 1},  {3, 2}, {2, 3},
       {7, 1}, {1, 7}, {4, 2}, {2, 4}, {1, 8}, {8, 1}, {1, 9}, {3, 3}, {9, 1}, {2, 5}, {5, 2}, {10, 1}, {1, 10}};
   const auto got = candidate_grids(10);
   ASSERT_EQ(got.size(), spec.size());
@@ -239,8 +237,8 @@ TEST(ImageTiling, GridsTileCountsAndPixelsMatchPilForEveryImageAndMax) {
         total.max = std::max(total.max, d.max);
       }
       if (is_jpeg(file)) {
-        std::printf("  %-20s MAX=%-2lld %lld tiles: %lld bytes differ from PIL, max |diff| %d\n",
-                    file.c_str(), static_cast<long long>(m), static_cast<long long>(tiles.size()),
+        std::printf("  %-20s MAX=%-2lld %lld tiles: %lld bytes differ from PIL, max |diff| %d\n", file.c_str(),
+                    static_cast<long long>(m), static_cast<long long>(tiles.size()),
                     static_cast<long long>(total.count), total.max);
         EXPECT_LE(total.max, 1);
       } else {

@@ -5,11 +5,11 @@
 
 #include <nlohmann/json.hpp>
 
-#include "loader/config.h"
-#include "loader/weights.h"
 #include "checkpoint/embedded_tokenizer.h"
 #include "checkpoint/presets.h"
 #include "checkpoint/prng.h"
+#include "loader/config.h"
+#include "loader/weights.h"
 #include "tests/testutil.h"
 
 using namespace sailvl;
@@ -75,15 +75,17 @@ TEST(CheckpointPrng, InitRulesFollowTheTable) {
   EXPECT_TRUE(is("vision_model.encoder.layers.1.ls2", {4}, 0.5f, 0.1f));
   EXPECT_TRUE(is("vision_model.embeddings.class_embedding", {1, 1, 4}, 0, 0.1f));
   EXPECT_TRUE(is("vision_model.preprocessor.pos_embed", {1, 16, 4}, 0, 0.1f));
-  EXPECT_TRUE(is("vision_model.embeddings.patch_embedding.weight", {4, 3, 14, 14}, 0, static_cast<float>(1 / std::sqrt(588.0))));
-  EXPECT_TRUE(is("language_model.model.layers.0.mlp.down_proj.weight", {256, 512}, 0, static_cast<float>(1 / std::sqrt(512.0))));
+  EXPECT_TRUE(is("vision_model.embeddings.patch_embedding.weight", {4, 3, 14, 14}, 0,
+                 static_cast<float>(1 / std::sqrt(588.0))));
+  EXPECT_TRUE(is("language_model.model.layers.0.mlp.down_proj.weight", {256, 512}, 0,
+                 static_cast<float>(1 / std::sqrt(512.0))));
 }
 
 // The tiny presets' config.json equals the committed fixtures (as parsed JSON), and so do the
 // full-size ones (tests/data/configs/sailvl-*.json are the benchmark configs of docs/MODEL.md §1-§2).
 TEST(MakeModel, PresetConfigsEqualFixtures) {
-  for (const std::string p : {"tiny-internvit", "tiny-aimv2", "sailvl-2b", "sailvl-8b", "sailvl-1d5-2b",
-                              "sailvl-1d5-8b", "sailvl-1d6-8b"}) {
+  for (const std::string p :
+       {"tiny-internvit", "tiny-aimv2", "sailvl-2b", "sailvl-8b", "sailvl-1d5-2b", "sailvl-1d5-8b", "sailvl-1d6-8b"}) {
     SCOPED_TRACE(p);
     const auto want = nlohmann::json::parse(test::read_file(test::data_path("configs/" + p + ".json")));
     const auto got = nlohmann::json::parse(checkpoint::preset_config(p).dump());
@@ -173,8 +175,12 @@ TEST(MakeModel, TieUntieShardsAndSeedFlags) {
   std::string err;
   const std::string bin = test::sailvl_binary();
   const fs::path out = test::temp_dir("mm");
-  EXPECT_EQ(test::run_command(bin + " make-model --quiet --preset tiny-aimv2 --tie --untie --out " + out.string(), nullptr, &err), 2) << err;
-  EXPECT_EQ(test::run_command(bin + " make-model --quiet --preset nope --out " + out.string(), nullptr, &err), 2) << err;
+  EXPECT_EQ(test::run_command(bin + " make-model --quiet --preset tiny-aimv2 --tie --untie --out " + out.string(),
+                              nullptr, &err),
+            2)
+      << err;
+  EXPECT_EQ(test::run_command(bin + " make-model --quiet --preset nope --out " + out.string(), nullptr, &err), 2)
+      << err;
   EXPECT_NE(err.find("unknown preset \"nope\""), std::string::npos) << err;
 }
 
@@ -236,9 +242,12 @@ TEST(MakeModel, FullSizePresetParameterCounts) {
     int64_t llm = 0, vision = 0, proj = 0;
     for (const auto& t : checkpoint::checkpoint_tensors(cfg, checkpoint::default_stored_head(w.preset))) {
       const int64_t n = shape_numel(t.shape);
-      if (t.name.rfind("language_model.", 0) == 0) llm += n;
-      else if (t.name.rfind("vision_model.", 0) == 0) vision += n;
-      else proj += n;
+      if (t.name.rfind("language_model.", 0) == 0)
+        llm += n;
+      else if (t.name.rfind("vision_model.", 0) == 0)
+        vision += n;
+      else
+        proj += n;
     }
     EXPECT_EQ(llm, w.llm);
     EXPECT_GE(vision, w.vision_lo);

@@ -4,12 +4,12 @@
 #include <string>
 
 #include "loader/config.h"
-#include "tokenizer/tokenizer.h"
+#include "model/sail_vl.h"
 #include "runtime/chat_template.h"
 #include "runtime/memory_plan.h"
-#include "model/sail_vl.h"
 #include "tensor/error.h"
 #include "tests/testutil.h"
+#include "tokenizer/tokenizer.h"
 
 using namespace sailvl;
 using runtime::MemPart;
@@ -39,28 +39,28 @@ runtime::Workload workload() {
   return w;
 }
 constexpr uint64_t T = 11;
-constexpr uint64_t kKvTokens = 4096;           // prompt (unknown: up to 4096 - 512) + 512 new
+constexpr uint64_t kKvTokens = 4096;  // prompt (unknown: up to 4096 - 512) + 512 new
 constexpr uint64_t kPrefillTokens = 4096 - 512;
 
 // Parameters of the checkpoint, tensor by tensor (docs/MODEL.md §9), stored as BF16.
 uint64_t sailvl_2b_params() {
-  const uint64_t vit = C                         // class_embedding
-                       + Nv * C                  // position_embedding [1, 1025, C]
-                       + C * 3 * Px * Px + C     // patch_embedding conv weight + bias
-                       + Lv * (2 * C             // ls1, ls2
-                               + 3 * C * C + 3 * C   // attn.qkv weight + bias
-                               + C * C + C           // attn.proj
-                               + Fv * C + Fv         // mlp.fc1
-                               + C * Fv + C          // mlp.fc2
-                               + 4 * C);             // norm1, norm2 (weight + bias)
-  const uint64_t llm = V * D                     // embed_tokens
-                       + L * (H * Dh * D + H * Dh        // q_proj
+  const uint64_t vit = C                                       // class_embedding
+                       + Nv * C                                // position_embedding [1, 1025, C]
+                       + C * 3 * Px * Px + C                   // patch_embedding conv weight + bias
+                       + Lv * (2 * C                           // ls1, ls2
+                               + 3 * C * C + 3 * C             // attn.qkv weight + bias
+                               + C * C + C                     // attn.proj
+                               + Fv * C + Fv                   // mlp.fc1
+                               + C * Fv + C                    // mlp.fc2
+                               + 4 * C);                       // norm1, norm2 (weight + bias)
+  const uint64_t llm = V * D                                   // embed_tokens
+                       + L * (H * Dh * D + H * Dh              // q_proj
                               + 2 * (Hkv * Dh * D + Hkv * Dh)  // k_proj, v_proj
-                              + D * H * Dh               // o_proj
-                              + 3 * F * D                // gate, up, down
-                              + 2 * D)                   // input / post-attention RMSNorm
-                       + D                       // final norm
-                       + V * D;                  // lm_head (stored in SAIL-VL-2B, though its config says tied)
+                              + D * H * Dh                     // o_proj
+                              + 3 * F * D                      // gate, up, down
+                              + 2 * D)                         // input / post-attention RMSNorm
+                       + D                                     // final norm
+                       + V * D;  // lm_head (stored in SAIL-VL-2B, though its config says tied)
   const uint64_t mlp1 = 2 * 4 * C + 4 * C * D + D + D * D + D;  // LayerNorm, Linear(4C, D), Linear(D, D)
   return vit + llm + mlp1;
 }
@@ -128,8 +128,8 @@ TEST(MemoryPlan, Sailvl2bOnCpuLeavesTheMmappedWeightsOut) {
   // Per thread: 4 MiB of GEMM panels + 64 rows of attention scores over 4096 keys plus q and out
   // rows (Dh 128); once: one tile's im2col columns in F32.
   EXPECT_EQ(p[MemPart::Workspaces], 2 * (4 * MiB + 64 * (kKvTokens + 2 * Dh) * 4) + N * 3 * Px * Px * 4);
-  const uint64_t rest = p[MemPart::KvCache] + p[MemPart::Vision] + p[MemPart::Prefill] + p[MemPart::Logits] +
-                        p[MemPart::Workspaces];
+  const uint64_t rest =
+      p[MemPart::KvCache] + p[MemPart::Vision] + p[MemPart::Prefill] + p[MemPart::Logits] + p[MemPart::Workspaces];
   EXPECT_EQ(p[MemPart::Margin], 64 * MiB + rest * 5 / 100);  // 5% of the counted parts only
   EXPECT_EQ(p.needed(), rest + p[MemPart::Margin]);
   EXPECT_EQ(p.total(), p.needed() + weights);
@@ -154,8 +154,8 @@ TEST(MemoryPlan, PromptBoundAndContextSizeTheTokenCounts) {
 }
 
 TEST(MemoryPlan, FittingPlanPassesAndOneByteShortIsOutOfMemoryNamingEveryPart) {
-  const runtime::MemoryPlan p =
-      runtime::plan_memory(sailvl_2b(), Device::cuda(0), DType::BF16, workload(), runtime::bf16_checkpoint_bytes(sailvl_2b(), /*stored_head=*/true));
+  const runtime::MemoryPlan p = runtime::plan_memory(sailvl_2b(), Device::cuda(0), DType::BF16, workload(),
+                                                     runtime::bf16_checkpoint_bytes(sailvl_2b(), /*stored_head=*/true));
   EXPECT_NO_THROW(runtime::check_fits(p, p.needed()));
   try {
     runtime::check_fits(p, p.needed() - 1);
@@ -204,7 +204,7 @@ TEST(MemoryPlan, ParsesMemAvailable) {
   EXPECT_EQ(runtime::parse_mem_available("MemTotal: 1 kB\n"), std::nullopt);       // old kernels
   EXPECT_EQ(runtime::parse_mem_available("MemAvailable: lots\n"), std::nullopt);   // malformed
   EXPECT_EQ(runtime::parse_mem_available("MemAvailable: 12 MB\n"), std::nullopt);  // not kB
-  EXPECT_TRUE(runtime::free_memory(Device::cpu()).has_value());                   // this machine's
+  EXPECT_TRUE(runtime::free_memory(Device::cpu()).has_value());                    // this machine's
 }
 
 TEST(MemoryPlan, PromptTokenBoundHoldsWithoutTheTokenizer) {
@@ -235,7 +235,8 @@ TEST(MemoryPlan, KvCacheAndPrefillEqualWhatTheModelAllocates) {
   w.context = 300;
   w.max_new_tokens = 20;
   w.prompt_tokens = 100;
-  const runtime::MemoryPlan p = runtime::plan_memory(m.config(), Device::cpu(), DType::F32, w, m.weights().total_bytes());
+  const runtime::MemoryPlan p =
+      runtime::plan_memory(m.config(), Device::cpu(), DType::F32, w, m.weights().total_bytes());
   EXPECT_EQ(p[MemPart::Weights], m.weights().total_bytes());
   EXPECT_EQ(p[MemPart::KvCache], m.llm().make_cache(p.kv_tokens).nbytes());
 

@@ -11,16 +11,16 @@
 #include <atomic>
 #include <cstdlib>
 #include <fstream>
-#include <set>
 #include <nlohmann/json.hpp>
+#include <set>
 
 #include "image/image.h"
 #include "loader/safetensors.h"
+#include "model/sail_vl.h"
+#include "ops/ops.h"
 #include "runtime/chat.h"
 #include "runtime/chat_template.h"
 #include "runtime/generate.h"
-#include "model/sail_vl.h"
-#include "ops/ops.h"
 #include "tests/testutil.h"
 
 namespace sailvl {
@@ -305,12 +305,14 @@ TEST(ModelLmHead, StoredHeadWinsOverTiedConfig) {
 
 INSTANTIATE_TEST_SUITE_P(Tiny, ModelCpu, ::testing::ValuesIn(kPresets), [](const auto& info) {
   std::string s = info.param;
-  for (char& ch : s) if (ch == '-') ch = '_';
+  for (char& ch : s)
+    if (ch == '-') ch = '_';
   return s;
 });
 INSTANTIATE_TEST_SUITE_P(Tiny, ModelCase, ::testing::ValuesIn(all_cases()), [](const auto& info) {
   std::string s = std::string(info.param.preset) + "_" + info.param.name;
-  for (char& ch : s) if (ch == '-') ch = '_';
+  for (char& ch : s)
+    if (ch == '-') ch = '_';
   return s;
 });
 

@@ -105,8 +105,8 @@ INSTANTIATE_TEST_SUITE_P(
     ::testing::Values(LinearCase{1, 129, 77, DType::BF16, true}, LinearCase{2, 129, 77, DType::BF16, false},
                       LinearCase{3, 129, 77, DType::BF16, true}, LinearCase{4, 131, 256, DType::BF16, true},
                       LinearCase{1, 37, 256, DType::F32, true}, LinearCase{1, 40, 64, DType::F16, false},
-                      LinearCase{4, 9, 7, DType::F16, true},  // K < 8: pure scalar tail
-                      LinearCase{5, 129, 77, DType::BF16, true},  // smallest GEMM
+                      LinearCase{4, 9, 7, DType::F16, true},       // K < 8: pure scalar tail
+                      LinearCase{5, 129, 77, DType::BF16, true},   // smallest GEMM
                       LinearCase{33, 300, 64, DType::BF16, true},  // several panels + a tail panel
                       LinearCase{70, 129, 77, DType::F32, true}, LinearCase{17, 50, 40, DType::F16, false},
                       // the packed GEMM's block edges: M past one 120-row block with a 6-row tail
@@ -191,8 +191,7 @@ TEST(LayerNorm, MatchesNaiveDouble) {
       mean /= D;
       for (int64_t c = 0; c < D; ++c) var += (xv[r * D + c] - mean) * (xv[r * D + c] - mean);
       var /= D;
-      for (int64_t c = 0; c < D; ++c)
-        ref[r * D + c] = (xv[r * D + c] - mean) / std::sqrt(var + eps) * wv[c] + bv[c];
+      for (int64_t c = 0; c < D; ++c) ref[r * D + c] = (xv[r * D + c] - mean) / std::sqrt(var + eps) * wv[c] + bv[c];
     }
     // |x - mean| <= 8, normalised values <= ~3, |w| <= 1.5: a handful of F32 roundings of values
     // below ~12 gives < 8 ulp(12) ≈ 8e-6.
@@ -377,22 +376,22 @@ TEST_P(AttentionTest, MatchesNaiveDouble) {
   EXPECT_CLOSE(out, from_doubles(attention_ref(q, k, v, p), {c.T, c.H, c.Dh}), 2e-5, 0.0);
 }
 
-INSTANTIATE_TEST_SUITE_P(
-    Cases, AttentionTest,
-    ::testing::Values(AttnCase{5, 5, 2, 2, 16, false, 0, false},    // bidirectional, ratio 1
-                      AttnCase{70, 70, 3, 3, 64, false, 0, true},   // ViT-like, two query tiles
-                      AttnCase{5, 5, 4, 2, 32, true, 0, false},     // causal prefill, ratio 2
-                      AttnCase{5, 12, 14, 2, 64, true, 7, true},    // causal with q_offset, ratio 7
-                      AttnCase{130, 130, 2, 1, 16, true, 0, false}, // causal, many tiles, ratio 2
-                      AttnCase{1, 300, 12, 2, 128, true, 299, true},  // decode over a cache prefix
-                      AttnCase{1, 33, 7, 1, 128, true, 32, false},  // decode, ratio 7
-                      AttnCase{3, 9, 6, 3, 8, false, 0, true}),     // bidirectional with views
-    [](const auto& info) {
-      const auto& c = info.param;
-      return "T" + std::to_string(c.T) + "_S" + std::to_string(c.S) + "_H" + std::to_string(c.H) + "_Hkv" +
-             std::to_string(c.Hkv) + "_D" + std::to_string(c.Dh) + (c.causal ? "_causal" : "_bidir") + "_off" +
-             std::to_string(c.q_offset) + (c.views ? "_views" : "");
-    });
+INSTANTIATE_TEST_SUITE_P(Cases, AttentionTest,
+                         ::testing::Values(AttnCase{5, 5, 2, 2, 16, false, 0, false},   // bidirectional, ratio 1
+                                           AttnCase{70, 70, 3, 3, 64, false, 0, true},  // ViT-like, two query tiles
+                                           AttnCase{5, 5, 4, 2, 32, true, 0, false},    // causal prefill, ratio 2
+                                           AttnCase{5, 12, 14, 2, 64, true, 7, true},   // causal with q_offset, ratio 7
+                                           AttnCase{130, 130, 2, 1, 16, true, 0, false},  // causal, many tiles, ratio 2
+                                           AttnCase{1, 300, 12, 2, 128, true, 299, true},  // decode over a cache prefix
+                                           AttnCase{1, 33, 7, 1, 128, true, 32, false},    // decode, ratio 7
+                                           AttnCase{3, 9, 6, 3, 8, false, 0, true}),       // bidirectional with views
+                         [](const auto& info) {
+                           const auto& c = info.param;
+                           return "T" + std::to_string(c.T) + "_S" + std::to_string(c.S) + "_H" + std::to_string(c.H) +
+                                  "_Hkv" + std::to_string(c.Hkv) + "_D" + std::to_string(c.Dh) +
+                                  (c.causal ? "_causal" : "_bidir") + "_off" + std::to_string(c.q_offset) +
+                                  (c.views ? "_views" : "");
+                         });
 
 TEST(Attention, ExplicitScaleAndErrors) {
   Tensor q = rand_tensor({4, 2, 8}, 61), k = rand_tensor({6, 2, 8}, 62), v = rand_tensor({6, 2, 8}, 63);
@@ -469,8 +468,8 @@ TEST(Elementwise, AddAndAddScaled) {
     ref[i] = av[i] + bv[i];
     ref2[i] = av[i] + sv[i % 29] * bv[i];
   }
-  EXPECT_CLOSE(out, from_doubles(ref, {3, 4, 29}), 0.0, kU);  // one rounding
-  cpu::add_scaled(a, a, s, b);                                // in place: h += s ⊙ y
+  EXPECT_CLOSE(out, from_doubles(ref, {3, 4, 29}), 0.0, kU);         // one rounding
+  cpu::add_scaled(a, a, s, b);                                       // in place: h += s ⊙ y
   EXPECT_CLOSE(a, from_doubles(ref2, {3, 4, 29}), 2 * kU * 2, 0.0);  // two roundings of values < 2
   Tensor s_bad = rand_tensor({28}, 77);
   EXPECT_EQ(error_kind([&] { cpu::add_scaled(out, a, s_bad, b); }), ErrorKind::Internal);
@@ -482,7 +481,10 @@ TEST(Elementwise, AddAndAddScaled) {
 // patch embedding, pixel shuffle, embedding, scatter
 
 TEST(PatchEmbed, MatchesDirectConvolution) {
-  struct C { int64_t T, S, P, Cout; DType wt; };
+  struct C {
+    int64_t T, S, P, Cout;
+    DType wt;
+  };
   for (const C c : {C{2, 28, 7, 5, DType::BF16}, C{1, 14, 7, 9, DType::F32}, C{2, 42, 14, 33, DType::BF16}}) {
     Tensor px = rand_tensor({c.T, 3, c.S, c.S}, 81, DType::F32, -2.0f, 2.0f);
     Tensor w = rand_tensor({c.Cout, 3, c.P, c.P}, 82, c.wt, -0.1f, 0.1f);
@@ -621,7 +623,7 @@ std::map<int64_t, double> softmax_of(const std::vector<double>& l, const std::ve
 }  // namespace
 
 TEST(Sample, GreedyTiesBansAndPadding) {
-  SamplingParams p;  // temperature 0 = greedy
+  SamplingParams p;                                             // temperature 0 = greedy
   EXPECT_EQ(cpu::sample(logits_of({1, 3, 2, 3, 0}), p, 0), 1);  // tie 1 vs 3 -> lowest id
   const int64_t ban[] = {1};
   p.banned = ban;
@@ -641,9 +643,9 @@ TEST(Sample, RepetitionPenaltySignRule) {
   p.repetition_penalty = 2.0f;
   const int64_t hist[] = {0, 0, 0};
   p.history = hist;
-  EXPECT_EQ(cpu::sample(logits_of({2.0f, 1.5f}), p, 0), 1);    // 2 -> 1 (once, not 0.25)
-  EXPECT_EQ(cpu::sample(logits_of({1.9f, 1.0f}), p, 0), 1);    // 1.9 -> 0.95 < 1.0
-  EXPECT_EQ(cpu::sample(logits_of({2.1f, 1.0f}), p, 0), 0);    // 2.1 -> 1.05 > 1.0
+  EXPECT_EQ(cpu::sample(logits_of({2.0f, 1.5f}), p, 0), 1);  // 2 -> 1 (once, not 0.25)
+  EXPECT_EQ(cpu::sample(logits_of({1.9f, 1.0f}), p, 0), 1);  // 1.9 -> 0.95 < 1.0
+  EXPECT_EQ(cpu::sample(logits_of({2.1f, 1.0f}), p, 0), 0);  // 2.1 -> 1.05 > 1.0
 }
 
 TEST(Sample, RepetitionPenaltyNegativeAndOnce) {

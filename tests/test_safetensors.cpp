@@ -81,8 +81,8 @@ TEST(Safetensors, RejectsHeaderLongerThanFile) {
 
 TEST(Safetensors, RejectsInvalidUtf8InHeader) {
   EXPECT_TRUE(rejects(make_file("{\"a\xff\":1}"), "invalid UTF-8 at byte 3"));
-  EXPECT_TRUE(rejects(make_file("{\"\xc0\xaf\":1}"), "invalid UTF-8"));        // overlong '/'
-  EXPECT_TRUE(rejects(make_file("{\"\xed\xa0\x80\":1}"), "invalid UTF-8"));    // surrogate
+  EXPECT_TRUE(rejects(make_file("{\"\xc0\xaf\":1}"), "invalid UTF-8"));      // overlong '/'
+  EXPECT_TRUE(rejects(make_file("{\"\xed\xa0\x80\":1}"), "invalid UTF-8"));  // surrogate
 }
 
 TEST(Safetensors, RejectsDeepNesting) {
@@ -107,7 +107,8 @@ TEST(Safetensors, RejectsDuplicateKeys) {
 }
 
 TEST(Safetensors, RejectsNonStringMetadata) {
-  EXPECT_TRUE(rejects(make_file(R"({"__metadata__":{"format":1}})"), "__metadata__ value of \"format\" is not a string"));
+  EXPECT_TRUE(
+      rejects(make_file(R"({"__metadata__":{"format":1}})"), "__metadata__ value of \"format\" is not a string"));
   EXPECT_TRUE(rejects(make_file(R"({"__metadata__":[]})"), "__metadata__ is not a JSON object"));
 }
 
@@ -144,15 +145,17 @@ TEST(Safetensors, RejectsSizeMismatch) {
 }
 
 TEST(Safetensors, RejectsUnknownOrMissingFields) {
-  EXPECT_TRUE(rejects(make_file(R"({"w":{"dtype":"F32","shape":[1],"data_offsets":[0,4],"x":1}})", std::string(4, '\0')),
-                      "unknown field \"x\""));
+  EXPECT_TRUE(
+      rejects(make_file(R"({"w":{"dtype":"F32","shape":[1],"data_offsets":[0,4],"x":1}})", std::string(4, '\0')),
+              "unknown field \"x\""));
   EXPECT_TRUE(rejects(make_file(R"({"w":{"dtype":"F32","data_offsets":[0,4]}})", std::string(4, '\0')),
                       "missing or non-array \"shape\""));
 }
 
 TEST(Safetensors, RejectsGapBetweenTensors) {
   const std::string h = R"({"a":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}})";
-  EXPECT_TRUE(rejects(make_file(h, std::string(8, '\0')), "tensor \"a\" begins at data offset 4 but the previous tensor ends at 0"));
+  EXPECT_TRUE(rejects(make_file(h, std::string(8, '\0')),
+                      "tensor \"a\" begins at data offset 4 but the previous tensor ends at 0"));
 }
 
 TEST(Safetensors, RejectsOverlappingTensors) {

@@ -47,8 +47,8 @@ TEST(DTypeConvert, F16NormalsAndTies) {
   EXPECT_EQ(f32_to_f16(1.0f), 0x3c00);
   EXPECT_EQ(f32_to_f16(-2.0f), 0xc000);
   EXPECT_EQ(f32_to_f16(65504.0f), 0x7bff);
-  EXPECT_EQ(f32_to_f16(65519.99f), 0x7bff);   // below the rounding boundary
-  EXPECT_EQ(f32_to_f16(65520.0f), 0x7c00);    // ties to even -> Inf
+  EXPECT_EQ(f32_to_f16(65519.99f), 0x7bff);  // below the rounding boundary
+  EXPECT_EQ(f32_to_f16(65520.0f), 0x7c00);   // ties to even -> Inf
   // 1 + 2^-11 is halfway between 1 and 1+2^-10: ties to even (1.0).
   EXPECT_EQ(f32_to_f16(1.0f + 1.0f / 2048), 0x3c00);
   EXPECT_EQ(f32_to_f16(1.0f + 3.0f / 2048), 0x3c02);
@@ -66,12 +66,12 @@ TEST(DTypeConvert, F16NormalsAndTies) {
 TEST(DTypeConvert, F16Subnormals) {
   const float tiny = 5.9604644775390625e-8f;  // 2^-24, smallest half subnormal
   EXPECT_EQ(f32_to_f16(tiny), 0x0001);
-  EXPECT_EQ(f32_to_f16(tiny * 0.5f), 0x0000);          // exact tie -> even (0)
-  EXPECT_EQ(f32_to_f16(tiny * 1.5f), 0x0002);          // tie between 1 and 2 -> 2
+  EXPECT_EQ(f32_to_f16(tiny * 0.5f), 0x0000);  // exact tie -> even (0)
+  EXPECT_EQ(f32_to_f16(tiny * 1.5f), 0x0002);  // tie between 1 and 2 -> 2
   EXPECT_EQ(f32_to_f16(tiny * 0.50001f), 0x0001);
   EXPECT_EQ(f32_to_f16(-tiny), 0x8001);
-  EXPECT_EQ(f16_to_f32(0x03ff), 1023 * tiny);          // largest subnormal
-  EXPECT_EQ(f32_to_f16(6.103515625e-05f), 0x0400);     // smallest normal
+  EXPECT_EQ(f16_to_f32(0x03ff), 1023 * tiny);       // largest subnormal
+  EXPECT_EQ(f32_to_f16(6.103515625e-05f), 0x0400);  // smallest normal
   EXPECT_EQ(f32_to_f16(-0.0f), 0x8000);
   EXPECT_EQ(f32_to_f16(INFINITY), 0x7c00);
   EXPECT_EQ(f32_to_f16(-INFINITY), 0xfc00);

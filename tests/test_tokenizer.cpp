@@ -7,15 +7,15 @@
 
 #include <nlohmann/json.hpp>
 
-#include "tokenizer/tokenizer.h"
 #include "tensor/error.h"
 #include "tests/testutil.h"
+#include "tokenizer/tokenizer.h"
 
 using namespace sailvl;
+using nlohmann::json;
 using tokenizer::TokenId;
 using tokenizer::Tokenizer;
 using tokenizer::TokenizerFormat;
-using nlohmann::json;
 
 namespace {
 
@@ -152,17 +152,18 @@ INSTANTIATE_TEST_SUITE_P(BothForms, Goldens,
                          ::testing::Values(TokenizerFormat::TokenizerJson, TokenizerFormat::VocabMerges),
                          [](const auto& info) {
                            return std::string(info.param == TokenizerFormat::TokenizerJson ? "TokenizerJson"
-                                                                                          : "VocabMerges");
+                                                                                           : "VocabMerges");
                          });
 
 // ---------------------------------------------------------------- behaviour
 
 TEST(TokenizerEncode, SpecMessageVector) {
   // docs/MODEL.md §11: the text between control tokens in the chat prefix and suffix.
-  const std::string sys = "system\n你是由抖音内容理解组开发的多模态大模型，英文名叫UniVL, 是一个有用无害的人工智能助手。";
-  const std::vector<TokenId> want = {8948,   198,   56568,  104625, 108782, 43815,  101128, 40027,  100013, 9370,
-                                     42140,  53772, 35243,  26288,  104949, 3837,   105205, 109641, 91730,  30698,
-                                     11,     54851, 46944,  115404, 42192,  99441,  100623, 48692,  100168, 110498, 1773};
+  const std::string sys =
+      "system\n你是由抖音内容理解组开发的多模态大模型，英文名叫UniVL, 是一个有用无害的人工智能助手。";
+  const std::vector<TokenId> want = {8948,  198,    56568, 104625, 108782, 43815,  101128, 40027,  100013, 9370, 42140,
+                                     53772, 35243,  26288, 104949, 3837,   105205, 109641, 91730,  30698,  11,   54851,
+                                     46944, 115404, 42192, 99441,  100623, 48692,  100168, 110498, 1773};
   EXPECT_EQ(tok_json().encode(sys), want);
   EXPECT_EQ(tok_json().encode("user\n"), (std::vector<TokenId>{872, 198}));
   EXPECT_EQ(tok_json().encode("\nPlease describe the image shortly."),
@@ -227,11 +228,14 @@ TEST(TokenizerUtf8, CompletePrefix) {
   EXPECT_EQ(tokenizer::utf8_complete_prefix("ab\xe4\xb8"), 2);
   EXPECT_EQ(tokenizer::utf8_complete_prefix("ab\xe4"), 2);
   EXPECT_EQ(tokenizer::utf8_complete_prefix("ab\xe4\xb8\xad"), 5);
-  EXPECT_EQ(tokenizer::utf8_complete_prefix("ab\xff"), 3);          // invalid: final now
-  EXPECT_EQ(tokenizer::utf8_complete_prefix("ab\xed\xa0"), 4);      // surrogate prefix can never be valid
+  EXPECT_EQ(tokenizer::utf8_complete_prefix("ab\xff"), 3);      // invalid: final now
+  EXPECT_EQ(tokenizer::utf8_complete_prefix("ab\xed\xa0"), 4);  // surrogate prefix can never be valid
   EXPECT_EQ(tokenizer::utf8_complete_prefix("\xf0\x9f\x98"), 0);
-  EXPECT_EQ(tokenizer::replace_invalid_utf8("a\xf0\x9f\x98" "b"), "a\xEF\xBF\xBD" "b");  // one maximal subpart
-  EXPECT_EQ(tokenizer::replace_invalid_utf8("\xc0\x80"), "\xEF\xBF\xBD\xEF\xBF\xBD");    // two
+  EXPECT_EQ(tokenizer::replace_invalid_utf8("a\xf0\x9f\x98"
+                                            "b"),
+            "a\xEF\xBF\xBD"
+            "b");                                                                      // one maximal subpart
+  EXPECT_EQ(tokenizer::replace_invalid_utf8("\xc0\x80"), "\xEF\xBF\xBD\xEF\xBF\xBD");  // two
 }
 
 // ---------------------------------------------------------------- speed
@@ -253,7 +257,8 @@ TEST(TokenizerSpeed, OneMegabyteRunsOfOneCharacterAreFast) {
   // docs/VALIDATION.md: BPE must be O(n log n); a quadratic merge takes minutes here.
   if (SAILVL_UNDER_ASAN) GTEST_SKIP() << "timing limit not meaningful under ASan (checked in the plain build)";
   tok_json();  // load outside the timed region
-  for (const std::string unit : {std::string("a"), std::string(" "), std::string("中"), std::string("\n"), std::string("!")}) {
+  for (const std::string unit :
+       {std::string("a"), std::string(" "), std::string("中"), std::string("\n"), std::string("!")}) {
     std::string text;
     while (text.size() < (1u << 20)) text += unit;
     size_t n = 0;
@@ -303,23 +308,43 @@ struct Mini {
     vocab["ab"] = 256;
     vocab["abc"] = 257;
     vocab["Ġa"] = 258;
-    added.push_back({{"id", 259}, {"content", "<s>"}, {"special", true}, {"lstrip", false}, {"rstrip", false},
-                     {"normalized", false}, {"single_word", false}});
-    added.push_back({{"id", 260}, {"content", "<t>"}, {"special", false}, {"lstrip", false}, {"rstrip", false},
-                     {"normalized", false}, {"single_word", false}});
+    added.push_back({{"id", 259},
+                     {"content", "<s>"},
+                     {"special", true},
+                     {"lstrip", false},
+                     {"rstrip", false},
+                     {"normalized", false},
+                     {"single_word", false}});
+    added.push_back({{"id", 260},
+                     {"content", "<t>"},
+                     {"special", false},
+                     {"lstrip", false},
+                     {"rstrip", false},
+                     {"normalized", false},
+                     {"single_word", false}});
   }
   json tokenizer_json() const {
-    json m = {{"type", "BPE"}, {"dropout", nullptr}, {"unk_token", nullptr}, {"continuing_subword_prefix", ""},
-              {"end_of_word_suffix", ""}, {"fuse_unk", false}, {"byte_fallback", false}, {"ignore_merges", false},
-              {"vocab", vocab}, {"merges", merges}};
+    json m = {{"type", "BPE"},
+              {"dropout", nullptr},
+              {"unk_token", nullptr},
+              {"continuing_subword_prefix", ""},
+              {"end_of_word_suffix", ""},
+              {"fuse_unk", false},
+              {"byte_fallback", false},
+              {"ignore_merges", false},
+              {"vocab", vocab},
+              {"merges", merges}};
     json split = {{"type", "Split"},
                   {"pattern", {{"Regex", R"('s|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+|\s+)"}}},
                   {"behavior", "Isolated"},
                   {"invert", false}};
     json bl = {{"type", "ByteLevel"}, {"add_prefix_space", false}, {"trim_offsets", false}, {"use_regex", false}};
-    return {{"version", "1.0"}, {"added_tokens", added}, {"normalizer", {{"type", "NFC"}}},
+    return {{"version", "1.0"},
+            {"added_tokens", added},
+            {"normalizer", {{"type", "NFC"}}},
             {"pre_tokenizer", {{"type", "Sequence"}, {"pretokenizers", {split, bl}}}},
-            {"decoder", bl}, {"model", m}};
+            {"decoder", bl},
+            {"model", m}};
   }
   std::filesystem::path write_json_form(const json& tj) const {
     auto dir = test::temp_dir("tok_json");
@@ -342,7 +367,8 @@ struct Mini {
 };
 
 // Loads `dir` expecting Error(BadTokenizer) whose message names `file` and contains `what`.
-void expect_bad(const std::filesystem::path& dir, TokenizerFormat form, const std::string& file, const std::string& what) {
+void expect_bad(const std::filesystem::path& dir, TokenizerFormat form, const std::string& file,
+                const std::string& what) {
   try {
     Tokenizer::load(dir.string(), form);
     ADD_FAILURE() << "loaded a bad tokenizer (expected: " << what << ")";
@@ -360,8 +386,8 @@ TEST(TokenizerMini, ValidMiniTokenizerWorksInBothForms) {
   Mini m;
   const Tokenizer a = Tokenizer::load(m.write_json_form(m.tokenizer_json()).string(), TokenizerFormat::TokenizerJson);
   json added_map = {{"<s>", 259}, {"<t>", 260}};
-  const Tokenizer b =
-      Tokenizer::load(m.write_files_form(m.vocab.dump(), m.merges_txt(), added_map.dump()).string(), TokenizerFormat::VocabMerges);
+  const Tokenizer b = Tokenizer::load(m.write_files_form(m.vocab.dump(), m.merges_txt(), added_map.dump()).string(),
+                                      TokenizerFormat::VocabMerges);
   EXPECT_EQ(a.encode("abc"), (std::vector<TokenId>{257}));
   EXPECT_EQ(a.encode("ab a"), (std::vector<TokenId>{256, 258}));
   EXPECT_EQ(b.encode("abc"), (std::vector<TokenId>{257}));
@@ -392,13 +418,15 @@ TEST(TokenizerBadFiles, VocabIdsUniqueAndInRange) {
   Mini m;
   Mini dup;
   dup.vocab["abc"] = 256;  // same id as "ab"
-  expect_bad(dup.write_json_form(dup.tokenizer_json()), TokenizerFormat::TokenizerJson, "tokenizer.json", "is used by both");
+  expect_bad(dup.write_json_form(dup.tokenizer_json()), TokenizerFormat::TokenizerJson, "tokenizer.json",
+             "is used by both");
   Mini range;
   range.vocab["abc"] = 900;
   expect_bad(range.write_json_form(range.tokenizer_json()), TokenizerFormat::TokenizerJson, "tokenizer.json", "id 900");
   Mini neg;
   neg.vocab["abc"] = -1;
-  expect_bad(neg.write_files_form(neg.vocab.dump(), neg.merges_txt(), ""), TokenizerFormat::VocabMerges, "vocab.json", "id -1");
+  expect_bad(neg.write_files_form(neg.vocab.dump(), neg.merges_txt(), ""), TokenizerFormat::VocabMerges, "vocab.json",
+             "id -1");
   Mini str;
   str.vocab["abc"] = "257";
   expect_bad(str.write_files_form(str.vocab.dump(), str.merges_txt(), ""), TokenizerFormat::VocabMerges, "vocab.json",
@@ -472,8 +500,8 @@ TEST(TokenizerBadFiles, AddedTokensConsistent) {
              "empty content");
   Mini vocab_text;
   vocab_text.added[0]["content"] = "ab";  // text of vocab id 256 under another id
-  expect_bad(vocab_text.write_json_form(vocab_text.tokenizer_json()), TokenizerFormat::TokenizerJson,
-             "tokenizer.json", "the same text is vocabulary id 256");
+  expect_bad(vocab_text.write_json_form(vocab_text.tokenizer_json()), TokenizerFormat::TokenizerJson, "tokenizer.json",
+             "the same text is vocabulary id 256");
   // added_tokens.json disagreeing with tokenizer_config.json.
   Mini files;
   auto dir = files.write_files_form(files.vocab.dump(), files.merges_txt(), json({{"<s>", 260}, {"<t>", 259}}).dump());
@@ -528,6 +556,7 @@ TEST(TokenizeCli, EncodeDecodeAndErrors) {
   EXPECT_EQ(test::run_command("printf 'ab\\377c' | " + bin, &out, &err), 4) << err;
   EXPECT_NE(err.find("byte offset 2"), std::string::npos) << err;
   ASSERT_EQ(test::run_command("printf 'ab\\377c' | " + bin + " --replace-invalid", &out, &err), 0) << err;
-  EXPECT_EQ(json::parse(out)["ids"], json(tok_json().encode("ab\xEF\xBF\xBD" "c")));
+  EXPECT_EQ(json::parse(out)["ids"], json(tok_json().encode("ab\xEF\xBF\xBD"
+                                                            "c")));
   EXPECT_NE(test::run_command(bin + " --decode --text 'x y'", &out, &err), 0);
 }

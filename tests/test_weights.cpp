@@ -1,7 +1,7 @@
 // WeightMap / WeightScope: sharded-index rules (docs/VALIDATION.md), the shape/dtype binder, and that
 // opening a checkpoint maps it without reading it into memory.
-#include <fstream>
 #include <unistd.h>
+#include <fstream>
 
 #include "loader/weights.h"
 #include "tests/testutil.h"
@@ -32,7 +32,8 @@ void write_index(const fs::path& dir, const std::string& weight_map_json) {
     const std::string m = e.what();
     if (e.kind() != ErrorKind::BadModel) return ::testing::AssertionFailure() << "wrong kind: " << m;
     for (const auto& n : needles)
-      if (m.find(n) == std::string::npos) return ::testing::AssertionFailure() << "message lacks \"" << n << "\": " << m;
+      if (m.find(n) == std::string::npos)
+        return ::testing::AssertionFailure() << "message lacks \"" << n << "\": " << m;
     return ::testing::AssertionSuccess() << m;
   }
   return ::testing::AssertionFailure() << "opened a bad checkpoint";
@@ -75,7 +76,8 @@ TEST(WeightIndex, RejectsTensorInWrongShard) {
   write_shard(d / "s1.safetensors", {"a.weight", "b.weight"});
   write_shard(d / "s2.safetensors", {"c.weight"});
   write_index(d, R"({"a.weight":"s1.safetensors","b.weight":"s2.safetensors","c.weight":"s2.safetensors"})");
-  EXPECT_TRUE(open_fails(d, {"s1.safetensors", "tensor \"b.weight\" is in the wrong shard: the index says \"s2.safetensors\""}));
+  EXPECT_TRUE(open_fails(
+      d, {"s1.safetensors", "tensor \"b.weight\" is in the wrong shard: the index says \"s2.safetensors\""}));
 }
 
 TEST(WeightIndex, RejectsTensorInTwoShards) {
@@ -139,11 +141,14 @@ TEST(WeightScope, BindsByPrefixWithShapeAndDtypeChecks) {
     }
     return std::string("(no error)");
   };
-  EXPECT_NE(msg([&] { L.require("self_attn.q_proj.weight", {2, 4}); })
-                .find("tensor \"language_model.model.layers.3.self_attn.q_proj.weight\" has shape [4, 2], expected [2, 4]"),
-            std::string::npos);
-  EXPECT_NE(msg([&] { L.require("self_attn.k_proj.weight", {4, 2}); })
-                .find("tensor \"language_model.model.layers.3.self_attn.k_proj.weight\" is missing"),
+  EXPECT_NE(
+      msg([&] {
+        L.require("self_attn.q_proj.weight", {2, 4});
+      }).find("tensor \"language_model.model.layers.3.self_attn.q_proj.weight\" has shape [4, 2], expected [2, 4]"),
+      std::string::npos);
+  EXPECT_NE(msg([&] {
+              L.require("self_attn.k_proj.weight", {4, 2});
+            }).find("tensor \"language_model.model.layers.3.self_attn.k_proj.weight\" is missing"),
             std::string::npos);
   EXPECT_NE(msg([&] { L.require("self_attn.q_proj.bias", {4}, DType::F32); }).find("has dtype BF16, expected F32"),
             std::string::npos);

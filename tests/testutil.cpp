@@ -2,13 +2,13 @@
 
 #include <sys/wait.h>
 
+#include <unistd.h>
 #include <algorithm>
 #include <atomic>
 #include <cmath>
 #include <cstdio>
 #include <fstream>
 #include <sstream>
-#include <unistd.h>
 
 namespace sailvl::test {
 
@@ -56,12 +56,12 @@ fs::path tiny_model(const std::string& preset, const std::string& extra_args, co
   fs::path dir = fs::path(SAILVL_BUILD_DIR) / "test_models" / (preset + suffix);
   // Several test processes may ask at once (ctest -j): generate into a private dir, then rename.
   if (fs::exists(dir / "config.json")) return dir;
-  fs::path tmp = fs::path(SAILVL_BUILD_DIR) / "test_models" /
-                 (".tmp_" + preset + suffix + "_" + std::to_string(::getpid()));
+  fs::path tmp =
+      fs::path(SAILVL_BUILD_DIR) / "test_models" / (".tmp_" + preset + suffix + "_" + std::to_string(::getpid()));
   fs::remove_all(tmp);
   fs::create_directories(tmp.parent_path());
-  std::string cmd = sailvl_binary() + " make-model --quiet --preset " + preset + " --out " + tmp.string() + " " +
-                    extra_args;
+  std::string cmd =
+      sailvl_binary() + " make-model --quiet --preset " + preset + " --out " + tmp.string() + " " + extra_args;
   std::string err;
   int rc = run_command(cmd, nullptr, &err);
   if (rc != 0) throw std::runtime_error("make-model failed (" + std::to_string(rc) + "): " + cmd + "\n" + err);

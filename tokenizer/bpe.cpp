@@ -14,14 +14,12 @@
 #include <algorithm>
 #include <functional>
 
-#include "tokenizer/tokenizer_internal.h"
 #include "tensor/error.h"
+#include "tokenizer/tokenizer_internal.h"
 
 namespace sailvl::tokenizer {
 
-static const Merge* find_merge(const Tokenizer::Impl& t, TokenId a, TokenId b) {
-  return t.merges.find(a, b);
-}
+static const Merge* find_merge(const Tokenizer::Impl& t, TokenId a, TokenId b) { return t.merges.find(a, b); }
 
 static constexpr size_t kShortPiece = 32;
 

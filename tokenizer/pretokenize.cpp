@@ -12,8 +12,8 @@
 #include <cstring>
 
 #include "loader/json_strict.h"
-#include "tokenizer/tokenizer_internal.h"
 #include "tensor/error.h"
+#include "tokenizer/tokenizer_internal.h"
 
 namespace sailvl::tokenizer {
 
@@ -152,9 +152,9 @@ bool nfc_normalize(std::string_view text, std::string& out) {
     }
   if (trivial) return false;
   utf8proc_uint8_t* result = nullptr;
-  const utf8proc_ssize_t n = utf8proc_map(reinterpret_cast<const utf8proc_uint8_t*>(text.data()),
-                                          static_cast<utf8proc_ssize_t>(text.size()), &result,
-                                          static_cast<utf8proc_option_t>(UTF8PROC_STABLE | UTF8PROC_COMPOSE));
+  const utf8proc_ssize_t n =
+      utf8proc_map(reinterpret_cast<const utf8proc_uint8_t*>(text.data()), static_cast<utf8proc_ssize_t>(text.size()),
+                   &result, static_cast<utf8proc_option_t>(UTF8PROC_STABLE | UTF8PROC_COMPOSE));
   if (n < 0) {
     std::free(result);
     fail(ErrorKind::BadTokenizer, "NFC normalisation failed: ", utf8proc_errmsg(n));
@@ -169,8 +169,8 @@ bool nfc_normalize(std::string_view text, std::string& out) {
 RegexSplitter::RegexSplitter(const std::string& pattern, const std::string& where) {
   int err = 0;
   PCRE2_SIZE err_off = 0;
-  pcre2_code* code = pcre2_compile(reinterpret_cast<PCRE2_SPTR>(pattern.data()), pattern.size(),
-                                   PCRE2_UTF | PCRE2_UCP, &err, &err_off, nullptr);
+  pcre2_code* code = pcre2_compile(reinterpret_cast<PCRE2_SPTR>(pattern.data()), pattern.size(), PCRE2_UTF | PCRE2_UCP,
+                                   &err, &err_off, nullptr);
   if (!code) {
     PCRE2_UCHAR msg[256];
     pcre2_get_error_message(err, msg, sizeof msg);
@@ -254,8 +254,7 @@ void RegexSplitter::split_offsets(std::string_view text, std::vector<int64_t>& o
 static uint32_t decode_cp(std::string_view s, size_t i, int* len) {
   const auto* p = reinterpret_cast<const uint8_t*>(s.data());
   int32_t cp = 0;
-  const utf8proc_ssize_t r =
-      utf8proc_iterate(p + i, static_cast<utf8proc_ssize_t>(s.size() - i), &cp);
+  const utf8proc_ssize_t r = utf8proc_iterate(p + i, static_cast<utf8proc_ssize_t>(s.size() - i), &cp);
   *len = r > 0 ? static_cast<int>(r) : 1;
   return r > 0 ? static_cast<uint32_t>(cp) : 0xFFFD;
 }
@@ -271,8 +270,7 @@ static uint32_t cp_before(std::string_view s, size_t i, size_t* start) {
 
 static bool is_whitespace_cp(uint32_t cp) {  // Rust char::is_whitespace (White_Space property)
   return (cp >= 0x09 && cp <= 0x0D) || cp == 0x20 || cp == 0x85 || cp == 0xA0 || cp == 0x1680 ||
-         (cp >= 0x2000 && cp <= 0x200A) || cp == 0x2028 || cp == 0x2029 || cp == 0x202F || cp == 0x205F ||
-         cp == 0x3000;
+         (cp >= 0x2000 && cp <= 0x200A) || cp == 0x2028 || cp == 0x2029 || cp == 0x202F || cp == 0x205F || cp == 0x3000;
 }
 
 static bool is_word_cp(uint32_t cp) {  // alphanumeric or '_' (added_vocabulary.rs single_word)

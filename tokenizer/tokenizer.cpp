@@ -1,8 +1,8 @@
 // Tokenizer: encode, decode and the streaming decoder (the algorithm is described in tokenizer.h).
 #include "tokenizer/tokenizer.h"
 
-#include "tokenizer/tokenizer_internal.h"
 #include "tensor/error.h"
+#include "tokenizer/tokenizer_internal.h"
 
 namespace sailvl::tokenizer {
 
@@ -154,7 +154,9 @@ std::optional<TokenId> Tokenizer::token_to_id(std::string_view token) const {
 bool Tokenizer::is_special(TokenId id) const {
   return id >= 0 && id < size() && impl_->kind[static_cast<size_t>(id)] == 2;
 }
-bool Tokenizer::is_added(TokenId id) const { return id >= 0 && id < size() && impl_->kind[static_cast<size_t>(id)] != 0; }
+bool Tokenizer::is_added(TokenId id) const {
+  return id >= 0 && id < size() && impl_->kind[static_cast<size_t>(id)] != 0;
+}
 int64_t Tokenizer::vocab_size() const { return impl_->vocab_size; }
 int64_t Tokenizer::size() const { return static_cast<int64_t>(impl_->bytes.size()); }
 int64_t Tokenizer::num_merges() const { return impl_->num_merges; }

@@ -84,8 +84,8 @@ class Tokenizer {
 
   bool is_special(TokenId id) const;  // an added token with special = true
   bool is_added(TokenId id) const;
-  int64_t vocab_size() const;         // BPE vocabulary entries (151,643 for Qwen2)
-  int64_t size() const;               // vocab + added tokens (151,674 for SAIL-VL): max id + 1
+  int64_t vocab_size() const;  // BPE vocabulary entries (151,643 for Qwen2)
+  int64_t size() const;        // vocab + added tokens (151,674 for SAIL-VL): max id + 1
   int64_t num_merges() const;
   const std::vector<AddedToken>& added_tokens() const;
   const std::string& source() const;  // which file(s) it was loaded from, for messages

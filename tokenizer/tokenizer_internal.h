@@ -22,8 +22,8 @@ namespace sailvl::tokenizer {
 // The 188 printable bytes ('!'..'~', '¡'..'¬', '®'..'ÿ') map to themselves; the other 68 bytes map, in
 // increasing order, to U+0100, U+0101, ... so every byte has a visible, non-space spelling.
 struct ByteMap {
-  std::array<uint32_t, 256> to_cp{};  // byte -> code point
-  std::array<int16_t, 324> to_byte{}; // code point (< 324) -> byte, -1 if not in the alphabet
+  std::array<uint32_t, 256> to_cp{};   // byte -> code point
+  std::array<int16_t, 324> to_byte{};  // code point (< 324) -> byte, -1 if not in the alphabet
   ByteMap();
 };
 const ByteMap& byte_map();
@@ -128,7 +128,8 @@ class MergeTable {
     mask_ = slots_.size() - 1;
     size_ = 0;
     for (const Slot& s : old)
-      if (s.key != kEmpty) insert(static_cast<TokenId>(s.key >> 32), static_cast<TokenId>(s.key & 0xFFFFFFFFu), s.merge);
+      if (s.key != kEmpty)
+        insert(static_cast<TokenId>(s.key >> 32), static_cast<TokenId>(s.key & 0xFFFFFFFFu), s.merge);
   }
   std::vector<Slot> slots_;
   size_t mask_ = 0, size_ = 0;
@@ -136,12 +137,12 @@ class MergeTable {
 
 // The loaded tokenizer. Immutable after load except the piece cache (guarded by its mutex).
 struct Tokenizer::Impl {
-  std::string source;                                // "DIR/tokenizer.json" or "DIR/vocab.json + merges.txt"
-  std::vector<std::string> bytes;                    // id -> raw bytes (added tokens: content)
-  std::vector<uint8_t> kind;                         // id -> 0 vocab, 1 added, 2 added special
-  std::unordered_map<std::string, TokenId> vocab;    // raw bytes -> id (BPE vocabulary only)
-  MergeTable merges;                                 // (left id, right id) -> rank, merged id
-  std::array<TokenId, 256> byte_id{};                // single-byte symbol ids
+  std::string source;                              // "DIR/tokenizer.json" or "DIR/vocab.json + merges.txt"
+  std::vector<std::string> bytes;                  // id -> raw bytes (added tokens: content)
+  std::vector<uint8_t> kind;                       // id -> 0 vocab, 1 added, 2 added special
+  std::unordered_map<std::string, TokenId> vocab;  // raw bytes -> id (BPE vocabulary only)
+  MergeTable merges;                               // (left id, right id) -> rank, merged id
+  std::array<TokenId, 256> byte_id{};              // single-byte symbol ids
   std::vector<AddedToken> added;
   std::unordered_map<std::string, TokenId> added_by_content;
   int64_t vocab_size = 0;

@@ -20,8 +20,8 @@
 #include <sstream>
 
 #include "loader/json_strict.h"
-#include "tokenizer/tokenizer_internal.h"
 #include "tensor/error.h"
+#include "tokenizer/tokenizer_internal.h"
 
 namespace sailvl::tokenizer {
 
@@ -69,7 +69,8 @@ static std::string q(std::string_view s) {  // a quoted, printable copy of untru
 static void set_vocab(Tokenizer::Impl& t, const json& vocab, const std::string& file) {
   if (!vocab.is_object()) bad(file, "vocab is not a JSON object");
   const int64_t n = static_cast<int64_t>(vocab.size());
-  if (n < 256 || n > kMaxTokenId) bad(file, "vocab has " + std::to_string(n) + " entries (need 256.." + std::to_string(kMaxTokenId) + ")");
+  if (n < 256 || n > kMaxTokenId)
+    bad(file, "vocab has " + std::to_string(n) + " entries (need 256.." + std::to_string(kMaxTokenId) + ")");
   t.vocab_size = n;
   t.bytes.assign(static_cast<size_t>(n), std::string());
   t.kind.assign(static_cast<size_t>(n), 0);
@@ -109,7 +110,8 @@ static void add_merge(Tokenizer::Impl& t, std::string_view left, std::string_vie
   auto ia = t.vocab.find(a), ib = t.vocab.find(b), im = t.vocab.find(a + b);
   if (ia == t.vocab.end()) bad(file, where + ": " + q(left) + " is not in the vocabulary");
   if (ib == t.vocab.end()) bad(file, where + ": " + q(right) + " is not in the vocabulary");
-  if (im == t.vocab.end()) bad(file, where + ": the merged token " + q(std::string(left) + std::string(right)) + " is not in the vocabulary");
+  if (im == t.vocab.end())
+    bad(file, where + ": the merged token " + q(std::string(left) + std::string(right)) + " is not in the vocabulary");
   const Merge m{static_cast<int32_t>(t.num_merges), im->second};
   if (!t.merges.insert(ia->second, ib->second, m))
     bad(file, where + ": duplicate merge " + q(std::string(left) + " " + std::string(right)));
@@ -193,13 +195,15 @@ static void set_added(Tokenizer::Impl& t, std::vector<AddedToken> added, const s
     if (a.content.empty()) bad(file, "added token id " + std::to_string(a.id) + " has empty content");
     if (auto off = find_invalid_utf8(a.content)) bad(file, where + ": invalid UTF-8 at byte " + std::to_string(*off));
     if (i > 0 && added[i - 1].id == a.id)
-      bad(file, "id " + std::to_string(a.id) + " is given to two added tokens, " + q(added[i - 1].content) + " and " + q(a.content));
+      bad(file, "id " + std::to_string(a.id) + " is given to two added tokens, " + q(added[i - 1].content) + " and " +
+                    q(a.content));
     if (!t.added_by_content.emplace(a.content, a.id).second)
       bad(file, "added token " + q(a.content) + " appears twice (ids " + std::to_string(t.added_by_content[a.content]) +
                     " and " + std::to_string(a.id) + ")");
     if (a.id < t.vocab_size) {
       if (t.bytes[a.id] != a.content)
-        bad(file, where + ": the vocabulary spells id " + std::to_string(a.id) + " as " + q(bytes_to_byte_level(t.bytes[a.id])));
+        bad(file, where + ": the vocabulary spells id " + std::to_string(a.id) + " as " +
+                      q(bytes_to_byte_level(t.bytes[a.id])));
     } else if (auto it = t.vocab.find(a.content); it != t.vocab.end()) {
       bad(file, where + ": the same text is vocabulary id " + std::to_string(it->second));
     }
@@ -213,8 +217,8 @@ static void set_added(Tokenizer::Impl& t, std::vector<AddedToken> added, const s
   }
   for (int64_t id = t.vocab_size; id < size; ++id)
     if (t.kind[id] == 255)
-      bad(file, "no token has id " + std::to_string(id) + " (the vocabulary ends at " + std::to_string(t.vocab_size - 1) +
-                    ", added tokens reach " + std::to_string(size - 1) + ")");
+      bad(file, "no token has id " + std::to_string(id) + " (the vocabulary ends at " +
+                    std::to_string(t.vocab_size - 1) + ", added tokens reach " + std::to_string(size - 1) + ")");
   t.added = std::move(added);
 }
 
@@ -344,7 +348,8 @@ static std::vector<AddedToken> load_added_files(const fs::path& dir) {
       }
       for (const auto& [other_id, tok] : by_id)
         if (tok.content == it.key())
-          bad(file, where + ": has id " + std::to_string(id) + " but tokenizer_config.json gives it id " + std::to_string(other_id));
+          bad(file, where + ": has id " + std::to_string(id) + " but tokenizer_config.json gives it id " +
+                        std::to_string(other_id));
       AddedToken tok;  // no flags known: transformers' defaults for a special token
       tok.id = static_cast<TokenId>(id);
       tok.content = it.key();

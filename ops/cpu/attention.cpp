@@ -115,8 +115,7 @@ void attention(const Tensor& out, const Tensor& q, const Tensor& k, const Tensor
     AttentionParams one = p;
     one.batch = 1;
     for (int64_t b = 0; b < p.batch; ++b)
-      cpu::attention(out.narrow(0, b * T, T), q.narrow(0, b * T, T), k.narrow(0, b * S, S), v.narrow(0, b * S, S),
-                     one);
+      cpu::attention(out.narrow(0, b * T, T), q.narrow(0, b * T, T), k.narrow(0, b * S, S), v.narrow(0, b * S, S), one);
     return;
   }
   const View3 Q = view3(q, op, "q"), K = view3(k, op, "k"), V = view3(v, op, "v"), O = view3(out, op, "out");
@@ -150,8 +149,7 @@ void attention(const Tensor& out, const Tensor& q, const Tensor& k, const Tensor
 
       // Stack the group's query rows: block row j·nt + i is (token t0+i, head g·r+j).
       for (int64_t j = 0; j < r; ++j)
-        for (int64_t i = 0; i < nt; ++i)
-          std::copy_n(Q.at(t0 + i, g * r + j), Dh, qs.data() + (j * nt + i) * Dh);
+        for (int64_t i = 0; i < nt; ++i) std::copy_n(Q.at(t0 + i, g * r + j), Dh, qs.data() + (j * nt + i) * Dh);
 
 #ifdef SAILVL_CPU_AVX2
       const RowMat<const float> Qb{qs.data(), rows, Dh, Dh};

@@ -54,8 +54,8 @@ inline RowMat<T> as_rows(const Tensor& t, const char* op, const char* what) {
     if (expect < 0) {
       stride = t.stride(d);
     } else {
-      SAILVL_OP_CHECK(t.stride(d) == expect, op, what, " leading dims do not collapse: ", t.describe(),
-                      " strides ", shape_str(t.strides()));
+      SAILVL_OP_CHECK(t.stride(d) == expect, op, what, " leading dims do not collapse: ", t.describe(), " strides ",
+                      shape_str(t.strides()));
     }
     expect = t.stride(d) * t.size(d);
   }

@@ -76,16 +76,21 @@ inline __m256 load_w8(const uint8_t* row, int64_t k) {
     return _mm256_loadu_ps(reinterpret_cast<const float*>(row) + k);
   } else {
     const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(reinterpret_cast<const uint16_t*>(row) + k));
-    if constexpr (WT == DType::BF16) return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
-    else return _mm256_cvtph_ps(h);
+    if constexpr (WT == DType::BF16)
+      return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
+    else
+      return _mm256_cvtph_ps(h);
   }
 }
 
 template <DType WT>
 inline float load_w1(const uint8_t* row, int64_t k) {
-  if constexpr (WT == DType::F32) return reinterpret_cast<const float*>(row)[k];
-  else if constexpr (WT == DType::BF16) return bf16_to_f32(reinterpret_cast<const uint16_t*>(row)[k]);
-  else return f16_to_f32(reinterpret_cast<const uint16_t*>(row)[k]);
+  if constexpr (WT == DType::F32)
+    return reinterpret_cast<const float*>(row)[k];
+  else if constexpr (WT == DType::BF16)
+    return bf16_to_f32(reinterpret_cast<const uint16_t*>(row)[k]);
+  else
+    return f16_to_f32(reinterpret_cast<const uint16_t*>(row)[k]);
 }
 
 // In-register transpose of an 8 × 8 F32 block: r[i] holds row i on entry, column i on exit.
@@ -218,8 +223,10 @@ void gemm_block(const RowMat<const float>& x, const uint8_t* w, int64_t w_row_by
     for (int64_t j = 0; j < strips; ++j) {
       float* dst = s.b.get() + j * kc * NR;
       const int64_t nr = std::min(NR, nc - j * NR);
-      if constexpr (kTransposed) pack_b_strip<WT>(dst, w, w_row_bytes, n0 + j * NR, nr, k0, kc);
-      else pack_b_strip_kn<WT>(dst, w, w_row_bytes, n0 + j * NR, nr, k0, kc);
+      if constexpr (kTransposed)
+        pack_b_strip<WT>(dst, w, w_row_bytes, n0 + j * NR, nr, k0, kc);
+      else
+        pack_b_strip_kn<WT>(dst, w, w_row_bytes, n0 + j * NR, nr, k0, kc);
     }
     for (int64_t m0 = 0; m0 < M; m0 += MC) {
       const int64_t mc = std::min(MC, M - m0);
@@ -306,8 +313,10 @@ void gemm_f32_serial(const RowMat<const float>& x, const RowMat<const float>& w,
   const int64_t N = transposed ? w.rows : w.cols, K = x.cols;
   for (int64_t n0 = 0; n0 < N; n0 += NC) {
     const int64_t nc = std::min(NC, N - n0);
-    if (transposed) gemm_block<DType::F32, true>(x, wp, rb, out, n0, nc, K, thread_scratch());
-    else gemm_block<DType::F32, false>(x, wp, rb, out, n0, nc, K, thread_scratch());
+    if (transposed)
+      gemm_block<DType::F32, true>(x, wp, rb, out, n0, nc, K, thread_scratch());
+    else
+      gemm_block<DType::F32, false>(x, wp, rb, out, n0, nc, K, thread_scratch());
   }
 }
 

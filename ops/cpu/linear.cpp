@@ -63,9 +63,12 @@ inline float hsum8(__m256 v) {
 
 template <DType WT>
 inline float wval(const void* row, int64_t k) {
-  if constexpr (WT == DType::F32) return static_cast<const float*>(row)[k];
-  else if constexpr (WT == DType::BF16) return bf16_to_f32(static_cast<const uint16_t*>(row)[k]);
-  else return f16_to_f32(static_cast<const uint16_t*>(row)[k]);
+  if constexpr (WT == DType::F32)
+    return static_cast<const float*>(row)[k];
+  else if constexpr (WT == DType::BF16)
+    return bf16_to_f32(static_cast<const uint16_t*>(row)[k]);
+  else
+    return f16_to_f32(static_cast<const uint16_t*>(row)[k]);
 }
 
 // R rows of w starting at row n, M rows of x.

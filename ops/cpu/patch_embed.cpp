@@ -20,11 +20,12 @@ void patch_embed(const Tensor& out, const Tensor& pixels, const Tensor& w, const
   constexpr const char* op = "patch_embed";
   check_dtype(pixels, DType::F32, op, "pixels");
   check_dtype(out, DType::F32, op, "out");
-  SAILVL_OP_CHECK(pixels.dim() == 4 && pixels.size(1) == 3 && pixels.size(2) == pixels.size(3) && pixels.is_contiguous(),
-                  op, "pixels must be contiguous [T, 3, S, S], got ", pixels.describe());
-  SAILVL_OP_CHECK(w.dim() == 4 && w.size(1) == 3 && w.size(2) == w.size(3) && w.is_contiguous() &&
-                      is_weight_dtype(w.dtype()),
-                  op, "w must be contiguous [C, 3, P, P], got ", w.describe());
+  SAILVL_OP_CHECK(
+      pixels.dim() == 4 && pixels.size(1) == 3 && pixels.size(2) == pixels.size(3) && pixels.is_contiguous(), op,
+      "pixels must be contiguous [T, 3, S, S], got ", pixels.describe());
+  SAILVL_OP_CHECK(
+      w.dim() == 4 && w.size(1) == 3 && w.size(2) == w.size(3) && w.is_contiguous() && is_weight_dtype(w.dtype()), op,
+      "w must be contiguous [C, 3, P, P], got ", w.describe());
   const int64_t T = pixels.size(0), S = pixels.size(2), C = w.size(0), P = w.size(2);
   SAILVL_OP_CHECK(P > 0 && S % P == 0, op, "image size ", S, " is not a multiple of the patch size ", P);
   const int64_t G = S / P, NP = G * G, KC = 3 * P * P;

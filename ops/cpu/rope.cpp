@@ -47,8 +47,8 @@ void rope(const Tensor& x, const Tensor& positions, double theta) {
     std::vector<float> cs(static_cast<size_t>(half)), sn(static_cast<size_t>(half));
 #pragma omp for schedule(static)
     for (int64_t t = 0; t < T; ++t) {
-      const int64_t pos = positions.dtype() == DType::I64 ? positions.data<int64_t>()[t * ps]
-                                                           : positions.data<int32_t>()[t * ps];
+      const int64_t pos =
+          positions.dtype() == DType::I64 ? positions.data<int64_t>()[t * ps] : positions.data<int32_t>()[t * ps];
       const float pf = static_cast<float>(pos);
       for (int64_t i = 0; i < half; ++i) {
         const float f = pf * inv_freq[i];

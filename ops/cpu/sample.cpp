@@ -145,8 +145,10 @@ int64_t sample(const Tensor& logits, const SamplingParams& p, uint64_t step) {
     double cum = 0;
     while (keep > 1) {
       cum += w[keep - 1] / z;
-      if (cum <= thr) --keep;
-      else break;
+      if (cum <= thr)
+        --keep;
+      else
+        break;
     }
   }
 

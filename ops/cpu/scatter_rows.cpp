@@ -17,8 +17,9 @@ void scatter_rows(const Tensor& dst, const Tensor& rows, const Tensor& src) {
   constexpr const char* op = "scatter_rows";
   SAILVL_OP_CHECK(dst.dim() == 2 && src.dim() == 2 && dst.dtype() == src.dtype() && dst.size(1) == src.size(1), op,
                   "dst [R, D] and src [K, D] of one dtype expected, got ", dst.describe(), " and ", src.describe());
-  SAILVL_OP_CHECK(rows.device().is_cpu() && rows.dim() == 1 && rows.dtype() == DType::I64 && rows.size(0) == src.size(0),
-                  op, "rows must be I64 [", src.size(0), "], got ", rows.describe());
+  SAILVL_OP_CHECK(
+      rows.device().is_cpu() && rows.dim() == 1 && rows.dtype() == DType::I64 && rows.size(0) == src.size(0), op,
+      "rows must be I64 [", src.size(0), "], got ", rows.describe());
   SAILVL_OP_CHECK(dst.size(1) <= 1 || (dst.stride(1) == 1 && src.stride(1) == 1), op, "rows must be contiguous");
   const int64_t R = dst.size(0), K = src.size(0), D = dst.size(1);
   const int64_t es = static_cast<int64_t>(dtype_size(dst.dtype()));

@@ -15,8 +15,8 @@ void silu_mul(const Tensor& out, const Tensor& gate, const Tensor& up) {
   check_dtype(out, DType::F32, op, "out");
   check_dtype(gate, DType::F32, op, "gate");
   check_dtype(up, DType::F32, op, "up");
-  SAILVL_OP_CHECK(out.shape() == gate.shape() && out.shape() == up.shape(), op, "shape mismatch ", out.describe(),
-                  ", ", gate.describe(), ", ", up.describe());
+  SAILVL_OP_CHECK(out.shape() == gate.shape() && out.shape() == up.shape(), op, "shape mismatch ", out.describe(), ", ",
+                  gate.describe(), ", ", up.describe());
   const auto o = as_rows(out, op, "out");
   const auto g = as_rows<const float>(gate, op, "gate");
   const auto u = as_rows<const float>(up, op, "up");

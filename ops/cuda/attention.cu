@@ -51,7 +51,7 @@ struct AttnArgs {
   const bf16* v;
   bf16* out;
   int64_t qs0, qs1, ks0, ks1, vs0, vs1, os0, os1;  // token and head strides (elements)
-  int64_t T, S, H, Hkv;  // per sequence; blockIdx.z picks the sequence of a batch
+  int64_t T, S, H, Hkv;                            // per sequence; blockIdx.z picks the sequence of a batch
   int64_t q_offset;
   int causal;
   float scale;
@@ -214,8 +214,7 @@ __global__ void __launch_bounds__(128) attn_prefill_kernel(AttnArgs a) {
   if (qi < a.T) {
     const float inv = l_i > 0.f ? 1.f / l_i : 0.f;
     bf16* dst = a.out + qi * a.os0 + h * a.os1;
-    for (int d = half * (D / 2); d < (half + 1) * (D / 2); ++d)
-      dst[d] = __float2bfloat16_rn(Ow[r * C::LDO + d] * inv);
+    for (int d = half * (D / 2); d < (half + 1) * (D / 2); ++d) dst[d] = __float2bfloat16_rn(Ow[r * C::LDO + d] * inv);
   }
 }
 
@@ -237,7 +236,7 @@ __global__ void __launch_bounds__(128) attn_prefill_kernel(AttnArgs a) {
 template <int D>
 struct Mma {
   static constexpr int kWarps = 4, BQ = 16 * kWarps, BK = 64, LD = D + 8;  // LD in BF16 elements
-  static constexpr size_t kTile = size_t{BK} * LD * 2;                    // bytes of one K or V tile
+  static constexpr size_t kTile = size_t{BK} * LD * 2;                     // bytes of one K or V tile
   static constexpr size_t kQ = 0, kK = size_t{BQ} * LD * 2, kV = kK + 2 * kTile, kBytes = kV + 2 * kTile;
 };
 
@@ -246,12 +245,13 @@ __device__ __forceinline__ uint32_t smem_addr(const void* p) {
 }
 __device__ __forceinline__ void cp_async16(void* dst, const void* src, bool valid) {
   // src-size 0 writes 16 zero bytes and reads nothing (rows past T or S).
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(smem_addr(dst)), "l"(src),
-               "r"(valid ? 16 : 0));
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(smem_addr(dst)), "l"(src), "r"(valid ? 16 : 0));
 }
 __device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
 template <int N>
-__device__ __forceinline__ void cp_async_wait() { asm volatile("cp.async.wait_group %0;\n" ::"n"(N)); }
+__device__ __forceinline__ void cp_async_wait() {
+  asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
+}
 
 __device__ __forceinline__ void ldmatrix_x4(uint32_t r[4], const bf16* p) {
   asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
@@ -460,8 +460,8 @@ __device__ __forceinline__ void unpack8(const uint4& u, float f[8]) {
 
 template <int D>
 __global__ void __launch_bounds__(kDecodeThreads) attn_decode_kernel(DecodeArgs da) {
-  constexpr int LPK = D / 8;               // lanes per key
-  constexpr int NG = kDecodeThreads / LPK; // lane groups per block
+  constexpr int LPK = D / 8;                // lanes per key
+  constexpr int NG = kDecodeThreads / LPK;  // lane groups per block
   __shared__ float sm_m[NG][kMaxGroup], sm_l[NG][kMaxGroup];
   __shared__ float sm_o[NG][kMaxGroup][D];
   const AttnArgs& a = da.a;
@@ -599,8 +599,8 @@ void launch_decode(const AttnArgs& a, Context& ctx) {
   SAILVL_CHECK(a.Hkv <= 65535, Internal, "attention: too many KV heads (", a.Hkv, ")");
   da.part = static_cast<float*>(
       ctx.scratch(Context::Slot::AttnPartial, static_cast<size_t>(splits * a.H * (D + 2)) * sizeof(float)));
-  attn_decode_kernel<D><<<dim3(static_cast<unsigned>(splits), static_cast<unsigned>(a.Hkv)), kDecodeThreads, 0,
-                          ctx.stream()>>>(da);
+  attn_decode_kernel<D>
+      <<<dim3(static_cast<unsigned>(splits), static_cast<unsigned>(a.Hkv)), kDecodeThreads, 0, ctx.stream()>>>(da);
   CUDA_CHECK_LAUNCH();
   attn_combine_kernel<D><<<static_cast<unsigned>(a.H), D, 0, ctx.stream()>>>(da.part, splits, a.H, a.out, a.os1);
   CUDA_CHECK_LAUNCH();
@@ -613,19 +613,19 @@ void attention(const Tensor& out, const Tensor& q, const Tensor& k, const Tensor
   for (const Tensor* t : {&out, &q, &k, &v})
     SAILVL_CHECK(t->dtype() == DType::BF16 && t->dim() == 3 && t->stride(2) == 1, Internal, op,
                  ": CUDA attention takes BF16 [*, heads, Dh] tensors with a contiguous last dim, got ", t->describe());
-  SAILVL_CHECK(p.batch >= 1 && q.size(0) % p.batch == 0 && k.size(0) % p.batch == 0, Internal, op, ": batch ",
-               p.batch, " does not divide q ", q.describe(), " and k ", k.describe());
+  SAILVL_CHECK(p.batch >= 1 && q.size(0) % p.batch == 0 && k.size(0) % p.batch == 0, Internal, op, ": batch ", p.batch,
+               " does not divide q ", q.describe(), " and k ", k.describe());
   const int64_t T = q.size(0) / p.batch, H = q.size(1), D = q.size(2), S = k.size(0) / p.batch, Hkv = k.size(1);
   SAILVL_CHECK(D == 64 || D == 128, Internal, op, ": head dim ", D, " not compiled (64 and 128 are)");
-  SAILVL_CHECK(k.size(2) == D && v.size(0) == S * p.batch && v.size(1) == Hkv && v.size(2) == D, Internal, op,
-               ": k ", k.describe(), " and v ", v.describe(), " disagree");
+  SAILVL_CHECK(k.size(2) == D && v.size(0) == S * p.batch && v.size(1) == Hkv && v.size(2) == D, Internal, op, ": k ",
+               k.describe(), " and v ", v.describe(), " disagree");
   SAILVL_CHECK(Hkv > 0 && H % Hkv == 0, Internal, op, ": H = ", H, " is not a multiple of Hkv = ", Hkv);
-  SAILVL_CHECK(out.size(0) == q.size(0) && out.size(1) == H && out.size(2) == D, Internal, op, ": out ",
-               out.describe(), " must be [", q.size(0), ", ", H, ", ", D, "]");
+  SAILVL_CHECK(out.size(0) == q.size(0) && out.size(1) == H && out.size(2) == D, Internal, op, ": out ", out.describe(),
+               " must be [", q.size(0), ", ", H, ", ", D, "]");
   SAILVL_CHECK(p.q_offset >= 0, Internal, op, ": negative q_offset");
   for (const Tensor* t : {&out, &q, &k, &v})
-    SAILVL_CHECK(aligned16(t->raw_data()) && t->stride(0) % 8 == 0 && t->stride(1) % 8 == 0, Internal, op,
-                 ": ", t->describe(), " needs 16-byte aligned rows (strides multiples of 8 elements)");
+    SAILVL_CHECK(aligned16(t->raw_data()) && t->stride(0) % 8 == 0 && t->stride(1) % 8 == 0, Internal, op, ": ",
+                 t->describe(), " needs 16-byte aligned rows (strides multiples of 8 elements)");
   if (T == 0) return;
   AttnArgs a{};
   a.q = q.data<bf16>();
@@ -650,14 +650,20 @@ void attention(const Tensor& out, const Tensor& q, const Tensor& k, const Tensor
   auto& ctx = Context::get(out.device().index);
   const bool decode = T == 1 && H / Hkv <= kMaxGroup && p.batch == 1;
   if (decode) {
-    if (D == 64) launch_decode<64>(a, ctx);
-    else launch_decode<128>(a, ctx);
+    if (D == 64)
+      launch_decode<64>(a, ctx);
+    else
+      launch_decode<128>(a, ctx);
   } else if (prefill_kernel() == PrefillKernel::Wmma) {
-    if (D == 64) launch_prefill<Prefill<64>>(attn_prefill_kernel<64>, a, p.batch, ctx);
-    else launch_prefill<Prefill<128>>(attn_prefill_kernel<128>, a, p.batch, ctx);
+    if (D == 64)
+      launch_prefill<Prefill<64>>(attn_prefill_kernel<64>, a, p.batch, ctx);
+    else
+      launch_prefill<Prefill<128>>(attn_prefill_kernel<128>, a, p.batch, ctx);
   } else {
-    if (D == 64) launch_prefill<Mma<64>>(attn_prefill_mma_kernel<64>, a, p.batch, ctx);
-    else launch_prefill<Mma<128>>(attn_prefill_mma_kernel<128>, a, p.batch, ctx);
+    if (D == 64)
+      launch_prefill<Mma<64>>(attn_prefill_mma_kernel<64>, a, p.batch, ctx);
+    else
+      launch_prefill<Mma<128>>(attn_prefill_mma_kernel<128>, a, p.batch, ctx);
   }
 }
 
@@ -669,7 +675,8 @@ PrefillKernel prefill_kernel() {
   int k = g_prefill_kernel.load(std::memory_order_relaxed);
   if (k < 0) {
     const char* e = std::getenv("SAILVL_CUDA_ATTENTION");
-    k = e && std::string_view(e) == "wmma" ? static_cast<int>(PrefillKernel::Wmma) : static_cast<int>(PrefillKernel::Mma);
+    k = e && std::string_view(e) == "wmma" ? static_cast<int>(PrefillKernel::Wmma)
+                                           : static_cast<int>(PrefillKernel::Mma);
     g_prefill_kernel.store(k, std::memory_order_relaxed);
   }
   return static_cast<PrefillKernel>(k);

@@ -92,8 +92,7 @@ Context& Context::get(int device) {
     count = sailvl::cuda::status().device_count;
     table = new std::unique_ptr<Context>[static_cast<size_t>(count)];
   }
-  SAILVL_CHECK(device >= 0 && device < count, Internal, "CUDA device ", device, " out of range (", count,
-               " devices)");
+  SAILVL_CHECK(device >= 0 && device < count, Internal, "CUDA device ", device, " out of range (", count, " devices)");
   auto& slot = table[device];
   if (!slot) slot.reset(new Context(device));
   int cur = -1;

@@ -98,8 +98,8 @@ bool vec8_ok(const RowView& v) {
 
 template <Kind K>
 void launch(const char* op, const Tensor& out, const Tensor& a, const Tensor* b, const Tensor* s) {
-  SAILVL_CHECK(is_act_dtype(out.dtype()) && a.dtype() == out.dtype() && (!b || b->dtype() == out.dtype()), Internal,
-               op, ": activations must share one dtype (BF16 or F32): out ", out.describe(), ", a ", a.describe(),
+  SAILVL_CHECK(is_act_dtype(out.dtype()) && a.dtype() == out.dtype() && (!b || b->dtype() == out.dtype()), Internal, op,
+               ": activations must share one dtype (BF16 or F32): out ", out.describe(), ", a ", a.describe(),
                b ? ", b " + b->describe() : std::string());
   SAILVL_CHECK(a.shape() == out.shape() && (!b || b->shape() == out.shape()), Internal, op, ": shape mismatch ",
                out.describe(), " vs ", a.describe(), b ? " vs " + b->describe() : std::string());
@@ -121,8 +121,8 @@ void launch(const char* op, const Tensor& out, const Tensor& a, const Tensor* b,
   const unsigned grid = grid_for(n, threads, ctx);
   const Rows ro{o.ptr, o.row_stride}, ra{x.ptr, x.row_stride}, rb{y.ptr, y.row_stride};
   if (out.dtype() == DType::BF16 && o.cols % 8 == 0 && vec8_ok(o) && vec8_ok(x) && vec8_ok(y))
-    elementwise_bf16x8_kernel<K><<<grid_for(n / 8, threads, ctx), threads, 0, ctx.stream()>>>(ro, ra, rb, sp, s_kind,
-                                                                                             o.rows, o.cols);
+    elementwise_bf16x8_kernel<K>
+        <<<grid_for(n / 8, threads, ctx), threads, 0, ctx.stream()>>>(ro, ra, rb, sp, s_kind, o.rows, o.cols);
   else if (out.dtype() == DType::BF16)
     elementwise_kernel<bf16, K><<<grid, threads, 0, ctx.stream()>>>(ro, ra, rb, sp, s_kind, o.rows, o.cols);
   else

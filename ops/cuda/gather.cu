@@ -135,10 +135,14 @@ void embedding(const Tensor& out, const Tensor& ids, const Tensor& table) {
     else
       embedding_kernel<<<grid, threads, 0, ctx.stream()>>>(outp, o.row_stride, tabp, ts, ids.data<int32_t>(), is, T, D);
   };
-  if (ob && tb) go(static_cast<bf16*>(o.ptr), table.data<bf16>());
-  else if (ob) go(static_cast<bf16*>(o.ptr), table.data<float>());
-  else if (tb) go(static_cast<float*>(o.ptr), table.data<bf16>());
-  else go(static_cast<float*>(o.ptr), table.data<float>());
+  if (ob && tb)
+    go(static_cast<bf16*>(o.ptr), table.data<bf16>());
+  else if (ob)
+    go(static_cast<bf16*>(o.ptr), table.data<float>());
+  else if (tb)
+    go(static_cast<float*>(o.ptr), table.data<bf16>());
+  else
+    go(static_cast<float*>(o.ptr), table.data<float>());
   CUDA_CHECK_LAUNCH();
 }
 

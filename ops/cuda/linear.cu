@@ -188,10 +188,14 @@ const LtPlan& lt_plan(Context& ctx, const LtKey& key, int64_t M, int64_t N, int6
   MatmulPref pref(pr);
   const uint64_t ws = ctx.lt_workspace_bytes();
   CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pr, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof(ws)));
-  CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pr, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, &al_w, sizeof(al_w)));
-  CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pr, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, &al_x, sizeof(al_x)));
-  CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pr, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &al_o, sizeof(al_o)));
-  CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pr, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &al_o, sizeof(al_o)));
+  CUBLAS_CHECK(
+      cublasLtMatmulPreferenceSetAttribute(pr, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, &al_w, sizeof(al_w)));
+  CUBLAS_CHECK(
+      cublasLtMatmulPreferenceSetAttribute(pr, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, &al_x, sizeof(al_x)));
+  CUBLAS_CHECK(
+      cublasLtMatmulPreferenceSetAttribute(pr, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &al_o, sizeof(al_o)));
+  CUBLAS_CHECK(
+      cublasLtMatmulPreferenceSetAttribute(pr, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &al_o, sizeof(al_o)));
   cublasLtMatmulHeuristicResult_t res{};
   int found = 0;
   CUBLAS_CHECK(cublasLtMatmulAlgoGetHeuristic(ctx.lt(), d, p.a, p.b, p.d, p.d, pr, 1, &res, &found));
@@ -208,8 +212,17 @@ void lt_matmul(const LtCall& c) {
   const uint32_t al_x = alignment_of(c.x, c.ldx * 2), al_w = alignment_of(c.w, c.K * 2),
                  al_o = alignment_of(c.out, c.ldo * (c.out_bf16 ? 2 : 4));
   const bool epi_bias = c.bias != nullptr && c.bias_kind == (c.out_bf16 ? 1 : 0);
-  const LtKey key{ctx.device(), c.M, c.N, c.K, c.ldx, c.ldo, c.out_bf16 ? 1 : 0, epi_bias, static_cast<int>(al_x),
-                  static_cast<int>(al_w), static_cast<int>(al_o)};
+  const LtKey key{ctx.device(),
+                  c.M,
+                  c.N,
+                  c.K,
+                  c.ldx,
+                  c.ldo,
+                  c.out_bf16 ? 1 : 0,
+                  epi_bias,
+                  static_cast<int>(al_x),
+                  static_cast<int>(al_w),
+                  static_cast<int>(al_o)};
   const LtPlan& p = lt_plan(ctx, key, c.M, c.N, c.K, c.ldx, c.ldo, c.out_bf16, epi_bias, al_x, al_w, al_o);
   if (epi_bias)
     CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p.desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &c.bias, sizeof(c.bias)));

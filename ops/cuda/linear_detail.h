@@ -15,9 +15,9 @@ struct LtCall {
   const void* w = nullptr;  // [N, K] contiguous
   void* out = nullptr;
   int64_t ldo = 0;
-  bool out_bf16 = true;          // else F32
-  const void* bias = nullptr;    // optional [N]
-  int bias_kind = -1;            // 0 F32, 1 BF16
+  bool out_bf16 = true;        // else F32
+  const void* bias = nullptr;  // optional [N]
+  int bias_kind = -1;          // 0 F32, 1 BF16
 };
 
 // Runs on Context::get(device).stream(). Throws ErrorKind::Cuda on a cuBLASLt failure.

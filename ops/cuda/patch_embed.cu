@@ -54,9 +54,9 @@ void patch_embed(const Tensor& out, const Tensor& pixels, const Tensor& w, const
   SAILVL_CHECK(pixels.size(3) == S && w.size(1) == Cin && w.size(3) == P && P > 0 && S % P == 0, Internal, op,
                ": pixels ", pixels.describe(), " do not tile with w ", w.describe());
   const int64_t G = S / P, Kc = Cin * P * P;
-  SAILVL_CHECK(out.dim() == 3 && out.size(0) == T && out.size(1) == G * G && out.size(2) == C &&
-                   is_act_dtype(out.dtype()),
-               Internal, op, ": out must be BF16/F32 [", T, ", ", G * G, ", ", C, "], got ", out.describe());
+  SAILVL_CHECK(
+      out.dim() == 3 && out.size(0) == T && out.size(1) == G * G && out.size(2) == C && is_act_dtype(out.dtype()),
+      Internal, op, ": out must be BF16/F32 [", T, ", ", G * G, ", ", C, "], got ", out.describe());
   const int bias_kind = param_kind(b, op, "b");
   SAILVL_CHECK(b.dim() == 1 && b.size(0) == C && b.stride(0) == 1, Internal, op, ": b ", b.describe(),
                " must be contiguous [", C, "]");

@@ -81,8 +81,10 @@ void rope(const Tensor& x, const Tensor& positions, double theta) {
     else
       rope_kernel<<<grid, threads, 0, ctx.stream()>>>(xp, s0, s1, positions.data<int32_t>(), ps, T, H, half, inv);
   };
-  if (x.dtype() == DType::BF16) go(x.data<bf16>());
-  else go(x.data<float>());
+  if (x.dtype() == DType::BF16)
+    go(x.data<bf16>());
+  else
+    go(x.data<float>());
   CUDA_CHECK_LAUNCH();
 }
 

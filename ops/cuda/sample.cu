@@ -30,8 +30,8 @@
 // about a millisecond — HF's default top_k = 50 keeps it tiny).
 // Preconditions (checked on the host, ErrorKind::Internal): logits F32 contiguous [V] on the
 // device; parameters as for the CPU twin.
-#include <cub/device/device_radix_sort.cuh>
 #include <cuda_runtime.h>
+#include <cub/device/device_radix_sort.cuh>
 
 #include <algorithm>
 #include <cmath>
@@ -68,8 +68,8 @@ __global__ void init_kernel(float* l, const float* logits, uint8_t* mask, int64_
 }
 
 // banned: any ids (< n marked); hist: distinct ids, each < V (those >= n are ignored, as on CPU).
-__global__ void lists_kernel(float* l, uint8_t* mask, int64_t n, const int64_t* banned, int64_t nb,
-                             const int64_t* hist, int64_t nh, float r) {
+__global__ void lists_kernel(float* l, uint8_t* mask, int64_t n, const int64_t* banned, int64_t nb, const int64_t* hist,
+                             int64_t nh, float r) {
   const int64_t j = blockIdx.x * int64_t{blockDim.x} + threadIdx.x;
   if (j < nb) {
     if (banned[j] < n) mask[banned[j]] = 1;
@@ -83,14 +83,12 @@ struct Best {
   float v;
   int64_t id;
 };
-__device__ __forceinline__ Best better(Best a, Best b) {
-  return (a.v > b.v || (a.v == b.v && a.id < b.id)) ? a : b;
-}
+__device__ __forceinline__ Best better(Best a, Best b) { return (a.v > b.v || (a.v == b.v && a.id < b.id)) ? a : b; }
 
 constexpr int kArgmaxThreads = 1024;
 
-__global__ void __launch_bounds__(kArgmaxThreads) argmax_kernel(const float* l, const uint8_t* mask, int64_t n,
-                                                                int64_t* result) {
+__global__ void __launch_bounds__(kArgmaxThreads)
+    argmax_kernel(const float* l, const uint8_t* mask, int64_t n, int64_t* result) {
   __shared__ float sv[32];
   __shared__ int64_t si[32];
   __shared__ int nan_seen;
@@ -101,8 +99,10 @@ __global__ void __launch_bounds__(kArgmaxThreads) argmax_kernel(const float* l, 
   for (int64_t i = threadIdx.x; i < n; i += blockDim.x) {
     if (mask[i]) continue;
     const float v = l[i];
-    if (isnan(v)) nan = true;
-    else b = better(b, Best{v, i});  // ascending i: the first of equal values stays
+    if (isnan(v))
+      nan = true;
+    else
+      b = better(b, Best{v, i});  // ascending i: the first of equal values stays
   }
   if (nan) atomicOr(&nan_seen, 1);
 #pragma unroll
@@ -180,8 +180,10 @@ __global__ void draw_kernel(const float* keys, const int32_t* vals, const double
     double cum = 0;
     while (keep > 1) {
       cum += w[keep - 1] / z;
-      if (cum <= thr) --keep;
-      else break;
+      if (cum <= thr)
+        --keep;
+      else
+        break;
     }
   }
   double total = 0;
@@ -252,10 +254,9 @@ int64_t sample(const Tensor& logits, const SamplingParams& p, uint64_t step) {
 
   size_t cub_bytes = 0;
   if (!greedy)
-    CUDA_CHECK(cub::DeviceRadixSort::SortPairsDescending(nullptr, cub_bytes, static_cast<const float*>(nullptr),
-                                                         static_cast<float*>(nullptr),
-                                                         static_cast<const int32_t*>(nullptr),
-                                                         static_cast<int32_t*>(nullptr), ni, 0, 32, s));
+    CUDA_CHECK(cub::DeviceRadixSort::SortPairsDescending(
+        nullptr, cub_bytes, static_cast<const float*>(nullptr), static_cast<float*>(nullptr),
+        static_cast<const int32_t*>(nullptr), static_cast<int32_t*>(nullptr), ni, 0, 32, s));
   Carve cv;
   const size_t o_l = cv.take<float>(n), o_mask = cv.take<uint8_t>(n), o_lists = cv.take<int64_t>(nb + nh + 1),
                o_res = cv.take<int64_t>(2), o_bad = cv.take<int>(1);

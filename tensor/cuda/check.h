@@ -19,25 +19,22 @@ namespace sailvl::cuda {
 
 }  // namespace sailvl::cuda
 
-#define CUDA_CHECK(expr)                                                                     \
-  do {                                                                                       \
-    cudaError_t err_ = (expr);                                                               \
-    if (err_ != cudaSuccess)                                                                 \
-      ::sailvl::cuda::throw_cuda(#expr, __FILE__, __LINE__, cudaGetErrorName(err_));         \
+#define CUDA_CHECK(expr)                                                                                    \
+  do {                                                                                                      \
+    cudaError_t err_ = (expr);                                                                              \
+    if (err_ != cudaSuccess) ::sailvl::cuda::throw_cuda(#expr, __FILE__, __LINE__, cudaGetErrorName(err_)); \
   } while (0)
 
-#define CUBLAS_CHECK(expr)                                                                   \
-  do {                                                                                       \
-    cublasStatus_t st_ = (expr);                                                             \
-    if (st_ != CUBLAS_STATUS_SUCCESS)                                                        \
-      ::sailvl::cuda::throw_cuda(#expr, __FILE__, __LINE__, cublasGetStatusName(st_));       \
+#define CUBLAS_CHECK(expr)                                                                                             \
+  do {                                                                                                                 \
+    cublasStatus_t st_ = (expr);                                                                                       \
+    if (st_ != CUBLAS_STATUS_SUCCESS) ::sailvl::cuda::throw_cuda(#expr, __FILE__, __LINE__, cublasGetStatusName(st_)); \
   } while (0)
 
-#define CUDNN_CHECK(expr)                                                                    \
-  do {                                                                                       \
-    cudnnStatus_t st_ = (expr);                                                              \
-    if (st_ != CUDNN_STATUS_SUCCESS)                                                         \
-      ::sailvl::cuda::throw_cuda(#expr, __FILE__, __LINE__, cudnnGetErrorString(st_));       \
+#define CUDNN_CHECK(expr)                                                                                             \
+  do {                                                                                                                \
+    cudnnStatus_t st_ = (expr);                                                                                       \
+    if (st_ != CUDNN_STATUS_SUCCESS) ::sailvl::cuda::throw_cuda(#expr, __FILE__, __LINE__, cudnnGetErrorString(st_)); \
   } while (0)
 
 // After a kernel launch: catches bad launch configurations immediately.

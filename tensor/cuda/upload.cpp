@@ -80,7 +80,7 @@ Tensor upload(const Tensor& host, const UploadProgress& progress, Device device)
     const size_t n = std::min(kChunk, total - off);
     uint8_t* stage = static_cast<uint8_t*>(st.buf) + half * kChunk;
     if (used[half]) CUDA_CHECK(cudaEventSynchronize(st.done[half]));  // its previous DMA finished
-    std::memcpy(stage, from + off, n);                                 // faults the mmap pages in
+    std::memcpy(stage, from + off, n);                                // faults the mmap pages in
     CUDA_CHECK(cudaMemcpyAsync(to + off, stage, n, cudaMemcpyHostToDevice, st.stream));
     CUDA_CHECK(cudaEventRecord(st.done[half], st.stream));
     used[half] = true;

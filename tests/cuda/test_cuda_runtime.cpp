@@ -4,8 +4,8 @@
 
 using namespace sailvl;
 
-#define REQUIRE_GPU()                                                             \
-  do {                                                                            \
+#define REQUIRE_GPU()                                                            \
+  do {                                                                           \
     if (!cuda::available()) GTEST_SKIP() << "no GPU: " << cuda::status().reason; \
   } while (0)
 
@@ -43,6 +43,6 @@ TEST(CudaRuntime, StridedDeviceViewsCopy) {
   EXPECT_TRUE(c.is_contiguous());
   EXPECT_EQ(c.to_floats(), want);
   EXPECT_EQ(cols.to(DType::BF16).to_floats(), want);  // exact: every value is a multiple of 0.5 < 256
-  const Tensor t = d.transpose(0, 1);  // [6, 4], strides (1, 6)
+  const Tensor t = d.transpose(0, 1);                 // [6, 4], strides (1, 6)
   EXPECT_EQ(t.to_floats(), x.transpose(0, 1).contiguous().to_floats());
 }

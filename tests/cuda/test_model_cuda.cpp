@@ -5,13 +5,13 @@
 // teacher forcing (each step continues from the oracle's token), so a flipped near-tie early on
 // does not end the comparison; the near-ties are counted and printed. Skips cleanly without a GPU.
 #include <cmath>
-#include <set>
 #include <nlohmann/json.hpp>
+#include <set>
 
 #include "image/image.h"
 #include "loader/safetensors.h"
-#include "runtime/generate.h"
 #include "model/sail_vl.h"
+#include "runtime/generate.h"
 #include "tensor/cuda_runtime.h"
 #include "tests/testutil.h"
 
@@ -21,11 +21,11 @@ using json = nlohmann::json;
 
 namespace {
 
-constexpr double kBf16RelL2 = 3e-2;      // README "BF16 GPU path": ≈ 4× the measured 7.3e-3
+constexpr double kBf16RelL2 = 3e-2;       // README "BF16 GPU path": ≈ 4× the measured 7.3e-3
 constexpr double kBf16LogitMargin = 0.1;  // ≈ 3× the measured max |logit diff| of HF BF16 (3.2e-2)
 
-#define REQUIRE_GPU()                                                             \
-  do {                                                                            \
+#define REQUIRE_GPU()                                                            \
+  do {                                                                           \
     if (!cuda::available()) GTEST_SKIP() << "no GPU: " << cuda::status().reason; \
   } while (0)
 
@@ -64,9 +64,8 @@ TEST_P(ModelCuda, VisionStagesWithinBf16Tolerance) {
   if (preset == "tiny-internvit-stored-head") GTEST_SKIP() << "same vision tower as tiny-internvit";
   const model::SailVL& m = tiny_cuda(preset);
   const fs::path g = test::data_path("models/" + preset + "/vision_a.safetensors");
-  const Tensor pixels = golden(test::data_path("images/chat/a_pixels.safetensors"), "pixels")
-                            .to(DType::BF16)
-                            .to(Device::cuda());
+  const Tensor pixels =
+      golden(test::data_path("images/chat/a_pixels.safetensors"), "pixels").to(DType::BF16).to(Device::cuda());
   model::ImageStages st;
   m.encode_images(pixels, &st);
   EXPECT_LE(rel_l2(st.features, golden(g, "features")), kBf16RelL2) << "stage: vision tower";
@@ -136,7 +135,8 @@ TEST_P(ModelCuda, ChatCasesLogitsAndGreedyTokens) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(Tiny, ModelCuda, ::testing::Values("tiny-internvit", "tiny-aimv2", "tiny-internvit-stored-head"),
+INSTANTIATE_TEST_SUITE_P(Tiny, ModelCuda,
+                         ::testing::Values("tiny-internvit", "tiny-aimv2", "tiny-internvit-stored-head"),
                          [](const auto& info) {
                            std::string s = info.param;
                            for (char& c : s) c = c == '-' ? '_' : c;

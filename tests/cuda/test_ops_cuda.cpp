@@ -45,8 +45,8 @@ class ReleaseDeviceMemory : public ::testing::Environment {
 [[maybe_unused]] ::testing::Environment* const kRelease = ::testing::AddGlobalTestEnvironment(new ReleaseDeviceMemory);
 }  // namespace
 
-#define REQUIRE_GPU()                                                             \
-  do {                                                                            \
+#define REQUIRE_GPU()                                                            \
+  do {                                                                           \
     if (!cuda::available()) GTEST_SKIP() << "no GPU: " << cuda::status().reason; \
   } while (0)
 
@@ -90,47 +90,47 @@ TEST(CudaOps, ElementwiseMatchCpu) {
   // [37, 300] with the slice [:, 5:134]: the scalar kernels (odd widths, 2-byte aligned rows);
   // [37, 264] with the slice [:, 8:136]: the 8-wide BF16 kernels (16-byte aligned rows).
   for (const Layout L : {Layout{300, 5, 129}, Layout{264, 8, 128}})
-  for (DType t : kActs) {
-    SCOPED_TRACE(::testing::Message() << dtype_name(t) << " width " << L.width);
-    const bool bf = t == DType::BF16;
-    const int64_t W = L.width, n = L.len;
-    Tensor a = rnd({37, W}, 1, 4.f), b = rnd({37, W}, 2, 4.f), s = rnd({n}, 3, 0.1f, 0.5f);
-    Tensor av = a.narrow(1, L.off, n), bv = b.narrow(1, L.off, n);
-    Tensor da = dev(a, t), db = dev(b, t);
-    Tensor dav = da.narrow(1, L.off, n), dbv = db.narrow(1, L.off, n);
-    Tensor ds = dev(s, DType::BF16);
-    {
-      Tensor want = Tensor::empty({37, n}, DType::F32), got = poisoned({37, n}, t);
-      cpu::gelu_erf(want, av);
-      gpu::gelu_erf(got, dav);
-      EXPECT_CLOSE(got, want, bf ? 1e-3 : 1e-6, bf ? kBf16 : 1e-5);
+    for (DType t : kActs) {
+      SCOPED_TRACE(::testing::Message() << dtype_name(t) << " width " << L.width);
+      const bool bf = t == DType::BF16;
+      const int64_t W = L.width, n = L.len;
+      Tensor a = rnd({37, W}, 1, 4.f), b = rnd({37, W}, 2, 4.f), s = rnd({n}, 3, 0.1f, 0.5f);
+      Tensor av = a.narrow(1, L.off, n), bv = b.narrow(1, L.off, n);
+      Tensor da = dev(a, t), db = dev(b, t);
+      Tensor dav = da.narrow(1, L.off, n), dbv = db.narrow(1, L.off, n);
+      Tensor ds = dev(s, DType::BF16);
+      {
+        Tensor want = Tensor::empty({37, n}, DType::F32), got = poisoned({37, n}, t);
+        cpu::gelu_erf(want, av);
+        gpu::gelu_erf(got, dav);
+        EXPECT_CLOSE(got, want, bf ? 1e-3 : 1e-6, bf ? kBf16 : 1e-5);
+      }
+      {
+        Tensor want = Tensor::empty({37, n}, DType::F32), got = poisoned({37, n}, t);
+        cpu::silu_mul(want, av, bv);
+        gpu::silu_mul(got, dav, dbv);
+        EXPECT_CLOSE(got, want, bf ? 1e-3 : 1e-6, bf ? 2 * kBf16 : 1e-5);  // two BF16 roundings
+      }
+      {
+        Tensor want = Tensor::empty({37, W}, DType::F32), got = poisoned({37, W}, t);
+        cpu::add(want, a, b);
+        gpu::add(got, da, db);
+        EXPECT_CLOSE(got, want, bf ? 1e-3 : 1e-6, bf ? kBf16 : 1e-6);
+      }
+      {
+        Tensor want = Tensor::empty({37, n}, DType::F32), got = poisoned({37, n}, t);
+        cpu::add_scaled(want, av, s, bv);
+        gpu::add_scaled(got, dav, ds, dbv);
+        EXPECT_CLOSE(got, want, bf ? 2e-2 : 1e-6, bf ? 2 * kBf16 : 1e-6);  // ls·y rounded, then the sum
+      }
+      {  // in place: out aliases a
+        Tensor want = Tensor::empty({37, W}, DType::F32);
+        cpu::add(want, a, b);
+        Tensor inplace = dev(a, t);
+        gpu::add(inplace, inplace, db);
+        EXPECT_CLOSE(inplace, want, bf ? 1e-3 : 1e-6, bf ? kBf16 : 1e-6);
+      }
     }
-    {
-      Tensor want = Tensor::empty({37, n}, DType::F32), got = poisoned({37, n}, t);
-      cpu::silu_mul(want, av, bv);
-      gpu::silu_mul(got, dav, dbv);
-      EXPECT_CLOSE(got, want, bf ? 1e-3 : 1e-6, bf ? 2 * kBf16 : 1e-5);  // two BF16 roundings
-    }
-    {
-      Tensor want = Tensor::empty({37, W}, DType::F32), got = poisoned({37, W}, t);
-      cpu::add(want, a, b);
-      gpu::add(got, da, db);
-      EXPECT_CLOSE(got, want, bf ? 1e-3 : 1e-6, bf ? kBf16 : 1e-6);
-    }
-    {
-      Tensor want = Tensor::empty({37, n}, DType::F32), got = poisoned({37, n}, t);
-      cpu::add_scaled(want, av, s, bv);
-      gpu::add_scaled(got, dav, ds, dbv);
-      EXPECT_CLOSE(got, want, bf ? 2e-2 : 1e-6, bf ? 2 * kBf16 : 1e-6);  // ls·y rounded, then the sum
-    }
-    {  // in place: out aliases a
-      Tensor want = Tensor::empty({37, W}, DType::F32);
-      cpu::add(want, a, b);
-      Tensor inplace = dev(a, t);
-      gpu::add(inplace, inplace, db);
-      EXPECT_CLOSE(inplace, want, bf ? 1e-3 : 1e-6, bf ? kBf16 : 1e-6);
-    }
-  }
 }
 
 // ---------------------------------------------------------------- norms
@@ -224,8 +224,10 @@ TEST(CudaOps, LinearMatchesCpu) {
     gpu::linear(got, dx, w.to(Device::cuda()), c.bias ? std::optional<Tensor>(b.to(Device::cuda())) : std::nullopt);
     // |y| ~ 1; F32 accumulation in another order: ~K·2^-24 relative to Σ|x·w| (< 1e-4). BF16 out:
     // one rounding (2^-9 relative); a separate bias kernel on F32 output adds no rounding.
-    if (c.out == DType::BF16) EXPECT_CLOSE(got, want, 1e-4, kBf16);
-    else EXPECT_CLOSE(got, want, 1e-4, 1e-4);
+    if (c.out == DType::BF16)
+      EXPECT_CLOSE(got, want, 1e-4, kBf16);
+    else
+      EXPECT_CLOSE(got, want, 1e-4, 1e-4);
   }
 }
 
@@ -255,26 +257,26 @@ TEST(CudaOps, AttentionMatchesCpu) {
   };
   const gpu::PrefillKernel saved = gpu::prefill_kernel();
   for (const auto kernel : {gpu::PrefillKernel::Mma, gpu::PrefillKernel::Wmma})
-  for (const auto& c : cases) {
-    gpu::set_prefill_kernel(kernel);
-    SCOPED_TRACE(::testing::Message() << (kernel == gpu::PrefillKernel::Mma ? "mma" : "wmma") << " T=" << c.T
-                                      << " S=" << c.S << " H=" << c.H << " Hkv=" << c.Hkv << " D=" << c.D
-                                      << " causal=" << c.causal << " q_offset=" << c.q_offset);
-    Tensor q = rnd({c.T, c.H, c.D}, 40, 2.f);
-    Tensor kc = rnd({c.cache_rows, c.Hkv, c.D}, 41, 2.f), vc = rnd({c.cache_rows, c.Hkv, c.D}, 42, 1.f);
-    Tensor k = kc.narrow(0, 0, c.S), v = vc.narrow(0, 0, c.S);
-    ops::AttentionParams p;
-    p.causal = c.causal;
-    p.q_offset = c.q_offset;
-    Tensor want = Tensor::empty({c.T, c.H, c.D}, DType::F32);
-    cpu::attention(want, q, k, v, p);
-    Tensor dk = dev(kc, DType::BF16).narrow(0, 0, c.S), dv = dev(vc, DType::BF16).narrow(0, 0, c.S);
-    Tensor got = poisoned({c.T, c.H, c.D}, DType::BF16);
-    gpu::attention(got, dev(q, DType::BF16), dk, dv, p);
-    // Prefill rounds P to BF16 (each weight within 2^-9, renormalised by the same rounded sum) and
-    // the output once: error <= ~2·2^-9·max|v| (max|v| = 1) plus 2^-9·|out|.
-    EXPECT_CLOSE(got, want, 6e-3, kBf16);
-  }
+    for (const auto& c : cases) {
+      gpu::set_prefill_kernel(kernel);
+      SCOPED_TRACE(::testing::Message() << (kernel == gpu::PrefillKernel::Mma ? "mma" : "wmma") << " T=" << c.T
+                                        << " S=" << c.S << " H=" << c.H << " Hkv=" << c.Hkv << " D=" << c.D
+                                        << " causal=" << c.causal << " q_offset=" << c.q_offset);
+      Tensor q = rnd({c.T, c.H, c.D}, 40, 2.f);
+      Tensor kc = rnd({c.cache_rows, c.Hkv, c.D}, 41, 2.f), vc = rnd({c.cache_rows, c.Hkv, c.D}, 42, 1.f);
+      Tensor k = kc.narrow(0, 0, c.S), v = vc.narrow(0, 0, c.S);
+      ops::AttentionParams p;
+      p.causal = c.causal;
+      p.q_offset = c.q_offset;
+      Tensor want = Tensor::empty({c.T, c.H, c.D}, DType::F32);
+      cpu::attention(want, q, k, v, p);
+      Tensor dk = dev(kc, DType::BF16).narrow(0, 0, c.S), dv = dev(vc, DType::BF16).narrow(0, 0, c.S);
+      Tensor got = poisoned({c.T, c.H, c.D}, DType::BF16);
+      gpu::attention(got, dev(q, DType::BF16), dk, dv, p);
+      // Prefill rounds P to BF16 (each weight within 2^-9, renormalised by the same rounded sum) and
+      // the output once: error <= ~2·2^-9·max|v| (max|v| = 1) plus 2^-9·|out|.
+      EXPECT_CLOSE(got, want, 6e-3, kBf16);
+    }
   gpu::set_prefill_kernel(saved);
 }
 
@@ -421,8 +423,8 @@ TEST(CudaOps, SeededSamplingMatchesCpu) {
   const Case cases[] = {
       {151936, 1.0f, 50, 1.0f, 1.0f},  // HF defaults when sampling
       {151936, 0.7f, 20, 0.8f, 1.1f},
-      {5000, 1.3f, 0, 0.9f, 1.0f},     // top-k off: full sort
-      {3000, 1.0f, 0, 1.0f, 1.0f},     // plain softmax sampling
+      {5000, 1.3f, 0, 0.9f, 1.0f},  // top-k off: full sort
+      {3000, 1.0f, 0, 1.0f, 1.0f},  // plain softmax sampling
   };
   const std::vector<int64_t> hist = {1, 2, 3, 500, 2999};
   for (const auto& c : cases) {

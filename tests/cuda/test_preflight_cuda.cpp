@@ -8,10 +8,10 @@ TEST(CudaPreflight, NotBuilt) { GTEST_SKIP() << "built without the CUDA backend"
 #include <random>
 #include <vector>
 
+#include "model/sail_vl.h"
 #include "runtime/chat_template.h"
 #include "runtime/generate.h"
 #include "runtime/memory_plan.h"
-#include "model/sail_vl.h"
 #include "tensor/cuda/check.h"
 #include "tensor/cuda_runtime.h"
 #include "tensor/stage.h"
@@ -19,8 +19,8 @@ TEST(CudaPreflight, NotBuilt) { GTEST_SKIP() << "built without the CUDA backend"
 
 using namespace sailvl;
 
-#define REQUIRE_GPU()                                                             \
-  do {                                                                            \
+#define REQUIRE_GPU()                                                            \
+  do {                                                                           \
     if (!cuda::available()) GTEST_SKIP() << "no GPU: " << cuda::status().reason; \
   } while (0)
 
@@ -88,7 +88,8 @@ TEST(CudaPreflight, PlanBoundsTheMeasuredPeakOfAGeneration) {
 
   const size_t peak = cuda::mem_stats().peak - base;
   std::printf("allocator peak %s, plan total %s (margin %s)\n", runtime::format_bytes(peak).c_str(),
-              runtime::format_bytes(plan.total()).c_str(), runtime::format_bytes(plan[runtime::MemPart::Margin]).c_str());
+              runtime::format_bytes(plan.total()).c_str(),
+              runtime::format_bytes(plan[runtime::MemPart::Margin]).c_str());
   EXPECT_LE(peak, plan.total());
 }
 

@@ -10,12 +10,12 @@
 
 #include "tensor/error.h"
 
-#define SAILVL_FUZZ_EXPECT(cond)                                           \
-  do {                                                                     \
-    if (!(cond)) {                                                         \
+#define SAILVL_FUZZ_EXPECT(cond)                                                     \
+  do {                                                                               \
+    if (!(cond)) {                                                                   \
       __builtin_printf("invariant failed: %s (%s:%d)\n", #cond, __FILE__, __LINE__); \
-      std::abort();                                                        \
-    }                                                                      \
+      std::abort();                                                                  \
+    }                                                                                \
   } while (0)
 
 inline std::string_view as_text(const uint8_t* data, size_t size) {

@@ -7,8 +7,8 @@
 
 #include <memory>
 
-#include "tokenizer/tokenizer.h"
 #include "tests/fuzz/fuzz_common.h"
+#include "tokenizer/tokenizer.h"
 
 using namespace sailvl::tokenizer;
 
@@ -44,7 +44,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   try {
     ids = tok().encode(text, opt);
   } catch (const sailvl::Error&) {
-    SAILVL_FUZZ_EXPECT(!opt.replace_invalid);                   // only invalid UTF-8 may throw
+    SAILVL_FUZZ_EXPECT(!opt.replace_invalid);  // only invalid UTF-8 may throw
     SAILVL_FUZZ_EXPECT(find_invalid_utf8(text).has_value());
     return 0;
   }

@@ -1,9 +1,9 @@
 // Prompt building: question text + tiles per image from the input. Either an error, or a prompt
 // whose <IMG_CONTEXT> count is 256 x total tiles and whose ids are all in range; user text never
 // yields control tokens (special parsing off).
-#include "tokenizer/tokenizer.h"
 #include "runtime/chat_template.h"
 #include "tests/fuzz/fuzz_common.h"
+#include "tokenizer/tokenizer.h"
 
 using namespace sailvl;
 

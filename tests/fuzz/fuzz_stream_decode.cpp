@@ -1,7 +1,7 @@
 // Streaming detokenisation of arbitrary id sequences (pairs of bytes -> ids modulo the vocab):
 // every emitted piece is valid UTF-8, and the pieces plus flush() equal the lossy decode of all.
-#include "tokenizer/tokenizer.h"
 #include "tests/fuzz/fuzz_common.h"
+#include "tokenizer/tokenizer.h"
 
 using namespace sailvl::tokenizer;
 

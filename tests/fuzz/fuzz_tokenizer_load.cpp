@@ -6,8 +6,8 @@
 #include <filesystem>
 #include <fstream>
 
-#include "tokenizer/tokenizer.h"
 #include "tests/fuzz/fuzz_common.h"
+#include "tokenizer/tokenizer.h"
 
 namespace fs = std::filesystem;
 using namespace sailvl::tokenizer;
@@ -32,7 +32,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     const size_t a = rest.find('\0');
     const size_t b = a == std::string_view::npos ? a : rest.find('\0', a + 1);
     put(dir / "vocab.json", rest.substr(0, a));
-    put(dir / "merges.txt", a == std::string_view::npos ? "" : rest.substr(a + 1, b == std::string_view::npos ? b : b - a - 1));
+    put(dir / "merges.txt",
+        a == std::string_view::npos ? "" : rest.substr(a + 1, b == std::string_view::npos ? b : b - a - 1));
     if (b != std::string_view::npos) put(dir / "added_tokens.json", rest.substr(b + 1));
     form = TokenizerFormat::VocabMerges;
   }
