@@ -1,4 +1,4 @@
-// Presets, canonical tensor lists and the streaming checkpoint writer (plan in presets.h).
+// Presets and the streaming checkpoint writer (plan in presets.h).
 #include "checkpoint/presets.h"
 
 #include <omp.h>
@@ -11,6 +11,7 @@
 #include "checkpoint/embedded_tokenizer.h"
 #include "checkpoint/prng.h"
 #include "loader/safetensors.h"
+#include "model/family.h"
 
 namespace sailvl::checkpoint {
 
@@ -191,101 +192,6 @@ bool default_stored_head(const std::string& preset, std::optional<bool> tie) {
   return p.stored_head;
 }
 
-// ---------------------------------------------------------------------------------------------
-// The canonical tensor list (docs/MODEL.md §9), in state_dict order: a module's own parameters
-// first, then its submodules in registration order.
-
-static void add(std::vector<TensorSpec>& out, std::string name, Shape shape) {
-  out.push_back({std::move(name), std::move(shape)});
-}
-
-static void internvit_tensors(const loader::VisionConfig& v, std::vector<TensorSpec>& out) {
-  const int64_t C = v.hidden, F = v.intermediate, p = v.patch_size, g = v.image_size / v.patch_size;
-  const std::string e = "vision_model.embeddings.";
-  add(out, e + "class_embedding", {1, 1, C});
-  add(out, e + "position_embedding", {1, g * g + 1, C});
-  add(out, e + "patch_embedding.weight", {C, v.num_channels, p, p});
-  add(out, e + "patch_embedding.bias", {C});
-  for (int64_t i = 0; i < v.layers; ++i) {
-    const std::string L = "vision_model.encoder.layers." + std::to_string(i) + ".";
-    add(out, L + "ls1", {C});
-    add(out, L + "ls2", {C});
-    add(out, L + "attn.qkv.weight", {3 * C, C});
-    if (v.qkv_bias) add(out, L + "attn.qkv.bias", {3 * C});
-    add(out, L + "attn.proj.weight", {C, C});
-    add(out, L + "attn.proj.bias", {C});
-    add(out, L + "mlp.fc1.weight", {F, C});
-    add(out, L + "mlp.fc1.bias", {F});
-    add(out, L + "mlp.fc2.weight", {C, F});
-    add(out, L + "mlp.fc2.bias", {C});
-    add(out, L + "norm1.weight", {C});
-    add(out, L + "norm1.bias", {C});
-    add(out, L + "norm2.weight", {C});
-    add(out, L + "norm2.bias", {C});
-  }
-}
-
-static void aimv2_tensors(const loader::VisionConfig& v, std::vector<TensorSpec>& out) {
-  const int64_t C = v.hidden, F = v.intermediate, p = v.patch_size, g = v.image_size / v.patch_size;
-  const std::string pre = "vision_model.preprocessor.";
-  add(out, pre + "pos_embed", {1, g * g, C});
-  add(out, pre + "patchifier.proj.weight", {C, v.num_channels, p, p});
-  add(out, pre + "patchifier.proj.bias", {C});
-  add(out, pre + "patchifier.norm.weight", {C});
-  for (int64_t i = 0; i < v.layers; ++i) {
-    const std::string B = "vision_model.trunk.blocks." + std::to_string(i) + ".";
-    add(out, B + "attn.qkv.weight", {3 * C, C});
-    add(out, B + "attn.proj.weight", {C, C});
-    add(out, B + "norm_1.weight", {C});
-    add(out, B + "mlp.fc1.weight", {F, C});
-    add(out, B + "mlp.fc2.weight", {C, F});
-    add(out, B + "mlp.fc3.weight", {F, C});
-    add(out, B + "norm_2.weight", {C});
-  }
-  add(out, "vision_model.trunk.post_trunk_norm.weight", {C});
-}
-
-static void qwen2_tensors(const loader::LlmConfig& l, bool stored_head, std::vector<TensorSpec>& out) {
-  const int64_t D = l.hidden, F = l.intermediate, H = l.heads, Hkv = l.kv_heads, Dh = l.head_dim, V = l.vocab;
-  add(out, "language_model.model.embed_tokens.weight", {V, D});
-  for (int64_t i = 0; i < l.layers; ++i) {
-    const std::string L = "language_model.model.layers." + std::to_string(i) + ".";
-    add(out, L + "self_attn.q_proj.weight", {H * Dh, D});
-    add(out, L + "self_attn.q_proj.bias", {H * Dh});
-    add(out, L + "self_attn.k_proj.weight", {Hkv * Dh, D});
-    add(out, L + "self_attn.k_proj.bias", {Hkv * Dh});
-    add(out, L + "self_attn.v_proj.weight", {Hkv * Dh, D});
-    add(out, L + "self_attn.v_proj.bias", {Hkv * Dh});
-    add(out, L + "self_attn.o_proj.weight", {D, H * Dh});
-    add(out, L + "mlp.gate_proj.weight", {F, D});
-    add(out, L + "mlp.up_proj.weight", {F, D});
-    add(out, L + "mlp.down_proj.weight", {D, F});
-    add(out, L + "input_layernorm.weight", {D});
-    add(out, L + "post_attention_layernorm.weight", {D});
-  }
-  add(out, "language_model.model.norm.weight", {D});
-  if (stored_head) add(out, "language_model.lm_head.weight", {V, D});
-}
-
-std::vector<TensorSpec> checkpoint_tensors(const loader::ModelConfig& c, std::optional<bool> stored_head) {
-  std::vector<TensorSpec> out;
-  if (c.vision.arch == loader::VisionArch::InternViT)
-    internvit_tensors(c.vision, out);
-  else
-    aimv2_tensors(c.vision, out);
-  qwen2_tensors(c.llm, stored_head.value_or(!c.llm.tie_word_embeddings), out);
-  // Projector: LayerNorm(4C) -> Linear(4C, D) -> GELU -> Linear(D, D) (pixel shuffle by 1/r = 2 -> 4C).
-  const int64_t r = static_cast<int64_t>(1.0 / c.downsample_ratio + 0.5);
-  const int64_t Cin = c.vision.hidden * r * r, D = c.llm.hidden;
-  add(out, "mlp1.0.weight", {Cin});
-  add(out, "mlp1.0.bias", {Cin});
-  add(out, "mlp1.1.weight", {D, Cin});
-  add(out, "mlp1.1.bias", {D});
-  add(out, "mlp1.3.weight", {D, D});
-  add(out, "mlp1.3.bias", {D});
-  return out;
-}
-
 std::vector<int> assign_shards(size_t count, int shards) {
   std::vector<int> s(count);
   for (size_t k = 0; k < count; ++k) s[k] = static_cast<int>(k * static_cast<size_t>(shards) / count);
@@ -321,9 +227,9 @@ static std::string shard_file_name(int k, int n) {
 MakeModelResult make_model(const MakeModelOptions& opt) {
   const ordered_json cfg_json = preset_config(opt.preset, opt.tie);
   const std::string cfg_text = cfg_json.dump(2) + "\n";
-  const loader::ModelConfig cfg = loader::parse_config(cfg_text, opt.preset + " config.json");
-  const std::vector<TensorSpec> tensors =
-      checkpoint_tensors(cfg, opt.stored_head.value_or(default_stored_head(opt.preset, opt.tie)));
+  const model::ModelConfig cfg = model::parse_config(cfg_text, opt.preset + " config.json");
+  const std::vector<model::TensorSpec> tensors =
+      model::checkpoint_tensors(cfg, opt.stored_head.value_or(default_stored_head(opt.preset, opt.tie)));
   const int n_shards = opt.shards > 0 ? opt.shards : default_shards(opt.preset);
   SAILVL_CHECK(static_cast<size_t>(n_shards) <= tensors.size(), Usage, "--shards ", n_shards, " exceeds the ",
                tensors.size(), " tensors of preset ", opt.preset);

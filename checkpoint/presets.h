@@ -1,7 +1,7 @@
 // Random-weight checkpoints in SAIL-VL's exact on-disk format (`sailvl make-model`).
 //
 // A preset is a config.json (the real keys of SAIL-VL's configs, docs/MODEL.md §1-§2) from which the
-// canonical tensor list follows (checkpoint_tensors: real HF names and shapes, in state_dict order:
+// canonical tensor list follows (model::checkpoint_tensors, model/family.h: real HF names and shapes, in state_dict order:
 // vision_model, language_model, mlp1). Values come from the counter-based PRNG of
 // docs/CHECKPOINTS.md (checkpoint/prng.h), so the oracle reproduces them from the names alone.
 //
@@ -18,7 +18,8 @@
 
 #include <nlohmann/json.hpp>
 
-#include "loader/config.h"
+#include "model/config.h"
+#include "model/family.h"
 #include "tensor/tensor.h"
 
 namespace sailvl::checkpoint {
@@ -33,17 +34,6 @@ int default_shards(const std::string& preset);
 // Whether a preset's checkpoint stores language_model.lm_head.weight (with `tie` as make-model's
 // --tie/--untie would set it).
 bool default_stored_head(const std::string& preset, std::optional<bool> tie = std::nullopt);
-
-struct TensorSpec {
-  std::string name;
-  Shape shape;  // stored as BF16
-};
-
-// Every tensor a checkpoint of this config holds, in canonical (state_dict) order.
-// language_model.lm_head.weight comes last of the LLM's tensors when `stored_head` (default: when
-// the config is untied). A stored head is the LM head whatever tie_word_embeddings says.
-std::vector<TensorSpec> checkpoint_tensors(const loader::ModelConfig& c,
-                                           std::optional<bool> stored_head = std::nullopt);
 
 // shard index of each of `count` tensors for `shards` shards (the rule above).
 std::vector<int> assign_shards(size_t count, int shards);

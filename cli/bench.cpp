@@ -4,8 +4,8 @@
 //   bytes/token = every LLM weight read once per decoded token (decoder layers + final norm +
 //   LM head; one embedding row) + the KV cache read at the mean context;
 //   % of limit = (bytes/token × tok/s) / measured copy bandwidth of this device (decode), and
-//   achieved FLOP/s / measured FMA peak (vision and prefill, CPU; FLOPs counted from the config:
-//   2 per multiply-add of every linear, plus attention's two products).
+//   achieved FLOP/s / measured FMA peak (vision and prefill, CPU). FLOPs and bytes come from the
+//   cost model (model/cost.h), the limits from the probes (ops/probes.h).
 //
 // The request is synthetic so every checkpoint (real or `make-model` random) can be measured the
 // same way: N image tiles of random pixels (the tiling itself is timed separately from a real
@@ -21,12 +21,10 @@
 #include <nlohmann/json.hpp>
 #include <random>
 
-#if defined(__AVX2__) && defined(__FMA__)
-#include <immintrin.h>
-#endif
-
 #include "cli/session.h"
+#include "model/cost.h"
 #include "ops/ops.h"
+#include "ops/probes.h"
 #include "runtime/chat_template.h"
 #include "tensor/cuda_runtime.h"
 
@@ -45,78 +43,6 @@ void setup(Args& a) {
   a.option("--gen", "N", "tokens to decode", "64");
   a.option("--repeat", "N", "repeat the whole request N times and report the best TTFT / median decode", "1");
   a.flag("--json", "print one JSON object");
-}
-
-// Host copy bandwidth (bytes read + written per second) on a buffer far larger than the caches.
-double host_copy_bandwidth() {
-  const size_t n = size_t{64} << 20;  // 4x a 32 MiB L3: DRAM-bound, and small next to the model
-  std::vector<char> a(n, 1), b(n, 0);
-  double best = 0;
-  for (int rep = 0; rep < 3; ++rep) {
-    const auto t = Clock::now();
-#pragma omp parallel for schedule(static)
-    for (int64_t c = 0; c < 64; ++c) std::memcpy(b.data() + c * (n / 64), a.data() + c * (n / 64), n / 64);
-    const double s = ms_since(t) / 1000;
-    best = std::max(best, 2.0 * static_cast<double>(n) / s);
-  }
-  return best;
-}
-
-// Host F32 FMA peak (FLOP/s) over all OpenMP threads: independent register-only FMA chains,
-// enough of them (12) to cover the FMA latency on both pipes of an AVX2 core. ~0.1 s.
-double host_fma_peak() {
-#if defined(__AVX2__) && defined(__FMA__)
-  constexpr int64_t kIters = 4'000'000;
-  double best = 0;
-  for (int rep = 0; rep < 3; ++rep) {
-    const auto t = Clock::now();
-    float sink = 0;
-#pragma omp parallel reduction(+ : sink)
-    {
-      __m256 a[12];
-      for (int i = 0; i < 12; ++i) a[i] = _mm256_set1_ps(static_cast<float>(i));
-      const __m256 m = _mm256_set1_ps(0.999999f), c = _mm256_set1_ps(1e-7f);
-      for (int64_t it = 0; it < kIters; ++it)
-        for (int i = 0; i < 12; ++i) a[i] = _mm256_fmadd_ps(a[i], m, c);
-      float lanes[8];
-      for (int i = 1; i < 12; ++i) a[0] = _mm256_add_ps(a[0], a[i]);
-      _mm256_storeu_ps(lanes, a[0]);
-      sink += lanes[0];
-    }
-    const double sec = ms_since(t) / 1000;
-    const double flops = static_cast<double>(ops::num_threads()) * kIters * 12 * 16;
-    best = std::max(best, flops / sec);
-    if (sink == 12345.0f) std::printf(" ");  // keep the chains alive
-  }
-  return best;
-#else
-  return 0;
-#endif
-}
-
-// FLOPs of one vision forward over `tiles` tiles (the blocks that run) and of the LLM prefill over
-// `tokens` tokens (causal attention: half the score matrix). 2 FLOPs per multiply-add.
-double vision_flops(const loader::ModelConfig& c, int64_t tiles) {
-  const auto& v = c.vision;
-  const double T = static_cast<double>((c.force_image_size / v.patch_size) * (c.force_image_size / v.patch_size) +
-                                       (v.model_type == "aimv2" ? 0 : 1));  // + CLS for InternViT
-  const double D = static_cast<double>(v.hidden), I = static_cast<double>(v.intermediate);
-  const double mlp = v.model_type == "aimv2" ? 3 * D * I : 2 * D * I;  // SwiGLU vs fc1/fc2
-  const int64_t blocks = c.select_layer == -1 ? v.layers
-                         : c.select_layer < 0 ? v.layers + c.select_layer + 1
-                                              : c.select_layer + 1;
-  const double patch = 2 * T * static_cast<double>(v.num_channels * v.patch_size * v.patch_size) * D;
-  const double per_layer = 2 * T * (4 * D * D + mlp) + 4 * T * T * D;  // qkv + o, MLP, QKᵀ and PV
-  const double Dl = static_cast<double>(c.llm.hidden);
-  const double proj = 2 * static_cast<double>(c.num_image_token) * (4 * D * Dl + Dl * Dl);  // mlp1: 4C→D→D
-  return static_cast<double>(tiles) * (patch + static_cast<double>(blocks) * per_layer + proj);
-}
-double prefill_flops(const loader::LlmConfig& L, int64_t tokens) {
-  const double S = static_cast<double>(tokens), D = static_cast<double>(L.hidden);
-  const double q = static_cast<double>(L.heads * L.head_dim), kv = static_cast<double>(L.kv_heads * L.head_dim);
-  const double per_layer = 2 * S * (D * q + 2 * D * kv + q * D + 3 * D * static_cast<double>(L.intermediate)) +
-                           2 * S * S * q;  // QKᵀ and PV over the causal half: 2 × (2·S²/2·H·Dh)
-  return static_cast<double>(L.layers) * per_layer + 2 * D * static_cast<double>(L.vocab);  // + LM head, 1 row
 }
 
 int64_t peak_rss_bytes() {
@@ -212,28 +138,24 @@ int run(Args& a) {
     for (size_t i = t.token_ms.size() > 4 ? 1 : 0; i < t.token_ms.size(); ++i) tok_ms.push_back(t.token_ms[i]);
   }
 
-  // Bytes read per decoded token (BF16 weights as stored).
-  const auto& L = c.llm;
-  const int64_t per_layer = L.hidden * (L.heads * L.head_dim) * 2 + L.hidden * (L.kv_heads * L.head_dim) * 2 +
-                            L.heads * L.head_dim + 2 * L.kv_heads * L.head_dim + 3 * L.hidden * L.intermediate +
-                            2 * L.hidden;
-  const int64_t weight_elems = L.layers * per_layer + L.hidden + L.vocab * L.hidden + L.hidden;
+  // Bytes read per decoded token (model/cost.h): the weights as stored, + the KV cache at the mean context.
   const double mean_ctx = static_cast<double>(ids.size()) + static_cast<double>(last.tokens.size()) / 2;
-  const double kv_bytes_per_elem = device.is_cpu() ? 4.0 : 2.0;  // F32 cache on CPU, BF16 on CUDA
-  const double kv_bytes =
-      static_cast<double>(L.layers) * 2 * mean_ctx * static_cast<double>(L.kv_heads * L.head_dim) * kv_bytes_per_elem;
-  const double bytes_per_token = static_cast<double>(weight_elems) * 2 + kv_bytes;
+  const DType act = model::activation_dtype(device);
+  const double kv_bytes = mean_ctx * static_cast<double>(model::kv_bytes_per_token(c, act));
+  const double bytes_per_token = static_cast<double>(model::decode_weight_bytes(c, &m.weights())) + kv_bytes;
   const double med_ms = percentile(tok_ms, 0.5);
   const double tok_s = med_ms > 0 ? 1000.0 / med_ms : 0;
-  const int64_t peak_host = peak_rss_bytes();                     // before the bandwidth probe's two buffers
-  const double bw = device.is_cpu() ? host_copy_bandwidth() : 0;  // CUDA: see bench_ops_cuda's probe
-  const double peak = device.is_cpu() ? host_fma_peak() : 0;
+  const int64_t peak_host = peak_rss_bytes();  // before the bandwidth probe's two buffers
+  // The limits of this machine (ops/probes.h); CUDA: see bench_ops_cuda's probes.
+  const ops::HostLimits lim = device.is_cpu() ? ops::measure_host_limits() : ops::HostLimits{};
+  const double bw = lim.copy_gbs * 1e9, peak = lim.fma_gflops * 1e9;
   const double best_vision_ms = vision.empty() ? 0
                                                : *std::min_element(vision.begin(), vision.end()) +
                                                      *std::min_element(projector.begin(), projector.end());
   const double best_prefill_ms = *std::min_element(prefill.begin(), prefill.end());
-  const double vflops = tiles > 0 ? vision_flops(c, tiles) : 0;
-  const double pflops = prefill_flops(L, static_cast<int64_t>(ids.size()));
+  const double vflops =
+      static_cast<double>(tiles) * (model::vision_flops_per_tile(c) + model::projector_flops_per_tile(c));
+  const double pflops = model::prefill_flops(c, static_cast<int64_t>(ids.size()));
   const double v_rate = best_vision_ms > 0 ? vflops / (best_vision_ms / 1e3) : 0;
   const double p_rate = best_prefill_ms > 0 ? pflops / (best_prefill_ms / 1e3) : 0;
   const double achieved = bytes_per_token * tok_s;

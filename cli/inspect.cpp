@@ -6,8 +6,9 @@
 //               language_model.* (embed_tokens and lm_head shown apart; a tied head counts once)
 //   dtypes      element type -> tensors, bytes
 //   shards      file -> tensors, bytes
-//   memory      weights as stored; KV cache = 2 (K, V) * L * Hkv * Dh * sizeof(act) per token, for
-//               --ctx tokens; rough activations (one ViT tile, one LLM prefill of --ctx tokens, F32)
+//   memory      weights as stored; KV cache per token and for --ctx tokens; activations of one ViT
+//               tile and one prefill chunk (F32); all from the cost model (model/cost.h)
+//   cost        FLOPs of one image tile and of a --ctx-token prefill, bytes read per decoded token
 //   preflight   the memory plan `run` checks before loading (runtime/memory_plan.h) for a prompt
 //               filling --ctx tokens and one image of --max-tiles tiles + thumbnail: every part on
 //               CUDA (BF16), and what the CPU needs besides the mmapped weights
@@ -21,18 +22,19 @@
 
 #include "cli/command.h"
 #include "cli/session.h"
-#include "loader/config.h"
 #include "loader/weights.h"
-#include "model/qwen2.h"
+#include "model/config.h"
+#include "model/cost.h"
+#include "model/family.h"
 #include "runtime/memory_plan.h"
 
 using namespace sailvl;
 
 static void setup_inspect(cli::Args& a) {
-  a.usage_line = "sailvl inspect -m DIR [--json] [--ctx N]";
+  a.usage_line = "sailvl inspect -m DIR [--json] [-c N]";
   a.option("-m,--model", "DIR",
            "checkpoint directory (config.json + safetensors), or ORG/NAME in the local Hugging Face cache");
-  a.option("--ctx", "N", "context length for the KV-cache and activation estimates", "4096");
+  a.option("-c,--ctx-size,--ctx", "N", "context length for the KV-cache and activation estimates", "4096");
   a.option("--max-tiles", "N", "tiles of one image for the preflight plan (as sailvl run)", "10");
   a.flag("--json", "print one JSON object instead of text");
 }
@@ -76,36 +78,24 @@ static const char* plan_key(runtime::MemPart p) {
 
 static int run_inspect(cli::Args& a) {
   const std::string dir = cli::resolve_model_dir(a.get("model"));
-  const int64_t ctx = a.get_int("ctx", 1, 1 << 24);
-  const loader::ModelConfig cfg = loader::load_config(dir);
+  const int64_t ctx = a.get_int("ctx-size", 1, 1 << 24);
+  const model::ModelConfig cfg = model::load_config(dir);
   const loader::WeightMap w = loader::WeightMap::open(dir);
-  loader::check_against_config(w, cfg);
+  model::check_against_config(w, cfg);
 
-  // ---- parameters by tower, dtypes ----
-  int64_t vision = 0, projector = 0, llm = 0, embed = 0, head = 0, other = 0;
-  uint64_t head_bytes = 0;
+  // ---- parameters by tower (model/cost.h), dtypes, the LM head ----
+  const model::ParamCounts pc = model::count_parameters(w);
+  const int64_t vision = pc.vision, projector = pc.projector, llm = pc.llm, embed = pc.embed_tokens, head = pc.lm_head,
+                other = pc.other, total = pc.total();
   std::map<std::string, std::pair<int64_t, uint64_t>> dtypes;  // name -> (tensors, bytes)
   for (const std::string& name : w.names()) {
     const loader::TensorInfo& ti = w.info(name);
-    const int64_t n = shape_numel(ti.shape);
     auto& d = dtypes[dtype_name(ti.dtype)];
     d.first += 1;
     d.second += ti.end - ti.begin;
-    if (starts_with(name, "vision_model."))
-      vision += n;
-    else if (starts_with(name, "mlp1."))
-      projector += n;
-    else if (starts_with(name, "language_model.")) {
-      llm += n;
-      if (name == "language_model.model.embed_tokens.weight") embed = n;
-      if (name == "language_model.lm_head.weight") {
-        head = n;
-        head_bytes = ti.end - ti.begin;
-      }
-    } else
-      other += n;
   }
-  const int64_t total = vision + projector + llm + other;
+  const uint64_t head_bytes =
+      head ? w.info("language_model.lm_head.weight").end - w.info("language_model.lm_head.weight").begin : 0;
   const model::LmHeadSource head_src =
       model::lm_head_source(w.contains("language_model.lm_head.weight"), cfg.llm.tie_word_embeddings);
   const bool tied = head_src != model::LmHeadSource::Stored;
@@ -117,15 +107,16 @@ static int run_inspect(cli::Args& a) {
   const auto& L = cfg.llm;
   const auto& V = cfg.vision;
   const uint64_t weights = w.total_bytes();
-  const uint64_t kv_tok_bf16 = 2ull * L.layers * L.kv_heads * L.head_dim * 2;
-  const uint64_t kv_tok_f32 = kv_tok_bf16 * 2;
-  // One ViT tile in F32: residual + norm + qkv + attn out + MLP hidden per token, plus one head's
-  // score matrix; one LLM prefill chunk of ctx tokens: x, n, q/k/v, attn, gate/up, plus last-row logits.
-  const int64_t tv =
-      (V.image_size / V.patch_size) * (V.image_size / V.patch_size) + (V.arch == loader::VisionArch::InternViT ? 1 : 0);
-  const uint64_t act_vit = 4ull * (tv * (3 * V.hidden + 3 * V.hidden + 2 * V.intermediate) + tv * tv);
-  const uint64_t act_llm =
-      4ull * (ctx * (3 * L.hidden + (L.heads + 2 * L.kv_heads) * L.head_dim + 2 * L.intermediate) + L.vocab);
+  const uint64_t kv_tok_bf16 = model::kv_bytes_per_token(cfg, DType::BF16);
+  const uint64_t kv_tok_f32 = model::kv_bytes_per_token(cfg, DType::F32);
+  // Activations (model/cost.h): one ViT tile and one prefill chunk of min(ctx, chunk) tokens, F32.
+  const uint64_t act_vit = model::vision_memory(cfg, 1, 1, 4).peak();
+  const int64_t chunk = std::min<int64_t>(ctx, runtime::prefill_chunk_tokens(Device::cpu()));
+  const uint64_t act_llm = model::prefill_memory(cfg, chunk, 4);
+  // Work per stage (model/cost.h): FLOPs of one tile and of a ctx-token prefill, bytes per decoded token.
+  const double tile_gflop = (model::vision_flops_per_tile(cfg) + model::projector_flops_per_tile(cfg)) / 1e9;
+  const double prefill_gflop = model::prefill_flops(cfg, ctx) / 1e9;
+  const uint64_t decode_bytes = model::decode_weight_bytes(cfg, &w);
 
   // ---- the preflight plan (runtime/memory_plan.h), as `sailvl run` would check it ----
   const int64_t max_tiles = a.get_int("max-tiles", 1, 40);
@@ -140,7 +131,8 @@ static int run_inspect(cli::Args& a) {
     nlohmann::ordered_json j;
     j["dir"] = dir;
     j["variant"] = cfg.describe();
-    j["vision_arch"] = V.arch == loader::VisionArch::InternViT ? "InternViT" : "AIMv2";
+    j["vision_arch"] = model::vision_family(cfg).name;
+    j["llm_arch"] = model::llm_family(cfg).name;
     j["parameters"] = {{"vision", vision}, {"projector", projector}, {"llm", llm},     {"embed_tokens", embed},
                        {"lm_head", head},  {"other", other},         {"total", total}, {"tied_lm_head", tied}};
     nlohmann::ordered_json dt = nlohmann::ordered_json::object();
@@ -164,7 +156,11 @@ static int run_inspect(cli::Args& a) {
                    {"kv_bytes_ctx_bf16", kv_tok_bf16 * ctx},
                    {"kv_bytes_ctx_f32", kv_tok_f32 * ctx},
                    {"activations_vit_tile_bytes", act_vit},
-                   {"activations_llm_prefill_bytes", act_llm}};
+                   {"activations_llm_prefill_chunk_bytes", act_llm},
+                   {"prefill_chunk_tokens", chunk}};
+    j["cost"] = {{"vision_projector_gflop_per_tile", tile_gflop},
+                 {"prefill_gflop_ctx", prefill_gflop},
+                 {"decode_bytes_per_token", decode_bytes}};
     nlohmann::ordered_json pf;
     pf["ctx"] = ctx;
     pf["tiles"] = wl.tiles;
@@ -182,8 +178,8 @@ static int run_inspect(cli::Args& a) {
   std::printf("vision      %s: hidden %lld, %lld layers, %lld heads x %lld, MLP %lld, %lldpx / patch %lld\n",
               V.model_type.c_str(), (long long)V.hidden, (long long)V.layers, (long long)V.heads, (long long)V.head_dim,
               (long long)V.intermediate, (long long)V.image_size, (long long)V.patch_size);
-  std::printf("llm         qwen2: hidden %lld, %lld layers, %lld heads / %lld KV x %lld, MLP %lld, vocab %lld, %s\n",
-              (long long)L.hidden, (long long)L.layers, (long long)L.heads, (long long)L.kv_heads,
+  std::printf("llm         %s: hidden %lld, %lld layers, %lld heads / %lld KV x %lld, MLP %lld, vocab %lld, %s\n",
+              L.model_type.c_str(), (long long)L.hidden, (long long)L.layers, (long long)L.heads, (long long)L.kv_heads,
               (long long)L.head_dim, (long long)L.intermediate, (long long)L.vocab,
               tied ? "lm_head = embed_tokens" : "lm_head stored");
   std::printf("lm_head     %s", model::lm_head_source_text(head_src));
@@ -209,8 +205,12 @@ static int run_inspect(cli::Args& a) {
   std::printf("  KV cache  %s/token BF16 (CUDA), %s/token F32 (CPU); %lld tokens: %s BF16, %s F32\n",
               human_bytes(kv_tok_bf16).c_str(), human_bytes(kv_tok_f32).c_str(), (long long)ctx,
               human_bytes(kv_tok_bf16 * ctx).c_str(), human_bytes(kv_tok_f32 * ctx).c_str());
-  std::printf("  activations (rough, F32) one ViT tile %s; LLM prefill of %lld tokens %s\n",
-              human_bytes(act_vit).c_str(), (long long)ctx, human_bytes(act_llm).c_str());
+  std::printf("  activations (F32) one ViT tile %s; one LLM prefill chunk of %lld tokens %s\n",
+              human_bytes(act_vit).c_str(), (long long)chunk, human_bytes(act_llm).c_str());
+  std::printf(
+      "cost        %.1f GFLOP per image tile (vision + projector); %.1f GFLOP for a %lld-token prefill; "
+      "%s read per decoded token\n",
+      tile_gflop, prefill_gflop, (long long)ctx, human_bytes(static_cast<double>(decode_bytes)).c_str());
   std::printf("preflight   CUDA (BF16), %lld-token context, %lld tiles:\n%s", (long long)ctx, (long long)wl.tiles,
               runtime::format_plan(plan_cuda, std::nullopt).c_str());
   std::printf("  CPU (F32) needs %s besides the mmapped weights\n", runtime::format_bytes(plan_cpu.needed()).c_str());

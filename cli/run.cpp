@@ -67,8 +67,8 @@ int run(Args& a) {
   // Memory preflight for this request with every image at its most tiles (the exact count needs
   // the decoded images; the prompt bound needs no tokenizer).
   const int64_t per_image = max_tiles_per_image(a);
-  const runtime::ChatRequest worst = make_request(a, question, std::vector<int64_t>(paths.size(), per_image),
-                                                  loader::load_config(dir).num_image_token);
+  const runtime::ChatRequest worst =
+      make_request(a, question, std::vector<int64_t>(paths.size(), per_image), model::load_config(dir).num_image_token);
   const model::LoadOptions load =
       load_options(a, per_image * static_cast<int64_t>(paths.size()), runtime::max_prompt_tokens(worst));
   log(1, a, "sailvl: loading " + dir + " on " + device.str() + " ...");

@@ -10,6 +10,7 @@
 #include <iostream>
 
 #include "ops/ops.h"
+#include "runtime/memory_plan.h"
 #include "tensor/cuda_runtime.h"
 #include "tensor/error.h"
 
@@ -119,8 +120,7 @@ model::LoadOptions load_options(const Args& a, int64_t tiles, int64_t prompt_tok
   w.tiles = tiles;
   w.cpu_threads = ops::num_threads();
   model::LoadOptions o;
-  o.preflight = w;
-  o.free_bytes = fake_free_bytes();
+  o.before_weights = runtime::preflight(pick_device(a), w, fake_free_bytes());
   // Weight upload to a GPU: a progress line on stderr in 10 % steps (never with --quiet).
   if (verbosity(a) >= 1)
     o.progress = [step = 0](uint64_t done, uint64_t total) mutable {

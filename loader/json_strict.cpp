@@ -1,6 +1,8 @@
 // Strict JSON parsing: UTF-8 check, depth cap, duplicate keys (see json_strict.h for the plan).
 #include "loader/json_strict.h"
 
+#include <cmath>
+
 #include <set>
 #include <vector>
 
@@ -92,6 +94,60 @@ nlohmann::json parse_json_strict(std::string_view text, const std::string& displ
   } catch (const nlohmann::json::exception& e) {
     fail(kind, display_name, ": invalid JSON (", e.what(), ")");
   }
+}
+
+// ---- JsonObject ----
+
+using nlohmann::json;
+
+bool JsonObject::has(const char* key) const { return j.contains(key) && !j[key].is_null(); }
+
+int64_t JsonObject::integer(const char* key, int64_t def, int64_t lo, int64_t hi) const {
+  if (!has(key)) return def;
+  const json& v = j[key];
+  SAILVL_CHECK(v.is_number_integer(), BadModel, key_name(key), " must be an integer, got ", v.dump());
+  SAILVL_CHECK(!v.is_number_unsigned() || v.get<uint64_t>() <= static_cast<uint64_t>(hi), BadModel, key_name(key),
+               " = ", v.dump(), " is out of range [", lo, ", ", hi, "]");
+  const int64_t x = v.get<int64_t>();
+  SAILVL_CHECK(x >= lo && x <= hi, BadModel, key_name(key), " = ", x, " is out of range [", lo, ", ", hi, "]");
+  return x;
+}
+
+int64_t JsonObject::id(const char* key, int64_t def) const {
+  if (has(key) && j[key].is_array()) {
+    SAILVL_CHECK(!j[key].empty(), BadModel, key_name(key), " is an empty list");
+    json one = json::object();
+    one[key] = j[key][0];
+    return JsonObject{one, where}.integer(key, def, 0, int64_t{1} << 31);
+  }
+  return integer(key, def, 0, int64_t{1} << 31);
+}
+
+double JsonObject::positive(const char* key, double def) const {
+  if (!has(key)) return def;
+  const json& v = j[key];
+  SAILVL_CHECK(v.is_number(), BadModel, key_name(key), " must be a number, got ", v.dump());
+  const double x = v.get<double>();
+  SAILVL_CHECK(std::isfinite(x) && x > 0, BadModel, key_name(key), " = ", v.dump(), " must be finite and > 0");
+  return x;
+}
+
+bool JsonObject::boolean(const char* key, bool def) const {
+  if (!has(key)) return def;
+  SAILVL_CHECK(j[key].is_boolean(), BadModel, key_name(key), " must be true or false, got ", j[key].dump());
+  return j[key].get<bool>();
+}
+
+std::string JsonObject::string(const char* key, const std::string& def) const {
+  if (!has(key)) return def;
+  SAILVL_CHECK(j[key].is_string(), BadModel, key_name(key), " must be a string, got ", j[key].dump());
+  return j[key].get<std::string>();
+}
+
+JsonObject JsonObject::child(const char* key) const {
+  SAILVL_CHECK(has(key), BadModel, key_name(key), " is missing");
+  SAILVL_CHECK(j[key].is_object(), BadModel, key_name(key), " must be a JSON object");
+  return JsonObject{j[key], key_name(key)};
 }
 
 }  // namespace sailvl::loader

@@ -190,47 +190,4 @@ std::optional<Tensor> WeightScope::optional(const std::string& name, const Shape
   return require(name, shape);
 }
 
-// ---------------------------------------------------------------------------------------------
-// check_against_config
-
-// Distinct indices i of tensors named `prefix` + "<i>." + ...
-static std::set<int64_t> layer_indices(const WeightMap& w, const std::string& prefix) {
-  std::set<int64_t> out;
-  for (const std::string& n : w.names()) {
-    if (n.rfind(prefix, 0) != 0) continue;
-    const size_t dot = n.find('.', prefix.size());
-    const std::string idx = n.substr(prefix.size(), dot == std::string::npos ? std::string::npos : dot - prefix.size());
-    int64_t v = 0;
-    bool ok = !idx.empty() && idx.size() <= 6;
-    for (char ch : idx) {
-      ok = ok && ch >= '0' && ch <= '9';
-      v = v * 10 + (ch - '0');
-    }
-    SAILVL_CHECK(ok, BadModel, w.dir(), ": tensor ", quoted(n), " has no layer index after \"", prefix, "\"");
-    out.insert(v);
-  }
-  return out;
-}
-
-static void check_layers(const WeightMap& w, const std::string& prefix, int64_t want, const char* key) {
-  const std::set<int64_t> found = layer_indices(w, prefix);
-  const int64_t n = static_cast<int64_t>(found.size());
-  const bool dense = found.empty() || (*found.begin() == 0 && *found.rbegin() == n - 1);
-  SAILVL_CHECK(n == want && dense, BadModel, w.dir(), ": config.json says ", key, " = ", want,
-               " but the checkpoint has ", n, " layers under ", prefix, "*",
-               found.empty() ? std::string() : str_cat(" (indices ", *found.begin(), "..", *found.rbegin(), ")"));
-}
-
-void check_against_config(const WeightMap& w, const ModelConfig& c) {
-  if (c.vision.arch == VisionArch::InternViT)
-    check_layers(w, "vision_model.encoder.layers.", c.vision.layers, "vision_config.num_hidden_layers");
-  else
-    check_layers(w, "vision_model.trunk.blocks.", c.vision.layers, "vision_config.num_hidden_layers");
-  check_layers(w, "language_model.model.layers.", c.llm.layers, "llm_config.num_hidden_layers");
-  const std::string emb = "language_model.model.embed_tokens.weight";
-  const TensorInfo& e = w.info(emb);
-  SAILVL_CHECK(e.shape.size() == 2 && e.shape[0] == c.llm.vocab, BadModel, w.dir(), ": tensor ", quoted(emb),
-               " has shape ", shape_str(e.shape), " but llm_config.vocab_size is ", c.llm.vocab);
-}
-
 }  // namespace sailvl::loader

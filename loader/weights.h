@@ -17,7 +17,6 @@
 #include <string_view>
 #include <vector>
 
-#include "loader/config.h"
 #include "loader/safetensors.h"
 
 namespace sailvl::loader {
@@ -70,12 +69,5 @@ class WeightScope {
   const WeightMap* map_;
   std::string prefix_;
 };
-
-// docs/VALIDATION.md: "layer count equals the layer tensors found". Counts the distinct layer indices
-// under vision_model.encoder.layers. / vision_model.trunk.blocks. / language_model.model.layers.
-// and checks they are exactly 0..n-1 with n from config.json (a checkpoint with more layers than
-// its config would otherwise load silently with the extra ones ignored). Also checks the
-// embed_tokens rows equal vocab_size. Errors: BadModel naming the directory and the counts.
-void check_against_config(const WeightMap& w, const ModelConfig& c);
 
 }  // namespace sailvl::loader

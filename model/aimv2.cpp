@@ -25,7 +25,7 @@ struct Scratch {
 };
 
 // x = x + proj(MHA(RMSNorm_1(x)))
-void attention_block(Scratch& s, const Aimv2Block& B, const loader::VisionConfig& cfg, int64_t N) {
+void attention_block(Scratch& s, const Aimv2Block& B, const model::VisionConfig& cfg, int64_t N) {
   const int64_t M = s.x.size(0), H = cfg.heads, Dh = cfg.head_dim;
   const float eps = static_cast<float>(cfg.norm_eps);
   ops::rms_norm(s.n, s.x, B.norm_1, eps);     // n = RMSNorm_1(x)           [M, C]
@@ -38,7 +38,7 @@ void attention_block(Scratch& s, const Aimv2Block& B, const loader::VisionConfig
 }
 
 // x = x + fc2(silu(fc1(y)) ⊙ fc3(y)),  y = RMSNorm_2(x)
-void mlp_block(Scratch& s, const Aimv2Block& B, const loader::VisionConfig& cfg) {
+void mlp_block(Scratch& s, const Aimv2Block& B, const model::VisionConfig& cfg) {
   const float eps = static_cast<float>(cfg.norm_eps);
   ops::rms_norm(s.n, s.x, B.norm_2, eps);   // n = RMSNorm_2(x)           [N, C]
   ops::linear(s.g, s.n, B.fc1_w, B.fc1_b);  // g = fc1(n)                  [N, F]
@@ -46,6 +46,11 @@ void mlp_block(Scratch& s, const Aimv2Block& B, const loader::VisionConfig& cfg)
   ops::silu_mul(s.g, s.g, s.u);             // g = silu(g) ⊙ u             [N, F]
   ops::linear(s.y, s.g, B.fc2_w, B.fc2_b);  // y = fc2(g)                  [N, C]
   ops::add(s.x, s.x, s.y);                  // x = x + y                   [N, C]
+}
+
+// Blocks feeding the selected output (see the header for the reading of select_layer != -1).
+int64_t blocks_run(const VisionConfig& v, int64_t select_layer) {
+  return select_layer == -1 ? v.layers : select_layer < 0 ? v.layers + select_layer + 1 : select_layer + 1;
 }
 
 std::optional<Tensor> optional_bias(const loader::WeightScope& W, bool present, const std::string& name, int64_t n,
@@ -56,9 +61,9 @@ std::optional<Tensor> optional_bias(const loader::WeightScope& W, bool present, 
 
 }  // namespace
 
-Aimv2 Aimv2::load(const loader::WeightMap& weights, const loader::VisionConfig& cfg, int64_t select_layer,
+Aimv2 Aimv2::load(const loader::WeightMap& weights, const model::VisionConfig& cfg, int64_t select_layer,
                   const Device& device) {
-  SAILVL_CHECK(cfg.arch == loader::VisionArch::AIMv2, Internal, "Aimv2::load on a non-AIMv2 config");
+  SAILVL_CHECK(cfg.model_type == "aimv2", Internal, "Aimv2::load on a ", cfg.model_type, " config");
   SAILVL_CHECK(cfg.image_size % cfg.patch_size == 0, BadModel, "config.json: image_size ", cfg.image_size,
                " is not a multiple of patch_size ", cfg.patch_size);
   SAILVL_CHECK(select_layer < 0 ? -select_layer <= cfg.layers : select_layer < cfg.layers, BadModel,
@@ -69,10 +74,7 @@ Aimv2 Aimv2::load(const loader::WeightMap& weights, const loader::VisionConfig& 
   m.cfg_ = cfg;
   m.device_ = device;
   const int64_t C = cfg.hidden, F = cfg.intermediate, P = cfg.patch_size, G = cfg.image_size / P;
-  // Blocks feeding the selected output (see the header for the reading of select_layer != -1).
-  const int64_t blocks = select_layer == -1 ? cfg.layers
-                         : select_layer < 0 ? cfg.layers + select_layer + 1
-                                            : select_layer + 1;
+  const int64_t blocks = model::blocks_run(cfg, select_layer);
 
   auto Pre = weights.scope("vision_model.preprocessor");
   m.patch_w = place(Pre.require("patchifier.proj.weight", {C, cfg.num_channels, P, P}), device);
@@ -103,7 +105,7 @@ Aimv2 Aimv2::load(const loader::WeightMap& weights, const loader::VisionConfig& 
   return m;
 }
 
-Tensor Aimv2::forward(const Tensor& pixels) const {
+Tensor Aimv2::forward(const Tensor& pixels, const RunControl& ctl) const {
   const int64_t S = cfg_.image_size, C = cfg_.hidden, F = cfg_.intermediate, G = grid(), N = G * G;
   SAILVL_CHECK(pixels.dim() == 4 && pixels.size(1) == cfg_.num_channels && pixels.size(2) == S && pixels.size(3) == S,
                Usage, "AIMv2 expects pixels [T, ", cfg_.num_channels, ", ", S, ", ", S, "], got ", pixels.describe(),
@@ -136,9 +138,12 @@ Tensor Aimv2::forward(const Tensor& pixels) const {
       ops::add(xi, xi, pos);  // x = x + pos              [N, C]
     }
 
-    for (const Aimv2Block& B : blocks_) {
-      attention_block(v, B, cfg_, N);
-      mlp_block(v, B, cfg_);
+    const int64_t nb = static_cast<int64_t>(blocks_.size()), passes = (T + P - 1) / P;
+    for (int64_t b = 0; b < nb; ++b) {
+      ctl.check();  // cancelled: stop before the next block
+      attention_block(v, blocks_[static_cast<size_t>(b)], cfg_, N);
+      mlp_block(v, blocks_[static_cast<size_t>(b)], cfg_);
+      ctl.report((t0 / P) * nb + b + 1, passes * nb);
     }
     Tensor dst = out.narrow(0, t0, p).reshape({m, C});
     if (post_norm_)
@@ -147,6 +152,82 @@ Tensor Aimv2::forward(const Tensor& pixels) const {
       dst.copy_from(v.x);
   }
   return out;
+}
+
+// ---- the family (model/family.h) ----
+
+namespace {
+
+// vision_config of AIMv2. Missing keys take AIMv2Config's class defaults: hidden 1024,
+// intermediate 2816, 24 layers, 8 heads, image 224, patch 14, rms_norm_eps 1e-5, qkv_bias False,
+// use_bias False. SAIL-VL's AIMv2-Huge has no biases; a config with them is refused.
+void parse(const loader::JsonObject& v, VisionConfig& c) {
+  constexpr int64_t kMaxDim = 1 << 20, kMaxLayers = 1024, kMaxHeads = 1024, kMaxImage = 1 << 14;
+  c.hidden = v.integer("hidden_size", 1024, 1, kMaxDim);
+  c.intermediate = v.integer("intermediate_size", 2816, 1, kMaxDim);
+  c.layers = v.integer("num_hidden_layers", 24, 1, kMaxLayers);
+  c.heads = v.integer("num_attention_heads", 8, 1, kMaxHeads);
+  c.image_size = v.integer("image_size", 224, 1, kMaxImage);
+  c.patch_size = v.integer("patch_size", 14, 1, kMaxImage);
+  c.num_channels = v.integer("num_channels", 3, 1, 16);
+  c.norm_eps = v.positive("rms_norm_eps", 1e-5);
+  c.qkv_bias = v.boolean("qkv_bias", false);
+  c.use_bias = v.boolean("use_bias", false);
+  c.qk_normalization = false;
+  c.norm_type = "rms_norm";
+  c.hidden_act = "silu";  // SwiGLU MLP
+  SAILVL_CHECK(!c.qkv_bias && !c.use_bias, BadModel, v.where,
+               ": AIMv2 with qkv_bias or use_bias is not supported (SAIL-VL's AIMv2-Huge has no biases)");
+}
+
+std::string describe(const VisionConfig& v) {
+  return v.hidden == 1536 && v.layers == 24 ? "AIMv2-Huge" : str_cat("AIMv2(C=", v.hidden, ", ", v.layers, "L)");
+}
+
+// docs/MODEL.md §9, in state_dict order (preprocessor, each block, post_trunk_norm).
+void tensors(const VisionConfig& v, std::vector<TensorSpec>& out) {
+  const int64_t C = v.hidden, F = v.intermediate, p = v.patch_size, g = v.image_size / v.patch_size;
+  const std::string pre = "vision_model.preprocessor.";
+  out.push_back({pre + "pos_embed", {1, g * g, C}});
+  out.push_back({pre + "patchifier.proj.weight", {C, v.num_channels, p, p}});
+  out.push_back({pre + "patchifier.proj.bias", {C}});
+  out.push_back({pre + "patchifier.norm.weight", {C}});
+  for (int64_t i = 0; i < v.layers; ++i) {
+    const std::string B = "vision_model.trunk.blocks." + std::to_string(i) + ".";
+    out.push_back({B + "attn.qkv.weight", {3 * C, C}});
+    out.push_back({B + "attn.proj.weight", {C, C}});
+    out.push_back({B + "norm_1.weight", {C}});
+    out.push_back({B + "mlp.fc1.weight", {F, C}});
+    out.push_back({B + "mlp.fc2.weight", {C, F}});
+    out.push_back({B + "mlp.fc3.weight", {F, C}});
+    out.push_back({B + "norm_2.weight", {C}});
+  }
+  out.push_back({"vision_model.trunk.post_trunk_norm.weight", {C}});
+}
+
+VisionShape shape(const ModelConfig& c) {
+  const VisionConfig& v = c.vision;
+  const int64_t C = v.hidden, F = v.intermediate, G = v.image_size / v.patch_size;
+  VisionShape s;
+  s.patches = G * G;
+  s.tokens = G * G;  // no CLS token
+  s.layers = blocks_run(v, c.select_layer);
+  s.layer_linears = {{C, 3 * C}, {C, C}, {C, F}, {C, F}, {F, C}};  // qkv, proj, fc1, fc3, fc2
+  s.heads = v.heads;
+  s.head_dim = v.head_dim;
+  s.scratch_per_row = 7 * C + 2 * F;  // x, n, qkv (3C), a, y; SwiGLU gate and up
+  s.post_norm = c.select_layer == -1;
+  return s;
+}
+
+std::unique_ptr<VisionTower> load(const loader::WeightMap& w, const ModelConfig& c, const Device& device) {
+  return std::make_unique<Aimv2>(Aimv2::load(w, c.vision, c.select_layer, device));
+}
+
+}  // namespace
+
+VisionFamily aimv2_family() {
+  return {"aimv2", "AIMv2", "vision_model.trunk.blocks.", parse, describe, tensors, shape, load};
 }
 
 }  // namespace sailvl::model

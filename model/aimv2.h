@@ -24,8 +24,9 @@
 #include <optional>
 #include <vector>
 
-#include "loader/config.h"
 #include "loader/weights.h"
+#include "model/config.h"
+#include "model/family.h"
 #include "tensor/tensor.h"
 
 namespace sailvl::model {
@@ -43,13 +44,14 @@ struct Aimv2Block {
   std::optional<Tensor> fc1_b, fc3_b, fc2_b;  // (use_bias only)
 };
 
-class Aimv2 {
+class Aimv2 : public VisionTower {
  public:
-  static Aimv2 load(const loader::WeightMap& weights, const loader::VisionConfig& cfg, int64_t select_layer,
+  static Aimv2 load(const loader::WeightMap& weights, const model::VisionConfig& cfg, int64_t select_layer,
                     const Device& device);
 
-  // pixels [T, 3, S, S] -> features [T, (S/P)², C]; tiles run one after another.
-  Tensor forward(const Tensor& pixels) const;
+  // pixels [T, 3, S, S] -> features [T, (S/P)², C]; tiles run in passes of
+  // vision_tiles_per_pass() tiles that share each GEMM.
+  Tensor forward(const Tensor& pixels, const RunControl& ctl = {}) const override;
 
   int64_t channels() const { return cfg_.hidden; }
   int64_t grid() const { return cfg_.image_size / cfg_.patch_size; }
@@ -57,7 +59,7 @@ class Aimv2 {
   bool applies_post_norm() const { return post_norm_.has_value(); }
 
  private:
-  loader::VisionConfig cfg_;
+  model::VisionConfig cfg_;
   Device device_;
   Tensor patch_w, patch_b;  // preprocessor.patchifier.proj.{weight,bias}  [C, 3, P, P], [C]
   Tensor patch_norm;        // preprocessor.patchifier.norm.weight         [C]
@@ -65,5 +67,8 @@ class Aimv2 {
   std::vector<Aimv2Block> blocks_;
   std::optional<Tensor> post_norm_;  // trunk.post_trunk_norm.weight [C] (select_layer == -1 only)
 };
+
+// The family entry (model/families.cpp): vision_config.model_type "aimv2".
+VisionFamily aimv2_family();
 
 }  // namespace sailvl::model

@@ -25,8 +25,13 @@ struct Scratch {
   Tensor f;        // [M, F]  MLP hidden
 };
 
+// hidden_states[select_layer] (Python indexing over layers + 1 entries) needs this many layers.
+int64_t layers_run(const VisionConfig& v, int64_t select_layer) {
+  return select_layer < 0 ? v.layers + 1 + select_layer : select_layer;
+}
+
 // h = h + ls1 ⊙ proj(MHA(LN1(h)))
-void attention_block(Scratch& s, const InternVitLayer& L, const loader::VisionConfig& cfg, int64_t N) {
+void attention_block(Scratch& s, const InternVitLayer& L, const model::VisionConfig& cfg, int64_t N) {
   const int64_t M = s.h.size(0), H = cfg.heads, Dh = cfg.head_dim;
   const float eps = static_cast<float>(cfg.norm_eps);
   ops::layer_norm(s.n, s.h, L.norm1_w, L.norm1_b, eps);  // n = LN1(h)                 [M, C]
@@ -39,7 +44,7 @@ void attention_block(Scratch& s, const InternVitLayer& L, const loader::VisionCo
 }
 
 // h = h + ls2 ⊙ fc2(GELU(fc1(LN2(h))))
-void mlp_block(Scratch& s, const InternVitLayer& L, const loader::VisionConfig& cfg) {
+void mlp_block(Scratch& s, const InternVitLayer& L, const model::VisionConfig& cfg) {
   const float eps = static_cast<float>(cfg.norm_eps);
   ops::layer_norm(s.n, s.h, L.norm2_w, L.norm2_b, eps);  // n = LN2(h)                 [N, C]
   ops::linear(s.f, s.n, L.fc1_w, L.fc1_b);               // f = fc1(n)                  [N, F]
@@ -50,9 +55,9 @@ void mlp_block(Scratch& s, const InternVitLayer& L, const loader::VisionConfig& 
 
 }  // namespace
 
-InternViT InternViT::load(const loader::WeightMap& weights, const loader::VisionConfig& cfg, int64_t select_layer,
+InternViT InternViT::load(const loader::WeightMap& weights, const model::VisionConfig& cfg, int64_t select_layer,
                           const Device& device) {
-  SAILVL_CHECK(cfg.arch == loader::VisionArch::InternViT, Internal, "InternViT::load on a non-InternViT config");
+  SAILVL_CHECK(cfg.model_type == "intern_vit_6b", Internal, "InternViT::load on a ", cfg.model_type, " config");
   SAILVL_CHECK(cfg.norm_type == "layer_norm", BadModel, "config.json: vision_config.norm_type \"", cfg.norm_type,
                "\" is not supported (InternViT-300M uses layer_norm)");
   SAILVL_CHECK(!cfg.qk_normalization, BadModel,
@@ -69,7 +74,7 @@ InternViT InternViT::load(const loader::WeightMap& weights, const loader::Vision
   m.cfg_ = cfg;
   m.device_ = device;
   // hidden_states[k], Python indexing over layers + 1 entries; entry i is the output of i layers.
-  m.layers_run_ = select_layer < 0 ? cfg.layers + 1 + select_layer : select_layer;
+  m.layers_run_ = model::layers_run(cfg, select_layer);
 
   const int64_t C = cfg.hidden, F = cfg.intermediate, P = cfg.patch_size, G = cfg.image_size / P;
   auto E = weights.scope("vision_model.embeddings");
@@ -103,7 +108,7 @@ InternViT InternViT::load(const loader::WeightMap& weights, const loader::Vision
   return m;
 }
 
-Tensor InternViT::forward(const Tensor& pixels) const {
+Tensor InternViT::forward(const Tensor& pixels, const RunControl& ctl) const {
   const int64_t S = cfg_.image_size, C = cfg_.hidden, F = cfg_.intermediate, G = grid();
   SAILVL_CHECK(pixels.dim() == 4 && pixels.size(1) == cfg_.num_channels && pixels.size(2) == S && pixels.size(3) == S,
                Usage, "InternViT expects pixels [T, ", cfg_.num_channels, ", ", S, ", ", S, "], got ",
@@ -136,14 +141,104 @@ Tensor InternViT::forward(const Tensor& pixels) const {
       ops::add(hi, hi, pos);                                     // h = h + pos              [N, C]
     }
 
-    for (const InternVitLayer& L : layers_) {
-      attention_block(v, L, cfg_, N);
-      mlp_block(v, L, cfg_);
+    const int64_t nl = static_cast<int64_t>(layers_.size()), passes = (T + P - 1) / P;
+    for (int64_t l = 0; l < nl; ++l) {
+      ctl.check();  // cancelled: stop before the next layer
+      attention_block(v, layers_[static_cast<size_t>(l)], cfg_, N);
+      mlp_block(v, layers_[static_cast<size_t>(l)], cfg_);
+      ctl.report((t0 / P) * nl + l + 1, passes * nl);
     }
     for (int64_t i = 0; i < p; ++i)
       out.select(0, t0 + i).copy_from(v.h.narrow(0, i * N + 1, G * G));  // drop CLS    [G², C]
   }
   return out;
+}
+
+// ---- the family (model/family.h) ----
+
+namespace {
+
+// vision_config of InternViT. Missing keys take InternVisionConfig's class defaults (the
+// InternViT-6B ones): hidden 3200, intermediate 12800, 48 layers, 25 heads, image 224, patch 14,
+// qkv_bias False, qk_normalization True, norm_type "rms_norm", layer_norm_eps 1e-6, hidden_act
+// "gelu". Only the InternViT-300M architecture is implemented: gelu, LayerNorm, no qk-norm.
+void parse(const loader::JsonObject& v, VisionConfig& c) {
+  constexpr int64_t kMaxDim = 1 << 20, kMaxLayers = 1024, kMaxHeads = 1024, kMaxImage = 1 << 14;
+  c.hidden = v.integer("hidden_size", 3200, 1, kMaxDim);
+  c.intermediate = v.integer("intermediate_size", 12800, 1, kMaxDim);
+  c.layers = v.integer("num_hidden_layers", 48, 1, kMaxLayers);
+  c.heads = v.integer("num_attention_heads", 25, 1, kMaxHeads);
+  c.image_size = v.integer("image_size", 224, 1, kMaxImage);
+  c.patch_size = v.integer("patch_size", 14, 1, kMaxImage);
+  c.num_channels = v.integer("num_channels", 3, 1, 16);
+  c.norm_eps = v.positive("layer_norm_eps", 1e-6);
+  c.qkv_bias = v.boolean("qkv_bias", false);
+  c.use_bias = true;  // InternViT's proj / fc1 / fc2 always have biases
+  c.qk_normalization = v.boolean("qk_normalization", true);
+  c.norm_type = v.string("norm_type", "rms_norm");
+  c.hidden_act = v.string("hidden_act", "gelu");
+  SAILVL_CHECK(c.norm_type == "layer_norm", BadModel, v.key_name("norm_type"), " = \"", escape_for_print(c.norm_type),
+               "\" is not supported (InternViT-300M uses \"layer_norm\")");
+  SAILVL_CHECK(!c.qk_normalization, BadModel, v.key_name("qk_normalization"),
+               " = true is not supported (InternViT-300M has none)");
+  SAILVL_CHECK(c.hidden_act == "gelu", BadModel, v.key_name("hidden_act"), " = \"", escape_for_print(c.hidden_act),
+               "\" is not supported (expected \"gelu\")");
+}
+
+std::string describe(const VisionConfig& v) {
+  return v.hidden == 1024 && v.layers == 24 ? "InternViT-300M"
+                                            : str_cat("InternViT(C=", v.hidden, ", ", v.layers, "L)");
+}
+
+// docs/MODEL.md §9, in state_dict order (embeddings, then each layer).
+void tensors(const VisionConfig& v, std::vector<TensorSpec>& out) {
+  const int64_t C = v.hidden, F = v.intermediate, p = v.patch_size, g = v.image_size / v.patch_size;
+  const std::string e = "vision_model.embeddings.";
+  out.push_back({e + "class_embedding", {1, 1, C}});
+  out.push_back({e + "position_embedding", {1, g * g + 1, C}});
+  out.push_back({e + "patch_embedding.weight", {C, v.num_channels, p, p}});
+  out.push_back({e + "patch_embedding.bias", {C}});
+  for (int64_t i = 0; i < v.layers; ++i) {
+    const std::string L = "vision_model.encoder.layers." + std::to_string(i) + ".";
+    out.push_back({L + "ls1", {C}});
+    out.push_back({L + "ls2", {C}});
+    out.push_back({L + "attn.qkv.weight", {3 * C, C}});
+    if (v.qkv_bias) out.push_back({L + "attn.qkv.bias", {3 * C}});
+    out.push_back({L + "attn.proj.weight", {C, C}});
+    out.push_back({L + "attn.proj.bias", {C}});
+    out.push_back({L + "mlp.fc1.weight", {F, C}});
+    out.push_back({L + "mlp.fc1.bias", {F}});
+    out.push_back({L + "mlp.fc2.weight", {C, F}});
+    out.push_back({L + "mlp.fc2.bias", {C}});
+    out.push_back({L + "norm1.weight", {C}});
+    out.push_back({L + "norm1.bias", {C}});
+    out.push_back({L + "norm2.weight", {C}});
+    out.push_back({L + "norm2.bias", {C}});
+  }
+}
+
+VisionShape shape(const ModelConfig& c) {
+  const VisionConfig& v = c.vision;
+  const int64_t C = v.hidden, F = v.intermediate, G = v.image_size / v.patch_size;
+  VisionShape s;
+  s.patches = G * G;
+  s.tokens = G * G + 1;  // + CLS
+  s.layers = layers_run(v, c.select_layer);
+  s.layer_linears = {{C, 3 * C}, {C, C}, {C, F}, {F, C}};  // qkv, proj, fc1, fc2
+  s.heads = v.heads;
+  s.head_dim = v.head_dim;
+  s.scratch_per_row = 7 * C + F;  // h, n, qkv (3C), a, y; MLP hidden f
+  return s;
+}
+
+std::unique_ptr<VisionTower> load(const loader::WeightMap& w, const ModelConfig& c, const Device& device) {
+  return std::make_unique<InternViT>(InternViT::load(w, c.vision, c.select_layer, device));
+}
+
+}  // namespace
+
+VisionFamily internvit_family() {
+  return {"intern_vit_6b", "InternViT", "vision_model.encoder.layers.", parse, describe, tensors, shape, load};
 }
 
 }  // namespace sailvl::model

@@ -19,8 +19,9 @@
 #include <optional>
 #include <vector>
 
-#include "loader/config.h"
 #include "loader/weights.h"
+#include "model/config.h"
+#include "model/family.h"
 #include "tensor/tensor.h"
 
 namespace sailvl::model {
@@ -37,22 +38,23 @@ struct InternVitLayer {
   Tensor fc2_w, fc2_b;          // mlp.fc2                    [C, F], [C]
 };
 
-class InternViT {
+class InternViT : public VisionTower {
  public:
   // Binds vision_model.* by Hugging Face name with shapes. `select_layer` is the config's value.
-  static InternViT load(const loader::WeightMap& weights, const loader::VisionConfig& cfg, int64_t select_layer,
+  static InternViT load(const loader::WeightMap& weights, const model::VisionConfig& cfg, int64_t select_layer,
                         const Device& device);
 
   // pixels [T, 3, S, S] (any float dtype, S = image_size) -> features [T, (S/P)², C].
-  // Tiles are independent; they run one after another through buffers allocated once.
-  Tensor forward(const Tensor& pixels) const;
+  // Tiles are independent; they run in passes of vision_tiles_per_pass() tiles (all of them share
+  // each GEMM) through buffers allocated once.
+  Tensor forward(const Tensor& pixels, const RunControl& ctl = {}) const override;
 
   int64_t channels() const { return cfg_.hidden; }
   int64_t grid() const { return cfg_.image_size / cfg_.patch_size; }  // G: patches per side
   int64_t layers_run() const { return layers_run_; }
 
  private:
-  loader::VisionConfig cfg_;
+  model::VisionConfig cfg_;
   Device device_;
   int64_t layers_run_ = 0;  // how many layers feed the selected hidden state
   Tensor patch_w, patch_b;  // embeddings.patch_embedding.{weight,bias}  [C, 3, P, P], [C]
@@ -60,5 +62,8 @@ class InternViT {
   Tensor pos;               // embeddings.position_embedding  [G² + 1, C] (activation dtype)
   std::vector<InternVitLayer> layers_;
 };
+
+// The family entry (model/families.cpp): vision_config.model_type "intern_vit_6b".
+VisionFamily internvit_family();
 
 }  // namespace sailvl::model

@@ -30,6 +30,7 @@
 #pragma once
 
 #include <algorithm>
+#include <atomic>
 #include <cstdint>
 #include <functional>
 
@@ -38,6 +39,28 @@
 #include "tensor/tensor.h"
 
 namespace sailvl::model {
+
+// How a caller steers a long forward pass: stop it between layers, and watch it progress.
+//
+//   RunControl ctl{.cancel = &flag, .progress = [](int64_t done, int64_t total) { ... }};
+//   tower.forward(pixels, ctl);   // throws Error(Cancelled) at the next layer after flag is set
+//
+// The model checks `cancel` between layers (and between tiles or chunks), so a request stops within
+// one layer's time; the caller's state stays as before the call (a KV cache keeps its length).
+// `progress` receives work units done of the total (layers × passes for a tower, layers × chunks
+// for a prefill); it runs on the computing thread, so it must be cheap.
+struct RunControl {
+  const std::atomic<bool>* cancel = nullptr;
+  std::function<void(int64_t done, int64_t total)> progress;
+
+  bool cancelled() const { return cancel && cancel->load(std::memory_order_relaxed); }
+  void check() const {
+    if (cancelled()) fail(ErrorKind::Cancelled, "cancelled");
+  }
+  void report(int64_t done, int64_t total) const {
+    if (progress) progress(done, total);
+  }
+};
 
 // The dtype every activation buffer of the model has on `device`.
 inline DType activation_dtype(const Device& device) { return device.is_cpu() ? DType::F32 : DType::BF16; }

@@ -8,7 +8,7 @@
 
 namespace sailvl::model {
 
-Projector Projector::load(const loader::WeightMap& weights, const loader::ModelConfig& cfg, const Device& device) {
+Projector Projector::load(const loader::WeightMap& weights, const model::ModelConfig& cfg, const Device& device) {
   SAILVL_CHECK(cfg.ps_version == "v1" || cfg.ps_version == "v2", BadModel, "config.json: ps_version \"", cfg.ps_version,
                "\" is not one of v1, v2");
   SAILVL_CHECK(std::fabs(cfg.downsample_ratio - 0.5) < 1e-12, BadModel, "config.json: downsample_ratio ",
@@ -58,6 +58,26 @@ Tensor Projector::forward(const Tensor& features, Tensor* shuffled) const {
   ops::linear(out, h, w3, b3);                 // out = h·W3ᵀ + b3          [T, 256, D]
   if (shuffled) *shuffled = s;
   return out;
+}
+
+// Pixel shuffle by 1/r = 2 turns C channels into 4C: LayerNorm(4C) -> Linear(4C, D) -> GELU -> Linear(D, D).
+static int64_t shuffled_channels(const ModelConfig& c) {
+  const int64_t r = static_cast<int64_t>(1.0 / c.downsample_ratio + 0.5);
+  return c.vision.hidden * r * r;
+}
+
+void projector_tensors(const ModelConfig& c, std::vector<TensorSpec>& out) {
+  const int64_t Cin = shuffled_channels(c), D = c.llm.hidden;
+  out.push_back({"mlp1.0.weight", {Cin}});
+  out.push_back({"mlp1.0.bias", {Cin}});
+  out.push_back({"mlp1.1.weight", {D, Cin}});
+  out.push_back({"mlp1.1.bias", {D}});
+  out.push_back({"mlp1.3.weight", {D, D}});
+  out.push_back({"mlp1.3.bias", {D}});
+}
+
+std::vector<LinearShape> projector_linears(const ModelConfig& c) {
+  return {{shuffled_channels(c), c.llm.hidden}, {c.llm.hidden, c.llm.hidden}};
 }
 
 }  // namespace sailvl::model

@@ -17,8 +17,9 @@
 #include <cstdint>
 #include <string>
 
-#include "loader/config.h"
 #include "loader/weights.h"
+#include "model/config.h"
+#include "model/family.h"
 #include "tensor/tensor.h"
 
 namespace sailvl::model {
@@ -26,7 +27,7 @@ namespace sailvl::model {
 class Projector {
  public:
   // C: vision channels, D: LLM hidden size (both from the config, checked against mlp1's shapes).
-  static Projector load(const loader::WeightMap& weights, const loader::ModelConfig& cfg, const Device& device);
+  static Projector load(const loader::WeightMap& weights, const model::ModelConfig& cfg, const Device& device);
 
   // features [T, G², C] -> [T, G²/4, D]. If `shuffled` is given, it receives the pixel-shuffle
   // output [T, G²/4, 4C] (a tap for tests).
@@ -44,5 +45,10 @@ class Projector {
   Tensor w1, b1;      // mlp1.1.{weight,bias}  [D, 4C], [D]
   Tensor w3, b3;      // mlp1.3.{weight,bias}  [D, D], [D]
 };
+
+// mlp1's tensors in state_dict order (docs/MODEL.md §9): LayerNorm(4C), Linear(4C, D), Linear(D, D).
+void projector_tensors(const ModelConfig& c, std::vector<TensorSpec>& out);
+// Its linears per row (for the cost model): 4C -> D, D -> D.
+std::vector<LinearShape> projector_linears(const ModelConfig& c);
 
 }  // namespace sailvl::model

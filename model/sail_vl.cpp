@@ -2,7 +2,6 @@
 #include "model/sail_vl.h"
 
 #include <chrono>
-#include <set>
 
 #include "model/model.h"
 #include "ops/ops.h"
@@ -16,62 +15,18 @@ double ms_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
 }
 
-// The layer indices present under `prefix` ("language_model.model.layers."), e.g. {0, 1, 2}.
-std::set<int64_t> layer_indices(const std::vector<std::string>& names, const std::string& prefix) {
-  std::set<int64_t> out;
-  for (const std::string& n : names) {
-    if (n.compare(0, prefix.size(), prefix) != 0) continue;
-    int64_t v = 0;
-    size_t i = prefix.size();
-    bool digits = false;
-    while (i < n.size() && n[i] >= '0' && n[i] <= '9' && v < (int64_t{1} << 40)) {
-      v = v * 10 + (n[i] - '0');
-      ++i;
-      digits = true;
-    }
-    if (digits && i < n.size() && n[i] == '.') out.insert(v);
-  }
-  return out;
-}
-
-// config.json's layer count must match the checkpoint: no missing layer, no extra layer.
-void check_layer_count(const loader::WeightMap& w, const std::string& prefix, int64_t layers, const char* key) {
-  const std::set<int64_t> idx = layer_indices(w.names(), prefix);
-  const int64_t found = static_cast<int64_t>(idx.size());
-  const int64_t top = idx.empty() ? -1 : *idx.rbegin();
-  SAILVL_CHECK(found == layers && top == layers - 1, BadModel, w.dir(), ": config.json says ", key, " = ", layers,
-               " but the checkpoint has tensors for ", found, " layers under ", prefix, "*",
-               idx.empty() ? std::string() : str_cat(" (indices 0..", top, ")"));
-}
-
-// The memory preflight: the plan for this checkpoint and workload against the free memory.
-void preflight(const loader::ModelConfig& c, const loader::WeightMap& w, const Device& device, const LoadOptions& opt) {
-  if (!opt.preflight) return;
-  StageScope stage("memory preflight");
-  const runtime::MemoryPlan plan =
-      runtime::plan_memory(c, device, activation_dtype(device), *opt.preflight, w.total_bytes());
-  const std::optional<uint64_t> free = opt.free_bytes ? opt.free_bytes : runtime::free_memory(device);
-  if (!free) return;  // the system does not say (no MemAvailable): nothing to compare with
-  runtime::check_fits(plan, *free, opt.free_bytes ? "assumed, not measured (SAILVL_FAKE_FREE_BYTES)" : "");
-}
-
 }  // namespace
 
 SailVL SailVL::load(const std::string& model_dir, const Device& device, const LoadOptions& opt) {
   SailVL m;
-  m.cfg_ = loader::load_config(model_dir);
+  m.cfg_ = load_config(model_dir);
   m.device_ = device;
   m.weights_ = std::make_shared<loader::WeightMap>(loader::WeightMap::open(model_dir));
   m.tok_ = std::make_shared<tokenizer::Tokenizer>(tokenizer::Tokenizer::load(model_dir));
-  const loader::ModelConfig& c = m.cfg_;
+  const ModelConfig& c = m.cfg_;
   const loader::WeightMap& w = *m.weights_;
 
-  const bool intern = c.vision.arch == loader::VisionArch::InternViT;
-  check_layer_count(w, "language_model.model.layers.", c.llm.layers, "llm_config.num_hidden_layers");
-  if (intern)
-    check_layer_count(w, "vision_model.encoder.layers.", c.vision.layers, "vision_config.num_hidden_layers");
-  else
-    check_layer_count(w, "vision_model.trunk.blocks.", c.vision.layers, "vision_config.num_hidden_layers");
+  check_against_config(w, c);
   const int64_t G = c.vision.image_size / c.vision.patch_size;
   SAILVL_CHECK(c.num_image_token * 4 == G * G, BadModel, model_dir, ": num_image_token ", c.num_image_token,
                " does not match a ", G, "x", G, " patch grid shuffled 2x2");
@@ -80,7 +35,10 @@ SailVL SailVL::load(const std::string& model_dir, const Device& device, const Lo
   SAILVL_CHECK(m.tok_->size() <= c.llm.vocab, BadModel, model_dir, ": the tokenizer has ", m.tok_->size(),
                " tokens but the embedding table only ", c.llm.vocab, " rows");
 
-  preflight(c, w, device, opt);  // after the cheap checks, before the first weight is placed
+  if (opt.before_weights) {  // after the cheap checks, before the first weight is placed
+    StageScope stage("memory preflight");
+    opt.before_weights(c, w);
+  }
 
   StageScope stage("load weights");
   UploadMeter meter{opt.progress, 0, w.total_bytes()};
@@ -88,26 +46,23 @@ SailVL SailVL::load(const std::string& model_dir, const Device& device, const Lo
     explicit Scope(UploadMeter* m) { g_upload_meter = m; }
     ~Scope() { g_upload_meter = nullptr; }
   } scope(device.is_cuda() ? &meter : nullptr);
-  if (intern)
-    m.internvit_ = std::make_shared<InternViT>(InternViT::load(w, c.vision, c.select_layer, device));
-  else
-    m.aimv2_ = std::make_shared<Aimv2>(Aimv2::load(w, c.vision, c.select_layer, device));
+  m.vision_ = vision_family(c).load(w, c, device);
   m.projector_ = std::make_shared<Projector>(Projector::load(w, c, device));
-  m.llm_ = std::make_shared<Qwen2>(Qwen2::load(w, c.llm, device));
+  m.llm_ = llm_family(c).load(w, c.llm, device);
   if (device.is_cuda() && opt.progress) opt.progress(meter.total, meter.total);
   return m;
 }
 
-Tensor SailVL::vision_features(const Tensor& pixels) const {
-  return internvit_ ? internvit_->forward(pixels) : aimv2_->forward(pixels);
+Tensor SailVL::vision_features(const Tensor& pixels, const RunControl& ctl) const {
+  return vision_->forward(pixels, ctl);
 }
 
-Tensor SailVL::encode_images(const Tensor& pixels, ImageStages* stages) const {
+Tensor SailVL::encode_images(const Tensor& pixels, ImageStages* stages, const RunControl& ctl) const {
   auto t0 = std::chrono::steady_clock::now();
   Tensor features;
   {
     StageScope stage("vision");
-    features = vision_features(pixels);  // [T, G², C]
+    features = vision_features(pixels, ctl);  // [T, G², C]
     finish_stage(device_);
   }
   const double vision_ms = ms_since(t0);
@@ -136,6 +91,38 @@ void SailVL::check_image_tokens(std::span<const int64_t> ids, int64_t tiles) con
                cfg_.num_image_token, " = ", want, " image rows");
 }
 
+void SailVL::embed_slice(const Tensor& out, std::span<const int64_t> ids, int64_t first,
+                         const Tensor& image_rows) const {
+  const int64_t n = out.size(0), D = cfg_.llm.hidden;
+  SAILVL_CHECK(out.dim() == 2 && out.size(1) == D && first >= 0 && first + n <= static_cast<int64_t>(ids.size()),
+               Internal, "embed_slice: ", out.describe(), " at ", first, " of ", ids.size(), " ids");
+  // The rows of the slice's <IMG_CONTEXT> positions: the k-th of the whole prompt takes row k.
+  int64_t k = 0;
+  for (int64_t s = 0; s < first; ++s) k += ids[static_cast<size_t>(s)] == special_.img_context;
+  Tensor ids_t = Tensor::empty({n}, DType::I64);
+  std::vector<int64_t> where, which;  // slice positions and their image rows
+  for (int64_t s = 0; s < n; ++s) {
+    const int64_t id = ids[static_cast<size_t>(first + s)];
+    SAILVL_CHECK(id >= 0 && id < cfg_.llm.vocab, Usage, "token id ", id, " is outside the vocabulary [0, ",
+                 cfg_.llm.vocab, ")");
+    ids_t.data<int64_t>()[s] = id;
+    if (id == special_.img_context) {
+      where.push_back(s);
+      which.push_back(k++);
+    }
+  }
+  llm_->embed(out, ids_t);  // E = embed_tokens(ids)     [n, D]
+  if (where.empty()) return;
+  SAILVL_CHECK(image_rows.defined() && image_rows.numel() % D == 0 && image_rows.numel() / D >= k, Internal,
+               "embed_slice: ", k, " image rows needed, ", image_rows.defined() ? image_rows.describe() : "none");
+  const Tensor rows = image_rows.reshape({image_rows.numel() / D, D});
+  const int64_t K = static_cast<int64_t>(where.size());
+  Tensor where_t = Tensor::empty({K}, DType::I64);
+  std::copy(where.begin(), where.end(), where_t.data<int64_t>());
+  // The slice's image rows are consecutive rows of `rows` (placeholders are consumed in order).
+  ops::scatter_rows(out, place(where_t, device_), rows.narrow(0, which.front(), K));  // E[where[j]] = rows[k0 + j]
+}
+
 Tensor SailVL::embed_prompt(std::span<const int64_t> ids, const Tensor& image_rows) const {
   const int64_t S = static_cast<int64_t>(ids.size()), D = cfg_.llm.hidden;
   SAILVL_CHECK(S > 0, Usage, "empty prompt");
@@ -147,21 +134,8 @@ Tensor SailVL::embed_prompt(std::span<const int64_t> ids, const Tensor& image_ro
   }
   SAILVL_CHECK(K % cfg_.num_image_token == 0, Internal, K, " image rows are not whole tiles");
   check_image_tokens(ids, K / cfg_.num_image_token);
-
-  for (int64_t id : ids)
-    SAILVL_CHECK(id >= 0 && id < cfg_.llm.vocab, Usage, "token id ", id, " is outside the vocabulary [0, ",
-                 cfg_.llm.vocab, ")");
-  Tensor ids_t = Tensor::empty({S}, DType::I64);
-  std::copy(ids.begin(), ids.end(), ids_t.data<int64_t>());
   Tensor E = Tensor::empty({S, D}, activation_dtype(device_), device_);
-  llm_->embed(E, ids_t);  // E = embed_tokens(ids)     [S, D]
-  if (K == 0) return E;
-
-  Tensor where = Tensor::empty({K}, DType::I64);  // positions of <IMG_CONTEXT>, in order
-  int64_t* wp = where.data<int64_t>();
-  for (int64_t s = 0, k = 0; s < S; ++s)
-    if (ids[static_cast<size_t>(s)] == special_.img_context) wp[k++] = s;
-  ops::scatter_rows(E, place(where, device_), image_rows.reshape({K, D}));  // E[where[k]] = rows[k]
+  embed_slice(E, ids, 0, image_rows);  // E = embed_tokens(ids), <IMG_CONTEXT> rows replaced  [S, D]
   return E;
 }
 

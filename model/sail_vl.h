@@ -20,13 +20,10 @@
 #include <string>
 #include <vector>
 
-#include "loader/config.h"
 #include "loader/weights.h"
-#include "model/aimv2.h"
-#include "model/intern_vit.h"
+#include "model/config.h"
+#include "model/family.h"
 #include "model/projector.h"
-#include "model/qwen2.h"
-#include "runtime/memory_plan.h"
 #include "tokenizer/tokenizer.h"
 
 namespace sailvl::model {
@@ -45,15 +42,14 @@ struct ImageStages {
   double vision_ms = 0, projector_ms = 0;
 };
 
-// What SailVL::load checks before it places any weight on the device.
+// What SailVL::load lets its caller do while it loads.
 struct LoadOptions {
-  // Memory preflight (runtime/memory_plan.h) for this workload: ErrorKind::OutOfMemory with the
-  // breakdown when it does not fit. nullopt: no preflight.
-  std::optional<runtime::Workload> preflight;
-  // The free memory to assume instead of asking the device (tests: SAILVL_FAKE_FREE_BYTES).
-  std::optional<uint64_t> free_bytes;
+  // Called after config.json, the safetensors headers and the tokenizer are read and checked, and
+  // before the first weight is placed on the device: the runtime's memory preflight
+  // (runtime/memory_plan.h) throws from here when the model and its workload do not fit.
+  std::function<void(const ModelConfig&, const loader::WeightMap&)> before_weights;
   // Weight upload progress on a GPU: bytes placed so far and the checkpoint's bytes (an upper
-  // bound: a tied lm_head or layers after select_layer are skipped; the last call has done = total).
+  // bound: layers after select_layer are skipped; the last call has done = total).
   std::function<void(uint64_t done, uint64_t total)> progress;
 };
 
@@ -61,39 +57,43 @@ class SailVL {
  public:
   // config.json -> ModelConfig; *.safetensors -> WeightMap; tokenizer files in the same directory.
   // Every tensor is bound by name with its shape; the layer counts in the config are checked
-  // against the layers present in the checkpoint (a mismatch is ErrorKind::BadModel). With
-  // opt.preflight the memory plan is checked after that and before the first weight is placed.
+  // against the layers present in the checkpoint (a mismatch is ErrorKind::BadModel).
   static SailVL load(const std::string& model_dir, const Device& device = Device::cpu(), const LoadOptions& opt = {});
 
-  const loader::ModelConfig& config() const { return cfg_; }
+  const ModelConfig& config() const { return cfg_; }
   const tokenizer::Tokenizer& tokenizer() const { return *tok_; }
   const loader::WeightMap& weights() const { return *weights_; }
-  const Qwen2& llm() const { return *llm_; }
+  const VisionTower& vision() const { return *vision_; }
+  const LanguageModel& llm() const { return *llm_; }
   const Projector& projector() const { return *projector_; }
   const Device& device() const { return device_; }
   const SpecialIds& special() const { return special_; }
   int64_t image_tokens_per_tile() const { return cfg_.num_image_token; }
 
   // pixels [T, 3, S, S] -> features [T, G², C] (select_layer's output, as SAIL's extract_feature).
-  Tensor vision_features(const Tensor& pixels) const;
+  Tensor vision_features(const Tensor& pixels, const RunControl& ctl = {}) const;
   // pixels -> projector rows [T, 256, D], keeping every intermediate in `stages` when given.
-  Tensor encode_images(const Tensor& pixels, ImageStages* stages = nullptr) const;
+  Tensor encode_images(const Tensor& pixels, ImageStages* stages = nullptr, const RunControl& ctl = {}) const;
 
   // Throws Usage unless ids hold exactly image_tokens_per_tile() × tiles <IMG_CONTEXT> tokens.
   void check_image_tokens(std::span<const int64_t> ids, int64_t tiles) const;
   // E [S, D]: embed_tokens(ids) with the <IMG_CONTEXT> rows replaced, in order, by `image_rows`
   // ([T, 256, D] or [K, D]; undefined when there is no image). Checks the count first.
   Tensor embed_prompt(std::span<const int64_t> ids, const Tensor& image_rows) const;
+  // E [n, D] for the slice ids[first, first + n) of a prompt whose <IMG_CONTEXT> positions take the
+  // rows of `image_rows` in order ([K, D], K = the prompt's <IMG_CONTEXT> count, checked by the
+  // caller): the k-th <IMG_CONTEXT> of the whole prompt gets row k. A chunked prefill embeds its
+  // chunks with this; embed_prompt is the slice [0, S).
+  void embed_slice(const Tensor& out, std::span<const int64_t> ids, int64_t first, const Tensor& image_rows) const;
 
  private:
-  loader::ModelConfig cfg_;
+  ModelConfig cfg_;
   Device device_;
   std::shared_ptr<loader::WeightMap> weights_;
   std::shared_ptr<tokenizer::Tokenizer> tok_;
-  std::shared_ptr<InternViT> internvit_;  // exactly one of the two towers
-  std::shared_ptr<Aimv2> aimv2_;
+  std::shared_ptr<VisionTower> vision_;
   std::shared_ptr<Projector> projector_;
-  std::shared_ptr<Qwen2> llm_;
+  std::shared_ptr<LanguageModel> llm_;
   SpecialIds special_;
 };
 

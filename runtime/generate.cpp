@@ -40,7 +40,7 @@ double Timings::decode_tokens_per_s() const {
 
 GenerationResult generate(const model::SailVL& model, std::span<const int64_t> prompt, const Tensor& pixels,
                           const GenerationOptions& opt) {
-  const loader::LlmConfig& lc = model.config().llm;
+  const model::LlmConfig& lc = model.config().llm;
   const Device dev = model.device();
   const int64_t S = static_cast<int64_t>(prompt.size()), V = lc.vocab;
   const int64_t tiles = pixels.defined() ? pixels.size(0) : 0;
@@ -72,9 +72,9 @@ GenerationResult generate(const model::SailVL& model, std::span<const int64_t> p
   const Taps* taps = opt.taps;
 
   // ---- allocate everything the loop needs ----
-  const model::Qwen2& llm = model.llm();
+  const model::LanguageModel& llm = model.llm();
   model::KvCache cache = llm.make_cache(S + opt.max_new_tokens);  // K, V [S + max_new, Hkv, Dh] per layer
-  model::Qwen2Workspace ws = llm.make_workspace(S);
+  model::LlmWorkspace ws = llm.make_workspace(S);
   Tensor logits = Tensor::empty({V}, DType::F32, dev);  // [V]
   Tensor logits_host = dev.is_cpu() ? logits : Tensor::empty({V}, DType::F32);
   Tensor next_id = Tensor::empty({1}, DType::I64);                                     // the token fed back  [1]
@@ -113,7 +113,7 @@ GenerationResult generate(const model::SailVL& model, std::span<const int64_t> p
   {
     StageScope stage("prefill");
     const Tensor E = model.embed_prompt(prompt, rows);  // [S, D]
-    model::Qwen2ForwardOptions fo;
+    model::ForwardOptions fo;
     if (taps && taps->layers()) fo.layer_outputs = &layer_outputs;
     llm.forward(E, cache, ws, logits, fo);  // logits of position S-1  [V]
     model::finish_stage(dev);

@@ -6,9 +6,10 @@
 #include <fstream>
 #include <sstream>
 
-#include "checkpoint/presets.h"
+#include "model/cost.h"
+#include "model/family.h"
 #include "model/model.h"
-#include "ops/ops.h"
+#include "ops/workspace.h"
 #include "tensor/cuda_runtime.h"
 #include "tensor/error.h"
 
@@ -22,85 +23,25 @@ constexpr uint64_t kCudaMarginBytes = 256 * kMiB;  // allocator rounding, driver
 constexpr uint64_t kCpuMarginBytes = 64 * kMiB;    // heap fragmentation, thread stacks
 constexpr uint64_t kMarginPercent = 5;
 
-// CPU op scratch kept per thread (ops/cpu): GEMM weight panels / packing buffers (capped near
-// 2 MiB each) and the attention score rows of one task (64 query rows).
-constexpr uint64_t kCpuPanelBytesPerThread = 4 * kMiB;
-constexpr uint64_t kCpuAttentionRows = 64;
-
-// ops/cuda/sample.cu per vocabulary id: logits copy (4), mask (1), sort keys in/out (8), values
-// in/out (8), weights (8) = 29 bytes, + cub's radix-sort alternate keys and values (8).
-constexpr uint64_t kCudaSampleBytesPerId = 37;
-
 uint64_t u(int64_t v) { return static_cast<uint64_t>(std::max<int64_t>(v, 0)); }
 
-// Rows the KV cache and the prefill workspace are allocated for (see the header).
-void token_bounds(const loader::ModelConfig& cfg, const Workload& w, int64_t& kv_tokens, int64_t& prefill_tokens) {
+// Rows the KV cache and one prefill chunk are planned for (see the header).
+void token_bounds(const model::ModelConfig& cfg, const Device& device, const Workload& w, int64_t& kv_tokens,
+                  int64_t& prefill_tokens) {
   const int64_t context = w.context > 0 ? w.context : cfg.llm.max_position_embeddings;
   const int64_t max_new = std::max<int64_t>(w.max_new_tokens, 1);
-  const int64_t max_prompt = std::max<int64_t>(context - max_new, 1);  // generate(): S + max_new <= context
-  prefill_tokens = w.prompt_tokens > 0 ? std::min(w.prompt_tokens, max_prompt) : max_prompt;
-  kv_tokens = std::min(context, prefill_tokens + max_new);
-}
-
-// 2 (K, V) · L · K_tok · Hkv · Dh · a
-uint64_t kv_cache_bytes(const loader::LlmConfig& l, int64_t kv_tokens, uint64_t a) {
-  return 2 * u(l.layers) * u(kv_tokens) * u(l.kv_heads) * u(l.head_dim) * a;
-}
-
-// Peak of the image path for T tiles run `pass` at a time: max(tower, projector), see the header.
-uint64_t vision_bytes(const loader::ModelConfig& cfg, int64_t tiles, int64_t pass, uint64_t a, uint64_t* tower_out,
-                      uint64_t* projector_out) {
-  if (tiles <= 0) return 0;
-  const loader::VisionConfig& v = cfg.vision;
-  const bool intern = v.arch == loader::VisionArch::InternViT;
-  const uint64_t T = u(tiles), C = u(v.hidden), Fv = u(v.intermediate), G = u(v.image_size / v.patch_size);
-  const uint64_t N = G * G, Nv = N + (intern ? 1 : 0), S = u(v.image_size), D = u(cfg.llm.hidden);
-  const uint64_t mlp = intern ? Nv * Fv : 2 * N * Fv;  // InternViT fc1 output; AIMv2 gate and up
-  // features [T, N, C] + one pass's scratch: pixels, patches, h/n/qkv/a/y [Nv, 7C], MLP hidden
-  const uint64_t tower = a * (T * N * C + u(pass) * (u(v.num_channels) * S * S + N * C + 7 * Nv * C + mlp));
-  // features, shuffle and LayerNorm output ([T, N/4, 4C] = T·N·C each), GELU input and rows [T, N/4, D]
-  const uint64_t projector = a * T * (3 * N * C + 2 * (N / 4) * D);
-  *tower_out = tower;
-  *projector_out = projector;
-  return std::max(tower, projector);
-}
-
-// a · (P · (4D + 2·H·Dh + 2F) + D) + 24 · P
-uint64_t prefill_bytes(const loader::LlmConfig& l, int64_t prefill_tokens, uint64_t a) {
-  const uint64_t P = u(prefill_tokens), D = u(l.hidden), HD = u(l.heads) * u(l.head_dim), F = u(l.intermediate);
-  return a * (P * (4 * D + 2 * HD + 2 * F) + D) + 24 * P;
-}
-
-// One pass's im2col columns [pass · N, 3·P²] in `elem` bytes (0 without images).
-uint64_t im2col_bytes(const loader::VisionConfig& v, int64_t pass, uint64_t elem) {
-  if (pass <= 0) return 0;
-  const uint64_t G = u(v.image_size / v.patch_size), P = u(v.patch_size);
-  return u(pass) * G * G * u(v.num_channels) * P * P * elem;
-}
-
-uint64_t cuda_workspace_bytes(const loader::ModelConfig& cfg, int64_t tiles, int64_t kv_tokens) {
-  const loader::LlmConfig& l = cfg.llm;
-  auto slot = [](uint64_t n) { return std::max<uint64_t>(n, ops::kCudaScratchMinBytes); };
-  const uint64_t splits = (u(kv_tokens) + 63) / 64;  // decode attention splits <= ceil(keys / 64)
-  uint64_t total = ops::kCudaLtWorkspaceBytes;
-  total += slot(splits * u(l.heads) * (u(l.head_dim) + 2) * 4);  // attention partials (F32)
-  total += slot(kCudaSampleBytesPerId * u(l.vocab) + kMiB);      // sampling
-  if (tiles > 0)
-    total += slot(im2col_bytes(cfg.vision, model::vision_tiles_per_pass(tiles, Device::cuda()), 2));  // BF16
-  return total;
-}
-
-uint64_t cpu_workspace_bytes(const loader::ModelConfig& cfg, int64_t tiles, int64_t kv_tokens, int64_t threads) {
-  const loader::VisionConfig& v = cfg.vision;
-  const int64_t G = v.image_size / v.patch_size;
-  const uint64_t keys = u(std::max<int64_t>(kv_tokens, G * G + 1));  // LLM keys or vision tokens
-  const uint64_t dh = u(std::max(cfg.llm.head_dim, v.head_dim));
-  const uint64_t per_thread = kCpuPanelBytesPerThread + kCpuAttentionRows * (keys + 2 * dh) * 4;
-  return u(std::max<int64_t>(threads, 1)) * per_thread +
-         im2col_bytes(v, model::vision_tiles_per_pass(tiles, Device::cpu()), 4);
+  kv_tokens = w.prompt_tokens > 0 ? std::min(context, w.prompt_tokens + max_new) : context;
+  const int64_t prompt = w.prompt_tokens > 0 ? std::min(w.prompt_tokens, context) : context;
+  prefill_tokens = std::min(prompt, prefill_chunk_tokens(device));
 }
 
 }  // namespace
+
+int64_t prefill_chunk_tokens(const Device& device) {
+  // CPU: 512-row GEMMs already run at the packed kernel's speed, and a chunk bounds the memory and
+  // the time to notice Ctrl-C. CUDA: large chunks keep the GPU busy (a 7-tile prompt is one chunk).
+  return device.is_cpu() ? 512 : 8192;
+}
 
 const char* mem_part_name(MemPart p) {
   switch (p) {
@@ -124,15 +65,16 @@ uint64_t MemoryPlan::total() const {
 
 uint64_t MemoryPlan::needed() const { return total() - (weights_in_page_cache() ? (*this)[MemPart::Weights] : 0); }
 
-MemoryPlan plan_memory(const loader::ModelConfig& cfg, const Device& device, DType act, const Workload& w,
+MemoryPlan plan_memory(const model::ModelConfig& cfg, const Device& device, DType act, const Workload& w,
                        uint64_t weight_bytes) {
-  const loader::LlmConfig& l = cfg.llm;
+  const model::LlmConfig& l = cfg.llm;
   const uint64_t a = dtype_size(act);
   MemoryPlan p;
   p.device = device;
   p.act = act;
   p.tiles = std::max<int64_t>(w.tiles, 0);
-  token_bounds(cfg, w, p.kv_tokens, p.prefill_tokens);
+  p.sequences = std::max<int64_t>(w.sequences, 1);
+  token_bounds(cfg, device, w, p.kv_tokens, p.prefill_tokens);
   auto set = [&p](MemPart part, uint64_t bytes, std::string detail) {
     p.bytes[static_cast<size_t>(part)] = bytes;
     p.detail[static_cast<size_t>(part)] = std::move(detail);
@@ -140,27 +82,34 @@ MemoryPlan plan_memory(const loader::ModelConfig& cfg, const Device& device, DTy
 
   set(MemPart::Weights, weight_bytes,
       device.is_cpu() ? "as stored; mmapped, so page cache: not counted against free memory" : "as stored");
-  set(MemPart::KvCache, kv_cache_bytes(l, p.kv_tokens, a),
-      str_cat("2 (K, V) x ", l.layers, " layers x ", p.kv_tokens, " tokens x ", l.kv_heads, " KV heads x ", l.head_dim,
-              " x ", dtype_name(act)));
-  uint64_t tower = 0, projector = 0;
-  const uint64_t vision =
-      vision_bytes(cfg, p.tiles, model::vision_tiles_per_pass(p.tiles, device), a, &tower, &projector);
-  set(MemPart::Vision, vision,
+  set(MemPart::KvCache, u(p.sequences) * u(p.kv_tokens) * model::kv_bytes_per_token(cfg, act),
+      str_cat(p.sequences > 1 ? str_cat(p.sequences, " sequences x ") : std::string(), "2 (K, V) x ", l.layers,
+              " layers x ", p.kv_tokens, " tokens x ", l.kv_heads, " KV heads x ", l.head_dim, " x ", dtype_name(act)));
+  const int64_t per_pass = model::vision_tiles_per_pass(p.tiles, device);
+  const model::VisionMemory vm = model::vision_memory(cfg, p.tiles, per_pass, a);
+  set(MemPart::Vision, vm.peak(),
       p.tiles == 0 ? std::string("no images")
-                   : str_cat(p.tiles, " tiles: the larger of the tower (", format_bytes(tower), ") and the projector (",
-                             format_bytes(projector), ")"));
-  set(MemPart::Prefill, prefill_bytes(l, p.prefill_tokens, a),
-      str_cat(p.prefill_tokens, " prompt tokens (workspace, embeddings, positions)"));
-  set(MemPart::Logits, 4 * u(l.vocab), str_cat(l.vocab, " x F32"));
-  if (device.is_cuda())
-    set(MemPart::Workspaces, cuda_workspace_bytes(cfg, p.tiles, p.kv_tokens),
-        str_cat("cuBLASLt ", format_bytes(ops::kCudaLtWorkspaceBytes), " + op scratch (attention, sampling",
-                p.tiles > 0 ? ", im2col)" : ")"));
-  else
-    set(MemPart::Workspaces, cpu_workspace_bytes(cfg, p.tiles, p.kv_tokens, w.cpu_threads),
-        str_cat(std::max<int64_t>(w.cpu_threads, 1), " threads x op scratch (GEMM panels, attention scores)",
-                p.tiles > 0 ? " + im2col" : ""));
+                   : str_cat(p.tiles, " tiles: the larger of the tower (", format_bytes(vm.tower),
+                             ") and the projector (", format_bytes(vm.projector), ")"));
+  set(MemPart::Prefill, model::prefill_memory(cfg, p.prefill_tokens, a),
+      str_cat("a prefill chunk of ", p.prefill_tokens, " tokens (workspace, embeddings, positions)"));
+  set(MemPart::Logits, 4 * u(l.vocab) * u(p.sequences), str_cat(p.sequences, " x ", l.vocab, " x F32"));
+
+  ops::WorkspaceQuery q;
+  q.threads = w.cpu_threads;
+  q.llm_keys = p.kv_tokens;
+  q.llm_heads = l.heads;
+  q.llm_head_dim = l.head_dim;
+  q.vocab = l.vocab;
+  if (p.tiles > 0) {
+    const model::VisionShape vs = model::vision_family(cfg).shape(cfg);
+    q.vision_tokens = vs.tokens;
+    q.vision_head_dim = cfg.vision.head_dim;
+    q.im2col_rows = per_pass * vs.patches;
+    q.im2col_cols = cfg.vision.num_channels * cfg.vision.patch_size * cfg.vision.patch_size;
+  }
+  const ops::WorkspaceBytes ws = ops::workspace_bytes(device, q);
+  set(MemPart::Workspaces, ws.bytes, ws.detail);
 
   // Margin: a floor for what is not modelled, plus a share of what is (the weights only on CUDA).
   const uint64_t counted = p.needed();
@@ -171,11 +120,20 @@ MemoryPlan plan_memory(const loader::ModelConfig& cfg, const Device& device, DTy
   return p;
 }
 
-uint64_t bf16_checkpoint_bytes(const loader::ModelConfig& cfg, std::optional<bool> stored_head) {
+uint64_t bf16_checkpoint_bytes(const model::ModelConfig& cfg, std::optional<bool> stored_head) {
   uint64_t n = 0;
-  for (const checkpoint::TensorSpec& t : checkpoint::checkpoint_tensors(cfg, stored_head))
-    n += static_cast<uint64_t>(shape_numel(t.shape)) * 2;
+  for (const model::TensorSpec& t : model::checkpoint_tensors(cfg, stored_head)) n += u(shape_numel(t.shape)) * 2;
   return n;
+}
+
+std::function<void(const model::ModelConfig&, const loader::WeightMap&)> preflight(
+    const Device& device, const Workload& w, std::optional<uint64_t> assumed_free) {
+  return [device, w, assumed_free](const model::ModelConfig& c, const loader::WeightMap& weights) {
+    const MemoryPlan plan = plan_memory(c, device, model::activation_dtype(device), w, weights.total_bytes());
+    const std::optional<uint64_t> free = assumed_free ? assumed_free : free_memory(device);
+    if (!free) return;  // the system does not say (no MemAvailable): nothing to compare with
+    check_fits(plan, *free, assumed_free ? "assumed, not measured (SAILVL_FAKE_FREE_BYTES)" : "");
+  };
 }
 
 std::optional<uint64_t> parse_mem_available(std::string_view meminfo) {

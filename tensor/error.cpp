@@ -15,6 +15,7 @@ const char* error_kind_name(ErrorKind k) {
     case ErrorKind::NonFinite: return "non-finite logits";
     case ErrorKind::Cuda: return "CUDA failure";
     case ErrorKind::Internal: return "internal error";
+    case ErrorKind::Cancelled: return "cancelled";
   }
   return "error";
 }

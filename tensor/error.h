@@ -24,6 +24,7 @@ enum class ErrorKind {
   NonFinite = 8,        // NaN/Inf logits during generation
   Cuda = 9,             // CUDA/cuBLAS/cuDNN failure
   Internal = 10,        // a bug: an invariant did not hold
+  Cancelled = 130,      // stopped on request (Ctrl-C, a closed connection): 128 + SIGINT
 };
 
 const char* error_kind_name(ErrorKind k);

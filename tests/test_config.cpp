@@ -1,10 +1,10 @@
 // config.json parsing: the five SAIL-VL variants (values from docs/MODEL.md §1-§2), the tiny
 // presets, the class defaults for missing keys, and validation errors that name the key.
-#include "loader/config.h"
+#include "model/config.h"
 #include "tests/testutil.h"
 
 using namespace sailvl;
-using namespace sailvl::loader;
+using namespace sailvl::model;
 
 static ModelConfig parse_fixture(const std::string& name) {
   return parse_config(test::read_file(test::data_path("configs/" + name)), name);
@@ -12,7 +12,7 @@ static ModelConfig parse_fixture(const std::string& name) {
 
 struct VariantCase {
   const char* file;
-  VisionArch arch;
+  std::string arch;  // vision_config.model_type: the family
   int64_t vit_hidden, vit_heads, vit_head_dim, llm_hidden, heads, kv_heads, inter, vocab, mlp1_in;
   bool tied;
   const char* describe_prefix;
@@ -21,19 +21,17 @@ struct VariantCase {
 TEST(Config, ParsesAllFiveVariants) {
   // docs/MODEL.md §1 table and §2 (ViT 1024 InternViT / 1536 AIMv2; Qwen2.5 1.5B / 7B).
   const VariantCase cases[] = {
-      {"sailvl-2b.json", VisionArch::InternViT, 1024, 16, 64, 1536, 12, 2, 8960, 151936, 4096, true, "SAIL-VL-2B-like"},
-      {"sailvl-8b.json", VisionArch::InternViT, 1024, 16, 64, 3584, 28, 4, 18944, 152064, 4096, false, "SAIL-VL-8B or"},
-      {"sailvl-1d5-2b.json", VisionArch::AIMv2, 1536, 12, 128, 1536, 12, 2, 8960, 151936, 6144, true,
-       "SAIL-VL-1d5-2B-like"},
-      {"sailvl-1d5-8b.json", VisionArch::InternViT, 1024, 16, 64, 3584, 28, 4, 18944, 152064, 4096, false,
+      {"sailvl-2b.json", "intern_vit_6b", 1024, 16, 64, 1536, 12, 2, 8960, 151936, 4096, true, "SAIL-VL-2B-like"},
+      {"sailvl-8b.json", "intern_vit_6b", 1024, 16, 64, 3584, 28, 4, 18944, 152064, 4096, false, "SAIL-VL-8B or"},
+      {"sailvl-1d5-2b.json", "aimv2", 1536, 12, 128, 1536, 12, 2, 8960, 151936, 6144, true, "SAIL-VL-1d5-2B-like"},
+      {"sailvl-1d5-8b.json", "intern_vit_6b", 1024, 16, 64, 3584, 28, 4, 18944, 152064, 4096, false,
        "SAIL-VL-8B or SAIL-VL-1d5-8B"},
-      {"sailvl-1d6-8b.json", VisionArch::AIMv2, 1536, 12, 128, 3584, 28, 4, 18944, 152064, 6144, false,
-       "SAIL-VL-1d6-8B-like"},
+      {"sailvl-1d6-8b.json", "aimv2", 1536, 12, 128, 3584, 28, 4, 18944, 152064, 6144, false, "SAIL-VL-1d6-8B-like"},
   };
   for (const auto& c : cases) {
     SCOPED_TRACE(c.file);
     const ModelConfig m = parse_fixture(c.file);
-    EXPECT_EQ(m.vision.arch, c.arch);
+    EXPECT_EQ(m.vision.model_type, c.arch);
     EXPECT_EQ(m.vision.hidden, c.vit_hidden);
     EXPECT_EQ(m.vision.intermediate, 4096);
     EXPECT_EQ(m.vision.layers, 24);
@@ -41,8 +39,8 @@ TEST(Config, ParsesAllFiveVariants) {
     EXPECT_EQ(m.vision.head_dim, c.vit_head_dim);
     EXPECT_EQ(m.vision.image_size, 448);
     EXPECT_EQ(m.vision.patch_size, 14);
-    EXPECT_EQ(m.vision.norm_eps, c.arch == VisionArch::AIMv2 ? 1e-5 : 1e-6);
-    EXPECT_EQ(m.vision.qkv_bias, c.arch == VisionArch::InternViT);
+    EXPECT_EQ(m.vision.norm_eps, c.arch == std::string("aimv2") ? 1e-5 : 1e-6);
+    EXPECT_EQ(m.vision.qkv_bias, c.arch == std::string("intern_vit_6b"));
     EXPECT_EQ(m.vision.hidden * 4, c.mlp1_in);
     EXPECT_EQ(m.llm.hidden, c.llm_hidden);
     EXPECT_EQ(m.llm.layers, 28);
@@ -71,14 +69,14 @@ TEST(Config, ParsesAllFiveVariants) {
 
 TEST(Config, ParsesTinyPresets) {
   const ModelConfig a = parse_fixture("tiny-aimv2.json");
-  EXPECT_EQ(a.vision.arch, VisionArch::AIMv2);
+  EXPECT_EQ(a.vision.model_type, "aimv2");
   EXPECT_EQ(a.vision.hidden, 256);
   EXPECT_EQ(a.vision.head_dim, 128);
   EXPECT_EQ(a.llm.layers, 3);
   EXPECT_EQ(a.llm.kv_heads, 1);
   EXPECT_FALSE(a.llm.tie_word_embeddings);
   const ModelConfig i = parse_fixture("tiny-internvit.json");
-  EXPECT_EQ(i.vision.arch, VisionArch::InternViT);
+  EXPECT_EQ(i.vision.model_type, "intern_vit_6b");
   EXPECT_EQ(i.vision.head_dim, 64);
   EXPECT_TRUE(i.llm.tie_word_embeddings);
   EXPECT_EQ(i.num_image_token, 256);

@@ -8,8 +8,8 @@
 #include "checkpoint/embedded_tokenizer.h"
 #include "checkpoint/presets.h"
 #include "checkpoint/prng.h"
-#include "loader/config.h"
 #include "loader/weights.h"
+#include "model/config.h"
 #include "tests/testutil.h"
 
 using namespace sailvl;
@@ -97,9 +97,9 @@ TEST(MakeModel, PresetConfigsEqualFixtures) {
 // Bind every tensor of the canonical list through the scoped binder, with its shape and dtype;
 // and nothing else is stored.
 static void expect_all_bound(const fs::path& dir, bool stored_head) {
-  const loader::ModelConfig cfg = loader::load_config(dir.string());
+  const model::ModelConfig cfg = model::load_config(dir.string());
   const loader::WeightMap w = loader::WeightMap::open(dir.string());
-  const auto specs = checkpoint::checkpoint_tensors(cfg, stored_head);
+  const auto specs = model::checkpoint_tensors(cfg, stored_head);
   std::set<std::string> expected;
   for (const auto& s : specs) {
     const size_t dot = s.name.find('.');
@@ -162,7 +162,7 @@ TEST(MakeModel, TinyAimv2IsShardedWithALayerSplitAcrossShards) {
 
 TEST(MakeModel, TieUntieShardsAndSeedFlags) {
   const fs::path dir = test::tiny_model("tiny-aimv2", "--tie --shards 2 --seed 7", "-tie-s2-seed7");
-  const loader::ModelConfig cfg = loader::load_config(dir.string());
+  const model::ModelConfig cfg = model::load_config(dir.string());
   EXPECT_TRUE(cfg.llm.tie_word_embeddings);
   expect_all_bound(dir, /*stored_head=*/false);
   const loader::WeightMap w = loader::WeightMap::open(dir.string());
@@ -238,9 +238,9 @@ TEST(MakeModel, FullSizePresetParameterCounts) {
   };
   for (const Want& w : wants) {
     SCOPED_TRACE(w.preset);
-    const auto cfg = loader::parse_config(checkpoint::preset_config(w.preset).dump(), w.preset);
+    const auto cfg = model::parse_config(checkpoint::preset_config(w.preset).dump(), w.preset);
     int64_t llm = 0, vision = 0, proj = 0;
-    for (const auto& t : checkpoint::checkpoint_tensors(cfg, checkpoint::default_stored_head(w.preset))) {
+    for (const auto& t : model::checkpoint_tensors(cfg, checkpoint::default_stored_head(w.preset))) {
       const int64_t n = shape_numel(t.shape);
       if (t.name.rfind("language_model.", 0) == 0)
         llm += n;

@@ -3,7 +3,7 @@
 // MemAvailable parsing, and the prompt bound the CLI sizes the plan with.
 #include <string>
 
-#include "loader/config.h"
+#include "model/config.h"
 #include "model/sail_vl.h"
 #include "runtime/chat_template.h"
 #include "runtime/memory_plan.h"
@@ -16,8 +16,8 @@ using runtime::MemPart;
 
 namespace {
 
-loader::ModelConfig sailvl_2b() {
-  return loader::parse_config(test::read_file(test::data_path("configs/sailvl-2b.json")), "sailvl-2b.json");
+model::ModelConfig sailvl_2b() {
+  return model::parse_config(test::read_file(test::data_path("configs/sailvl-2b.json")), "sailvl-2b.json");
 }
 
 // SAIL-VL-2B (tests/data/configs/sailvl-2b.json):
@@ -39,8 +39,10 @@ runtime::Workload workload() {
   return w;
 }
 constexpr uint64_t T = 11;
-constexpr uint64_t kKvTokens = 4096;  // prompt (unknown: up to 4096 - 512) + 512 new
-constexpr uint64_t kPrefillTokens = 4096 - 512;
+constexpr uint64_t kKvTokens = 4096;  // prompt unknown: a conversation may fill the whole context
+// The prefill runs in chunks (runtime::prefill_chunk_tokens): 8192 rows on CUDA, 512 on the CPU;
+// a prompt may be as long as the context (-n is a cap, not a promise).
+constexpr uint64_t kPrefillTokensCuda = 4096, kPrefillTokensCpu = 512;
 
 // Parameters of the checkpoint, tensor by tensor (docs/MODEL.md §9), stored as BF16.
 uint64_t sailvl_2b_params() {
@@ -68,7 +70,7 @@ uint64_t sailvl_2b_params() {
 }  // namespace
 
 TEST(MemoryPlan, Sailvl2bBreakdownOnCudaMatchesHandComputedValues) {
-  const loader::ModelConfig cfg = sailvl_2b();
+  const model::ModelConfig cfg = sailvl_2b();
   const uint64_t params = sailvl_2b_params();
   EXPECT_GT(params, 2'000'000'000u);  // SAIL-VL-2B: ~2.1 B parameters
   EXPECT_LT(params, 2'200'000'000u);
@@ -77,7 +79,7 @@ TEST(MemoryPlan, Sailvl2bBreakdownOnCudaMatchesHandComputedValues) {
   const runtime::MemoryPlan p = runtime::plan_memory(cfg, Device::cuda(0), DType::BF16, workload(), 2 * params);
   const uint64_t a = 2;  // BF16 activations
   EXPECT_EQ(p.kv_tokens, 4096);
-  EXPECT_EQ(p.prefill_tokens, 4096 - 512);
+  EXPECT_EQ(p.prefill_tokens, 4096);
 
   EXPECT_EQ(p[MemPart::Weights], 2 * params);
   // K and V per layer: [4096, Hkv, Dh] BF16 -> 28 KiB per token, 112 MiB for 4096 tokens.
@@ -93,10 +95,10 @@ TEST(MemoryPlan, Sailvl2bBreakdownOnCudaMatchesHandComputedValues) {
   EXPECT_GT(tower, projector);
   EXPECT_EQ(p[MemPart::Vision], tower);
 
-  // Prefill: workspace x, n, y [P, D]; q, a [P, H·Dh]; gate, up [P, F]; embeddings E [P, D]; the
-  // decode input [1, D]; I64 positions, ids and image-row indices (8 bytes each per token).
-  const uint64_t P = kPrefillTokens;
-  EXPECT_EQ(p[MemPart::Prefill], a * (P * (3 * D + 2 * H * Dh + 2 * F + D) + D) + 3 * 8 * P);
+  // Prefill: workspace x, n, y [P, D]; q, a [P, H·Dh]; k, v [P, Hkv·Dh]; gate, up [P, F];
+  // embeddings E [P, D]; the decode input [1, D]; I64 positions (device and host) and ids.
+  const uint64_t P = kPrefillTokensCuda;
+  EXPECT_EQ(p[MemPart::Prefill], a * (P * (3 * D + 2 * H * Dh + 2 * Hkv * Dh + 2 * F + D) + D) + 3 * 8 * P);
 
   EXPECT_EQ(p[MemPart::Logits], 4 * V);  // F32 [V]
 
@@ -118,16 +120,20 @@ TEST(MemoryPlan, Sailvl2bBreakdownOnCudaMatchesHandComputedValues) {
 }
 
 TEST(MemoryPlan, Sailvl2bOnCpuLeavesTheMmappedWeightsOut) {
-  const loader::ModelConfig cfg = sailvl_2b();
+  const model::ModelConfig cfg = sailvl_2b();
   const uint64_t weights = 2 * sailvl_2b_params();
   const runtime::MemoryPlan p = runtime::plan_memory(cfg, Device::cpu(), DType::F32, workload(), weights);
   const uint64_t a = 4;  // F32 activations
   EXPECT_EQ(p[MemPart::Weights], weights);
   EXPECT_EQ(p[MemPart::KvCache], 2 * L * kKvTokens * Hkv * Dh * a);  // 56 KiB per token
   EXPECT_EQ(p[MemPart::KvCache], 224 * MiB);
-  // Per thread: 4 MiB of GEMM panels + 64 rows of attention scores over 4096 keys plus q and out
-  // rows (Dh 128); once: one tile's im2col columns in F32.
-  EXPECT_EQ(p[MemPart::Workspaces], 2 * (4 * MiB + 64 * (kKvTokens + 2 * Dh) * 4) + N * 3 * Px * Px * 4);
+  // Per thread: the GEMM packing buffers (MC × KC + KC × NC = 120 × 256 + 256 × 4096 floats) + the
+  // larger of 64 rows of causal attention scores over 4096 keys and 128 rows over a tile's 1025
+  // tokens, each plus q and out rows (Dh 128 / 64); once: one tile's im2col columns in F32.
+  const uint64_t panels = (120 * 256 + 256 * 4096) * 4;
+  const uint64_t scores = std::max<uint64_t>(64 * (kKvTokens + 2 * Dh) * 4, 128 * (Nv + 2 * 64) * 4);
+  EXPECT_EQ(p[MemPart::Workspaces], 2 * (panels + scores) + N * 3 * Px * Px * 4);
+  EXPECT_EQ(p.prefill_tokens, kPrefillTokensCpu);
   const uint64_t rest =
       p[MemPart::KvCache] + p[MemPart::Vision] + p[MemPart::Prefill] + p[MemPart::Logits] + p[MemPart::Workspaces];
   EXPECT_EQ(p[MemPart::Margin], 64 * MiB + rest * 5 / 100);  // 5% of the counted parts only
@@ -136,7 +142,7 @@ TEST(MemoryPlan, Sailvl2bOnCpuLeavesTheMmappedWeightsOut) {
 }
 
 TEST(MemoryPlan, PromptBoundAndContextSizeTheTokenCounts) {
-  const loader::ModelConfig cfg = sailvl_2b();
+  const model::ModelConfig cfg = sailvl_2b();
   runtime::Workload w = workload();
   w.prompt_tokens = 1000;  // a known prompt: the cache holds it and the new tokens only
   runtime::MemoryPlan p = runtime::plan_memory(cfg, Device::cuda(0), DType::BF16, w, 0);
@@ -146,7 +152,12 @@ TEST(MemoryPlan, PromptBoundAndContextSizeTheTokenCounts) {
   w.context = 0;  // the model's own limit: max_position_embeddings = 32768
   p = runtime::plan_memory(cfg, Device::cuda(0), DType::BF16, w, 0);
   EXPECT_EQ(p.kv_tokens, 32768);
-  EXPECT_EQ(p.prefill_tokens, 32768 - 512);
+  EXPECT_EQ(p.prefill_tokens, 8192);  // one chunk
+  w.sequences = 4;                    // the server's slots: a cache and logits each
+  const runtime::MemoryPlan p4 = runtime::plan_memory(cfg, Device::cuda(0), DType::BF16, w, 0);
+  EXPECT_EQ(p4[MemPart::KvCache], 4 * p[MemPart::KvCache]);
+  EXPECT_EQ(p4[MemPart::Logits], 4 * p[MemPart::Logits]);
+  w.sequences = 1;
   w.tiles = 0;  // no images: no vision activations, no im2col scratch
   p = runtime::plan_memory(cfg, Device::cuda(0), DType::BF16, w, 0);
   EXPECT_EQ(p[MemPart::Vision], 0u);
@@ -240,9 +251,10 @@ TEST(MemoryPlan, KvCacheAndPrefillEqualWhatTheModelAllocates) {
   EXPECT_EQ(p[MemPart::Weights], m.weights().total_bytes());
   EXPECT_EQ(p[MemPart::KvCache], m.llm().make_cache(p.kv_tokens).nbytes());
 
-  const model::Qwen2Workspace ws = m.llm().make_workspace(p.prefill_tokens);
+  const model::LlmWorkspace ws = m.llm().make_workspace(p.prefill_tokens);
   uint64_t ws_bytes = 0;
-  for (const Tensor* t : {&ws.x, &ws.n, &ws.q, &ws.a, &ws.y, &ws.gate, &ws.up, &ws.positions}) ws_bytes += t->nbytes();
+  for (const Tensor* t : {&ws.x, &ws.n, &ws.q, &ws.k, &ws.v, &ws.a, &ws.y, &ws.gate, &ws.up, &ws.positions})
+    ws_bytes += t->nbytes();
   const uint64_t P = static_cast<uint64_t>(p.prefill_tokens), Dm = static_cast<uint64_t>(m.config().llm.hidden);
   // + the prompt embeddings E [P, D] and the decode input [1, D] (F32), + I64 ids and image-row indices
   EXPECT_EQ(p[MemPart::Prefill], ws_bytes + 4 * P * Dm + 4 * Dm + 16 * P);
@@ -251,8 +263,7 @@ TEST(MemoryPlan, KvCacheAndPrefillEqualWhatTheModelAllocates) {
 TEST(MemoryPlan, LoadWithPreflightRefusesBeforeBindingAndPassesWhenItFits) {
   const std::string dir = test::tiny_model("tiny-aimv2").string();
   model::LoadOptions opt;
-  opt.preflight = workload();
-  opt.free_bytes = 1000;
+  opt.before_weights = runtime::preflight(Device::cpu(), workload(), 1000);
   try {
     model::SailVL::load(dir, Device::cpu(), opt);
     FAIL() << "expected ErrorKind::OutOfMemory";
@@ -260,6 +271,6 @@ TEST(MemoryPlan, LoadWithPreflightRefusesBeforeBindingAndPassesWhenItFits) {
     EXPECT_EQ(e.kind(), ErrorKind::OutOfMemory);
     EXPECT_NE(std::string(e.what()).find("assumed, not measured"), std::string::npos) << e.what();
   }
-  opt.free_bytes = uint64_t{1} << 40;
+  opt.before_weights = runtime::preflight(Device::cpu(), workload(), uint64_t{1} << 40);
   EXPECT_NO_THROW(model::SailVL::load(dir, Device::cpu(), opt));
 }

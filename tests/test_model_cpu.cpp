@@ -197,7 +197,7 @@ TEST_P(ModelCase, PrefillAndGreedyMatchOracle) {
 
   const int64_t S = static_cast<int64_t>(ids.size());
   model::KvCache cache = m.llm().make_cache(S);
-  model::Qwen2Workspace ws = m.llm().make_workspace(S);
+  model::LlmWorkspace ws = m.llm().make_workspace(S);
   Tensor logits = Tensor::empty({m.config().llm.vocab}, DType::F32);
   std::vector<Tensor> layers;
   m.llm().forward(E, cache, ws, logits, {.layer_outputs = &layers});

@@ -4,6 +4,7 @@
 #include <fstream>
 
 #include "loader/weights.h"
+#include "model/family.h"
 #include "tests/testutil.h"
 
 using namespace sailvl;
@@ -183,25 +184,25 @@ TEST(WeightMapRss, OpenMapsWithoutReading) {
 TEST(WeightMapConfig, LayerCountMustMatchConfig) {
   const fs::path dir = test::tiny_model("tiny-internvit");
   const WeightMap w = WeightMap::open(dir.string());
-  ModelConfig c = load_config(dir.string());
-  EXPECT_NO_THROW(check_against_config(w, c));
-  auto msg = [&](const ModelConfig& cc) {
+  model::ModelConfig c = model::load_config(dir.string());
+  EXPECT_NO_THROW(model::check_against_config(w, c));
+  auto msg = [&](const model::ModelConfig& cc) {
     try {
-      check_against_config(w, cc);
+      model::check_against_config(w, cc);
     } catch (const Error& e) {
       return std::string(e.what());
     }
     return std::string("(no error)");
   };
-  ModelConfig fewer = c;
+  model::ModelConfig fewer = c;
   fewer.llm.layers = 2;  // the checkpoint has 3: the third would be silently ignored
   EXPECT_NE(msg(fewer).find("llm_config.num_hidden_layers = 2 but the checkpoint has 3 layers"), std::string::npos)
       << msg(fewer);
-  ModelConfig more = c;
+  model::ModelConfig more = c;
   more.vision.layers = 3;
   EXPECT_NE(msg(more).find("vision_config.num_hidden_layers = 3 but the checkpoint has 2 layers"), std::string::npos)
       << msg(more);
-  ModelConfig vocab = c;
+  model::ModelConfig vocab = c;
   vocab.llm.vocab = 152064;
   EXPECT_NE(msg(vocab).find("[151936, 256] but llm_config.vocab_size is 152064"), std::string::npos) << msg(vocab);
 }

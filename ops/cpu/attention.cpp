@@ -34,6 +34,7 @@
 #include "ops/cpu/cpu_ops.h"
 #include "ops/cpu/cpu_util.h"
 #include "ops/cpu/gemm.h"
+#include "ops/cpu/limits.h"
 
 namespace sailvl::ops::cpu {
 
@@ -43,9 +44,8 @@ using RowMajor = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::Row
 using ConstMapRM = Eigen::Map<const RowMajor, Eigen::Unaligned, Eigen::OuterStride<>>;
 using MapRM = Eigen::Map<RowMajor, Eigen::Unaligned, Eigen::OuterStride<>>;
 
-// Query rows per task: causal tiles compute scores up to their last row's horizon, so smaller tiles
-// waste less; bidirectional tiles (the ViT) amortise the K/V packing over more rows.
-constexpr int64_t kTargetRowsCausal = 64, kTargetRowsFull = 128;
+// Query rows per task (ops/cpu/limits.h, which the memory plan reads too).
+constexpr int64_t kTargetRowsCausal = kAttnRowsCausal, kTargetRowsFull = kAttnRowsFull;
 
 struct View3 {  // [n0, n1, Dh] with last dim contiguous
   float* p;

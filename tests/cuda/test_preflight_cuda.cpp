@@ -39,8 +39,7 @@ TEST(CudaPreflight, RefusedLoadUploadsNothing) {
   w.context = 1024;
   w.max_new_tokens = 16;
   w.tiles = 7;
-  opt.preflight = w;
-  opt.free_bytes = 1000;
+  opt.before_weights = runtime::preflight(Device::cuda(0), w, 1000);
   const size_t before = cuda::mem_stats().in_use;
   try {
     model::SailVL::load(test::tiny_model("tiny-internvit").string(), Device::cuda(0), opt);
@@ -68,7 +67,7 @@ TEST(CudaPreflight, PlanBoundsTheMeasuredPeakOfAGeneration) {
   cuda::reset_peak();
   const size_t base = cuda::mem_stats().in_use;
   model::LoadOptions opt;
-  opt.preflight = w;
+  opt.before_weights = runtime::preflight(Device::cuda(0), w);
   const model::SailVL m = model::SailVL::load(dir, Device::cuda(0), opt);
   const runtime::ChatPrompt prompt = runtime::build_chat_prompt(m.tokenizer(), req);
   w.prompt_tokens = static_cast<int64_t>(prompt.ids.size());

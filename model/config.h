@@ -1,22 +1,21 @@
 // config.json -> typed configuration for every SAIL-VL variant (docs/MODEL.md §1-§2).
 //
-// Missing keys take the class defaults of the original Python configs (e.g. select_layer -4,
-// ps_version "v1", max_dynamic_patch 6, use_thumbnail false); every value is validated (positive
-// bounded ints, divisibility of heads, finite positive eps/theta). Errors: ErrorKind::BadModel
-// naming config.json and the key.
+// The one place that reads config.json and decides the model: the top level here, then
+// vision_config and llm_config by the family their model_type names (model/family.h), each with
+// the class defaults of its original Python config for missing keys. Every value is validated
+// (positive bounded ints, divisibility of heads, finite positive eps/theta). Errors:
+// ErrorKind::BadModel naming config.json and the key; a config that is not SAIL-VL's (Qwen2-VL,
+// LLaVA, ...) says so.
 #pragma once
 
 #include <cstdint>
 #include <string>
 #include <string_view>
 
-namespace sailvl::loader {
-
-enum class VisionArch { InternViT, AIMv2 };
+namespace sailvl::model {
 
 struct VisionConfig {
-  VisionArch arch = VisionArch::InternViT;
-  std::string model_type;  // "intern_vit_6b" or "aimv2"
+  std::string model_type;  // the family: "intern_vit_6b" (InternViT) or "aimv2"
   int64_t hidden = 0;      // C
   int64_t intermediate = 0;
   int64_t layers = 0;
@@ -34,13 +33,14 @@ struct VisionConfig {
 };
 
 struct LlmConfig {
-  int64_t hidden = 0;        // D
-  int64_t intermediate = 0;  // F
-  int64_t layers = 0;        // L
-  int64_t heads = 0;         // H
-  int64_t kv_heads = 0;      // Hkv
-  int64_t head_dim = 0;      // Dh = D / H
-  int64_t vocab = 0;         // V (embedding rows; >= tokenizer size)
+  std::string model_type = "qwen2";  // the family
+  int64_t hidden = 0;                // D
+  int64_t intermediate = 0;          // F
+  int64_t layers = 0;                // L
+  int64_t heads = 0;                 // H
+  int64_t kv_heads = 0;              // Hkv
+  int64_t head_dim = 0;              // Dh = D / H
+  int64_t vocab = 0;                 // V (embedding rows; >= tokenizer size)
   int64_t max_position_embeddings = 32768;
   double rms_norm_eps = 1e-6;
   double rope_theta = 1e6;
@@ -71,4 +71,4 @@ struct ModelConfig {
 ModelConfig parse_config(std::string_view json_text, const std::string& display_name);
 ModelConfig load_config(const std::string& model_dir);  // reads <dir>/config.json
 
-}  // namespace sailvl::loader
+}  // namespace sailvl::model
