@@ -59,8 +59,6 @@ static std::string human_count(int64_t n) {
   return buf;
 }
 
-static bool starts_with(const std::string& s, const char* p) { return s.rfind(p, 0) == 0; }
-
 // JSON key of a plan part.
 static const char* plan_key(runtime::MemPart p) {
   switch (p) {

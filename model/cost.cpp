@@ -106,7 +106,8 @@ VisionMemory vision_memory(const ModelConfig& c, int64_t tiles, int64_t per_pass
   const VisionShape s = vision_family(c).shape(c);
   const uint64_t T = u(tiles), N = u(s.patches), C = u(c.vision.hidden), S = u(c.vision.image_size);
   const uint64_t D = u(c.llm.hidden);
-  m.tower = a * (T * N * C + u(per_pass) * (u(c.vision.num_channels) * S * S + N * C + u(s.tokens) * u(s.scratch_per_row)));
+  m.tower =
+      a * (T * N * C + u(per_pass) * (u(c.vision.num_channels) * S * S + N * C + u(s.tokens) * u(s.scratch_per_row)));
   m.projector = a * T * (3 * N * C + 2 * (N / 4) * D);
   return m;
 }

@@ -49,7 +49,8 @@ const VisionFamily& vision_family(const std::string& model_type) {
   return find(vision_families(), model_type, "vision_config", "vision tower");
 }
 
-const LlmFamily& llm_family(const std::string& model_type) { return find(llm_families(), model_type, "llm_config", "language model");
+const LlmFamily& llm_family(const std::string& model_type) {
+  return find(llm_families(), model_type, "llm_config", "language model");
 }
 
 // ---- canonical tensors ----
@@ -102,8 +103,8 @@ void check_against_config(const loader::WeightMap& w, const ModelConfig& c) {
   check_layers(w, llm_family(c).layer_prefix, c.llm.layers, "llm_config.num_hidden_layers");
   const std::string emb = "language_model.model.embed_tokens.weight";
   const loader::TensorInfo& e = w.info(emb);
-  SAILVL_CHECK(e.shape.size() == 2 && e.shape[0] == c.llm.vocab, BadModel, w.dir(), ": tensor \"", emb,
-               "\" has shape ", shape_str(e.shape), " but llm_config.vocab_size is ", c.llm.vocab);
+  SAILVL_CHECK(e.shape.size() == 2 && e.shape[0] == c.llm.vocab, BadModel, w.dir(), ": tensor \"", emb, "\" has shape ",
+               shape_str(e.shape), " but llm_config.vocab_size is ", c.llm.vocab);
 }
 
 // ---- the LM head ----

@@ -122,9 +122,9 @@ struct LinearShape {
 };
 
 struct VisionShape {
-  int64_t tokens = 0;       // rows per tile inside the layers (G², + 1 with a CLS token)
-  int64_t patches = 0;      // rows per tile in the features (G²)
-  int64_t layers = 0;       // layers that run for select_layer
+  int64_t tokens = 0;                      // rows per tile inside the layers (G², + 1 with a CLS token)
+  int64_t patches = 0;                     // rows per tile in the features (G²)
+  int64_t layers = 0;                      // layers that run for select_layer
   std::vector<LinearShape> layer_linears;  // the linears of one layer (q, k and v fused as one)
   int64_t heads = 0, head_dim = 0;
   int64_t scratch_per_row = 0;  // activation elements one pass keeps per row (residual, norm, qkv,

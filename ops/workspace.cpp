@@ -33,7 +33,7 @@ WorkspaceBytes cuda_bytes(const WorkspaceQuery& q) {
   auto slot = [](uint64_t n) { return std::max<uint64_t>(n, cuda::kScratchMinBytes); };
   const uint64_t splits = (u(q.llm_keys) + u(cuda::kDecodeKeysPerSplit) - 1) / u(cuda::kDecodeKeysPerSplit);
   uint64_t total = cuda::kLtWorkspaceBytes;
-  total += slot(splits * u(q.llm_heads) * (u(q.llm_head_dim) + 2) * 4);  // attention partials (F32)
+  total += slot(splits * u(q.llm_heads) * (u(q.llm_head_dim) + 2) * 4);       // attention partials (F32)
   total += slot(cuda::kSampleBytesPerId * u(q.vocab) + (uint64_t{1} << 20));  // sampling
   const uint64_t im2col = u(q.im2col_rows) * u(q.im2col_cols) * 2;
   if (im2col) total += slot(im2col);

@@ -266,7 +266,9 @@ TEST(ChatTemplate, MatchesOracleModelGoldens) {
         req.tiles = j.value("tiles_per_image", std::vector<int64_t>{});
         const auto p = runtime::build_chat_prompt(tok(), req);
         EXPECT_EQ(p.ids, j["prompt_ids"].get<std::vector<TokenId>>()) << f.path();
-        if (j.contains("stored_question")) EXPECT_EQ(p.question, j["stored_question"].get<std::string>()) << f.path();
+        if (j.contains("stored_question")) {
+          EXPECT_EQ(p.question, j["stored_question"].get<std::string>()) << f.path();
+        }
         ++checked;
       }
     }

@@ -230,10 +230,11 @@ TEST_P(ModelCase, PrefillAndGreedyMatchOracle) {
   const std::vector<int64_t> got_prefix(r.tokens.begin(), r.tokens.begin() + std::min(sure, r.tokens.size()));
   EXPECT_EQ(got_prefix, std::vector<int64_t>(want.begin(), want.begin() + sure))
       << "stage: greedy decode (" << sure << " of " << want.size() << " steps have a safe margin)";
-  if (sure == want.size())
+  if (sure == want.size()) {
     EXPECT_EQ(r.stop, static_cast<int64_t>(want.size()) < max_new || want.back() == 151645
                           ? runtime::StopReason::EndOfTurn
                           : runtime::StopReason::MaxTokens);
+  }
 }
 
 // Teacher forcing: each step is fed the oracle's previous token, so every step whose oracle top-2

@@ -192,7 +192,7 @@ TEST(TokenizerEncode, InvalidUtf8IsAnErrorWithTheOffset) {
   opt.replace_invalid = true;
   EXPECT_EQ(tok_json().encode(bad, opt), tok_json().encode("héllo \xEF\xBF\xBDx"));
   // Truncated sequence at the end, surrogate, overlong.
-  for (const std::string s : {std::string("ab\xe4\xb8"), std::string("\xed\xa0\x80"), std::string("\xc0\x80")})
+  for (const std::string& s : {std::string("ab\xe4\xb8"), std::string("\xed\xa0\x80"), std::string("\xc0\x80")})
     EXPECT_THROW(tok_json().encode(s), Error);
 }
 
@@ -257,7 +257,7 @@ TEST(TokenizerSpeed, OneMegabyteRunsOfOneCharacterAreFast) {
   // docs/VALIDATION.md: BPE must be O(n log n); a quadratic merge takes minutes here.
   if (SAILVL_UNDER_ASAN) GTEST_SKIP() << "timing limit not meaningful under ASan (checked in the plain build)";
   tok_json();  // load outside the timed region
-  for (const std::string unit :
+  for (const std::string& unit :
        {std::string("a"), std::string(" "), std::string("中"), std::string("\n"), std::string("!")}) {
     std::string text;
     while (text.size() < (1u << 20)) text += unit;

@@ -21,7 +21,6 @@ TEST(CudaOps, NotBuilt) { GTEST_SKIP() << "built without the CUDA backend"; }
 #include "ops/cpu/cpu_ops.h"
 #include "ops/cuda/context.h"
 #include "ops/cuda/cuda_ops.h"
-#include "tensor/cuda/arena.h"
 #include "tensor/cuda/upload.h"
 #include "tensor/cuda_runtime.h"
 #include "tests/testutil.h"
@@ -447,7 +446,7 @@ TEST(CudaOps, SeededSamplingMatchesCpu) {
   }
 }
 
-// ---------------------------------------------------------------- upload and arena
+// ---------------------------------------------------------------- upload
 
 TEST(CudaOps, UploadRoundTripsWithProgress) {
   REQUIRE_GPU();
@@ -474,18 +473,4 @@ TEST(CudaOps, UploadRoundTripsWithProgress) {
   EXPECT_CLOSE(cuda::upload(m), m, 0, 0);
 }
 
-TEST(CudaOps, ArenaCarvesAlignedTensors) {
-  REQUIRE_GPU();
-  cuda::Arena arena(1 << 20, Device::cuda());
-  Tensor a = arena.alloc({3, 5}, DType::BF16);
-  Tensor b = arena.alloc({100}, DType::F32);
-  EXPECT_EQ(reinterpret_cast<uintptr_t>(b.raw_data()) % cuda::Arena::kAlign, 0u);
-  EXPECT_NE(a.raw_data(), b.raw_data());
-  EXPECT_THROW(arena.alloc({1 << 20}, DType::F32), Error);
-  const size_t used = arena.used();
-  arena.reset();
-  EXPECT_EQ(arena.used(), 0u);
-  EXPECT_GE(arena.peak(), used);
-  EXPECT_EQ(arena.alloc({3, 5}, DType::BF16).raw_data(), a.raw_data());
-}
 #endif  // SAILVL_HAS_CUDA
