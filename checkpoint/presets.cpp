@@ -2,6 +2,7 @@
 #include "checkpoint/presets.h"
 
 #include <omp.h>
+#include <unistd.h>
 
 #include <chrono>
 #include <cstdio>
@@ -237,6 +238,10 @@ MakeModelResult make_model(const MakeModelOptions& opt) {
 
   const fs::path out(opt.out_dir);
   std::error_code ec;
+  // An existing non-empty directory is someone's data: only --force lets us write into it.
+  if (fs::is_directory(out, ec) && !fs::is_empty(out, ec))
+    SAILVL_CHECK(opt.force, Usage, opt.out_dir, " is not empty; use --force to write the checkpoint into it anyway");
+  SAILVL_CHECK(!fs::exists(out, ec) || fs::is_directory(out, ec), Usage, opt.out_dir, " exists and is not a directory");
   fs::create_directories(out, ec);
   SAILVL_CHECK(!ec && fs::is_directory(out), Usage, opt.out_dir, ": cannot create the output directory (", ec.message(),
                ")");
@@ -247,12 +252,21 @@ MakeModelResult make_model(const MakeModelOptions& opt) {
       fs::remove(e.path());
   }
   write_text(out / "config.json", cfg_text);
+  // The marker run/chat/inspect warn about: these weights are random, their words are noise.
+  write_text(
+      out / "RANDOM_WEIGHTS",
+      "This checkpoint was written by `sailvl make-model --preset " + opt.preset +
+          "`: the SAIL-VL format and architecture with random weights (docs/CHECKPOINTS.md). Its answers are noise.\n");
   for (const auto& f : embedded_tokenizer_files()) write_text(out / f.name, f.bytes);
 
   MakeModelResult res;
   uint64_t total_bytes = 0;
   for (const auto& t : tensors) total_bytes += static_cast<uint64_t>(shape_numel(t.shape)) * 2;
   const auto t0 = std::chrono::steady_clock::now();
+  const bool tty = ::isatty(2) != 0;
+  if (!opt.quiet && !tty)
+    std::fprintf(stderr, "make-model %s: writing %.2f GB to %s ...\n", opt.preset.c_str(), total_bytes / 1e9,
+                 opt.out_dir.c_str());
   constexpr uint64_t kChunk = uint64_t{1} << 22;  // elements per chunk (8 MiB of BF16)
   std::vector<uint16_t> buf;
   uint64_t done = 0;
@@ -276,7 +290,7 @@ MakeModelResult make_model(const MakeModelOptions& opt) {
         w.append(buf.data(), m * 2);
         done += m * 2;
         const int pct = static_cast<int>(100 * done / std::max<uint64_t>(total_bytes, 1));
-        if (!opt.quiet && pct != last_pct) {
+        if (!opt.quiet && tty && pct != last_pct) {  // not a terminal: only the start and end lines
           last_pct = pct;
           std::fprintf(stderr, "\rmake-model %s: %3d%% (%s)", opt.preset.c_str(), pct, file.c_str());
           std::fflush(stderr);
@@ -295,8 +309,9 @@ MakeModelResult make_model(const MakeModelOptions& opt) {
   }
   res.bytes = total_bytes;
   if (!opt.quiet) {
+    if (tty) std::fprintf(stderr, "\r\033[K");
     const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    std::fprintf(stderr, "\rmake-model %s: %lld parameters, %.2f GB in %d file(s), %.1f s (%.0f MB/s) -> %s\n",
+    std::fprintf(stderr, "make-model %s: %lld parameters, %.2f GB in %d file(s), %.1f s (%.0f MB/s) -> %s\n",
                  opt.preset.c_str(), static_cast<long long>(res.params), total_bytes / 1e9, n_shards, secs,
                  total_bytes / 1e6 / std::max(secs, 1e-9), opt.out_dir.c_str());
   }

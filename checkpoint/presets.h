@@ -50,6 +50,7 @@ struct MakeModelOptions {
   std::optional<bool> tie;          // nullopt: the preset's default
   std::optional<bool> stored_head;  // store lm_head.weight; nullopt: default_stored_head(preset, tie)
   bool quiet = false;               // progress on stderr unless quiet
+  bool force = false;               // write into a non-empty directory
 };
 
 struct MakeModelResult {
@@ -58,7 +59,9 @@ struct MakeModelResult {
   std::vector<std::string> files;  // safetensors files written
 };
 
-// Writes config.json, the tokenizer files, the safetensors file(s) and, when sharded, the index.
+// Writes config.json, the tokenizer files, the safetensors file(s), when sharded the index, and a
+// RANDOM_WEIGHTS note (run/chat/inspect warn when they see it). Refuses a non-empty directory unless
+// opt.force.
 // Streams: memory use is one chunk of one tensor, whatever the model size.
 MakeModelResult make_model(const MakeModelOptions& opt);
 

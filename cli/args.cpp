@@ -160,6 +160,10 @@ std::string Args::help_text() const {
   }
   os << "  -h, --help                print this help\n";
   if (!positional_metavar_.empty()) os << "  " << positional_metavar_ << "  " << positional_help_ << "\n";
+  if (!examples.empty()) {
+    os << "\nexamples:\n";
+    for (const auto& e : examples) os << "  " << e << "\n";
+  }
   return os.str();
 }
 

@@ -21,7 +21,7 @@
 #include <nlohmann/json.hpp>
 #include <random>
 
-#include "cli/session.h"
+#include "cli/common.h"
 #include "model/cost.h"
 #include "ops/ops.h"
 #include "ops/probes.h"
@@ -43,6 +43,9 @@ void setup(Args& a) {
   a.option("--gen", "N", "tokens to decode", "64");
   a.option("--repeat", "N", "repeat the whole request N times and report the best TTFT / median decode", "1");
   a.flag("--json", "print one JSON object");
+  a.examples = {"sailvl bench -m models/sailvl-1d5-2b                       # 7 tiles, 64 tokens",
+                "sailvl bench -m DIR --image-tiles 0 --prompt-tokens 1024 --gen 128 --json",
+                "sailvl bench -m DIR --device cuda --repeat 5"};
 }
 
 int64_t peak_rss_bytes() {

@@ -41,6 +41,7 @@ class Args {
   std::string help_text() const;
   std::string usage_line;
   std::string description;
+  std::vector<std::string> examples;  // printed under "examples:" by --help
 
  private:
   struct Spec {

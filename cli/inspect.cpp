@@ -21,7 +21,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cli/command.h"
-#include "cli/session.h"
+#include "cli/common.h"
 #include "loader/weights.h"
 #include "model/config.h"
 #include "model/cost.h"
@@ -37,6 +37,9 @@ static void setup_inspect(cli::Args& a) {
   a.option("-c,--ctx-size,--ctx", "N", "context length for the KV-cache and activation estimates", "4096");
   a.option("--max-tiles", "N", "tiles of one image for the preflight plan (as sailvl run)", "10");
   a.flag("--json", "print one JSON object instead of text");
+  a.examples = {"sailvl inspect -m ~/models/SAIL-VL-1d6-8B",
+                "sailvl inspect -m BytedanceDouyinContent/SAIL-VL-2B -c 8192",
+                "sailvl inspect -m DIR --json | jq .preflight"};
 }
 
 static std::string human_bytes(double b) {
@@ -78,6 +81,9 @@ static int run_inspect(cli::Args& a) {
   const std::string dir = cli::resolve_model_dir(a.get("model"));
   const int64_t ctx = a.get_int("ctx-size", 1, 1 << 24);
   const model::ModelConfig cfg = model::load_config(dir);
+  std::error_code ec;
+  if (std::filesystem::exists(std::filesystem::path(dir) / "RANDOM_WEIGHTS", ec))
+    std::fprintf(stderr, "sailvl: warning: %s holds random weights (made by sailvl make-model)\n", dir.c_str());
   const loader::WeightMap w = loader::WeightMap::open(dir);
   model::check_against_config(w, cfg);
 

@@ -20,6 +20,7 @@ static void print_top_help() {
 int main(int argc, char** argv) {
   std::signal(SIGPIPE, SIG_IGN);  // `sailvl ... | head`: writes fail with EPIPE instead of killing us
   std::vector<std::string> args(argv + 1, argv + argc);
+  if (args.size() >= 2 && args[0] == "help") args = {args[1], "--help"};  // `sailvl help run`
   if (args.empty() || args[0] == "-h" || args[0] == "--help" || args[0] == "help") {
     print_top_help();
     return args.empty() ? 2 : 0;

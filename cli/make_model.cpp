@@ -17,7 +17,8 @@ static void setup_make_model(cli::Args& a) {
   for (const auto& n : checkpoint::preset_names()) list += (list.empty() ? "" : ", ") + n;
   a.usage_line = "sailvl make-model --preset P --out DIR [options]";
   a.option("--preset", "P", "which model: " + list);
-  a.option("-o,--out", "DIR", "output directory (created; old safetensors files in it are replaced)");
+  a.option("-o,--out", "DIR", "output directory (created; must be empty unless --force)");
+  a.flag("--force", "write into a non-empty directory (old safetensors files there are replaced)");
   a.option("--seed", "S", "PRNG seed (docs/CHECKPOINTS.md)", "0");
   a.option("--shards", "N", "number of safetensors files (default: the preset's)");
   a.flag("--tie", "tie lm_head to embed_tokens (no lm_head.weight stored)");
@@ -27,6 +28,9 @@ static void setup_make_model(cli::Args& a) {
            "a stored head is the LM head even when the config ties it)");
   a.flag("-q,--quiet", "no progress on stderr");
   a.flag("--config-only", "write only config.json (e.g. to see a full-size preset's config)");
+  a.examples = {"sailvl make-model --preset tiny-aimv2 --out models/tiny-aimv2",
+                "sailvl make-model --preset sailvl-1d5-2b --out models/sailvl-1d5-2b   # 4.5 GB, for benchmarks",
+                "sailvl make-model --preset tiny-internvit --lm-head stored --out /tmp/stored-head"};
 }
 
 static int run_make_model(cli::Args& a) {
@@ -45,6 +49,7 @@ static int run_make_model(cli::Args& a) {
     opt.stored_head = h == "stored";
   }
   opt.quiet = a.on("quiet");
+  opt.force = a.on("force");
   if (a.on("config-only")) {
     std::filesystem::create_directories(opt.out_dir);
     std::ofstream f(std::filesystem::path(opt.out_dir) / "config.json", std::ios::binary | std::ios::trunc);

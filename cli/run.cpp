@@ -1,4 +1,9 @@
 // `sailvl run`: one answer to one question (with images), streamed to stdout as it is generated.
+//
+// Everything that can be checked without the weights is checked first (flags, sampling values, the
+// prompt file, the image files and their <image> markers, the --logits-out path), then the model is
+// loaded with the memory preflight, and the turn runs through the session engine
+// (runtime/session.h) exactly as a first chat turn does.
 #include <unistd.h>
 
 #include <cstdio>
@@ -8,8 +13,9 @@
 #include <iterator>
 #include <nlohmann/json.hpp>
 
-#include "cli/session.h"
-#include "runtime/chat.h"
+#include "cli/common.h"
+#include "loader/safetensors.h"
+#include "runtime/chat_template.h"
 #include "runtime/taps.h"
 
 namespace sailvl::cli {
@@ -21,117 +27,141 @@ void setup(Args& a) {
   a.usage_line = "sailvl run -m DIR [-i IMG]... -p TEXT [options]";
   a.description =
       "Answer one question about zero or more images, as the model card's model.chat() does, streaming\n"
-      "the answer to stdout. Logs and the timing summary go to stderr.";
+      "the answer to stdout. Logs, progress and the timing summary go to stderr.\n"
+      "Several images: without <image> in the prompt they are placed as 'Image-1: <image>\\nImage-2: <image>\\n'\n"
+      "before the question (one image: '<image>\\n'); or write the <image> markers yourself, one per -i, in order.\n"
+      "-p @FILE and -p - read the prompt from a file / stdin, dropping one trailing newline.";
   add_model_flags(a);
   a.option("-p,--prompt", "TEXT", "the question; @FILE reads it from a file, - from stdin");
   add_image_flags(a);
   add_generation_flags(a);
   a.option("--system", "TEXT", "replace the default (UniVL) system message");
   a.flag("--parse-special", "let special-token text in the prompt (e.g. <|im_end|>) act as control tokens");
-  a.flag("--json", "print one JSON object (text, tokens, prompt_tokens, image_tiles, timings) instead");
+  a.flag("--json", "print one JSON object (text, tokens, prompt_tokens, image_tiles, stop, timings) instead");
   a.option("--logits-out", "FILE", "write the last prompt position's logits (F32 safetensors, tensor 'logits')");
   a.option("--dump", "DIR", "write every stage (pixels, vision, projector, prompt ids, logits) as safetensors");
+  a.examples = {"sailvl run -m ~/models/SAIL-VL-1d5-2B -i cat.jpg -p 'What is in the picture?'",
+                "sailvl run -m DIR -i a.jpg -i b.jpg -p 'What differs between the two images?' --temp 1 --seed 7",
+                "sailvl run -m DIR -p @question.txt --json -n 256 > answer.json"};
 }
 
-// The request as the flags describe it; `tiles` per image.
-runtime::ChatRequest make_request(const Args& a, const std::string& question, std::vector<int64_t> tiles,
-                                  int64_t num_image_token) {
-  runtime::ChatRequest req;
-  req.question = question;
-  req.tiles = std::move(tiles);
-  req.layout = a.on("frames") ? runtime::ImageLayout::Video : runtime::ImageLayout::Auto;
-  req.num_image_token = num_image_token;
-  req.parse_special = a.on("parse-special");
-  if (a.has("system")) req.system_message = a.get("system");
-  return req;
-}
-
+// The prompt text: -p TEXT, -p @FILE or -p -; a file or stdin loses one trailing newline (what
+// echo and editors add), so `echo hi | sailvl run -p -` asks "hi".
 std::string read_prompt(const Args& a) {
   const std::string p = a.get("prompt");
-  if (p == "-") return std::string(std::istreambuf_iterator<char>(std::cin), {});
-  if (p.size() > 1 && p[0] == '@') {
+  std::string text;
+  if (p == "-") {
+    text.assign(std::istreambuf_iterator<char>(std::cin), {});
+  } else if (p.size() > 1 && p[0] == '@') {
+    std::error_code ec;
+    SAILVL_CHECK(!fs::is_directory(p.substr(1), ec), Usage, "-p ", escape_for_print(p), ": is a directory");
     std::ifstream f(p.substr(1), std::ios::binary);
     SAILVL_CHECK(f, Usage, "-p ", escape_for_print(p), ": cannot read the file");
-    return std::string(std::istreambuf_iterator<char>(f), {});
+    text.assign(std::istreambuf_iterator<char>(f), {});
+  } else {
+    return p;
   }
-  return p;
+  if (!text.empty() && text.back() == '\n') text.pop_back();
+  if (!text.empty() && text.back() == '\r') text.pop_back();
+  return text;
+}
+
+int64_t count_markers(const std::string& s) {
+  int64_t n = 0;
+  for (size_t at = s.find("<image>"); at != std::string::npos; at = s.find("<image>", at + 7)) ++n;
+  return n;
+}
+
+// --logits-out must be writable before anything runs: refuse now, not after the whole answer.
+void check_writable(const std::string& path) {
+  std::error_code ec;
+  SAILVL_CHECK(!fs::is_directory(path, ec), Usage, "--logits-out ", escape_for_print(path), ": is a directory");
+  const bool existed = fs::exists(path, ec);
+  std::ofstream f(path, std::ios::binary | std::ios::app);
+  SAILVL_CHECK(f.good(), Usage, "--logits-out ", escape_for_print(path), ": cannot write there");
+  f.close();
+  if (!existed) fs::remove(path, ec);
 }
 
 int run(Args& a) {
   install_interrupt_handler();
+  set_busy(true);
   apply_threads(a);
+  // ---- every check that needs no weights ----
   const std::string question = read_prompt(a);
+  runtime::GenerationOptions g = generation_options(a);
   const Device device = pick_device(a);
   const std::string dir = resolve_model_dir(a.get("model"));
-  const std::vector<std::string> paths = a.all("image");
-  // Memory preflight for this request with every image at its most tiles (the exact count needs
-  // the decoded images; the prompt bound needs no tokenizer).
-  const int64_t per_image = max_tiles_per_image(a);
-  const runtime::ChatRequest worst =
-      make_request(a, question, std::vector<int64_t>(paths.size(), per_image), model::load_config(dir).num_image_token);
-  const model::LoadOptions load =
-      load_options(a, per_image * static_cast<int64_t>(paths.size()), runtime::max_prompt_tokens(worst));
-  log(1, a, "sailvl: loading " + dir + " on " + device.str() + " ...");
-  const model::SailVL m = model::SailVL::load(dir, device, load);
+  if (a.has("logits-out")) check_writable(a.get("logits-out"));
+  const std::vector<runtime::ImageInput> images = read_images(a, a.all("image"));
+  const int64_t markers = count_markers(question);
+  SAILVL_CHECK(markers == 0 || markers == static_cast<int64_t>(images.size()), Usage, "the prompt has ", markers,
+               " <image> markers but ", images.size(), " images were given (-i); one marker per image, or none");
+  const model::ModelConfig cfg = model::load_config(dir);
+  runtime::SessionOptions so = session_options(a);
+  // The prompt bound for the memory preflight (no tokenizer needed) with each image's real tiles.
+  runtime::ChatRequest worst;
+  worst.question = question;
+  int64_t tiles = 0;
+  for (const auto& img : images) {
+    const image::TileGrid grid = image::choose_grid(img.rgb->width, img.rgb->height,
+                                                    img.frame ? 1 : so.preprocess.max_tiles, so.preprocess.image_size);
+    worst.tiles.push_back(grid.tiles() + (grid.tiles() > 1 ? 1 : 0));
+    tiles += worst.tiles.back();
+  }
+  worst.layout = so.layout;
+  worst.num_image_token = cfg.num_image_token;
+  worst.system_message = so.system_message;
+
+  // ---- load, then one turn ----
+  const model::SailVL m = load_model(a, dir, device, workload(a, tiles, runtime::max_prompt_tokens(worst)));
   log(2, a, "sailvl: " + m.config().describe());
+  runtime::Session session(m, so);
 
-  const image::PixelBatch images = load_images(a, paths, device);
-  const runtime::ChatRequest req = make_request(a, question, images.tiles_per_image, m.image_tokens_per_tile());
-  const runtime::ChatPrompt prompt = runtime::build_chat_prompt(m.tokenizer(), req);
-
-  runtime::GenerationOptions g = generation_options(a);
+  Progress progress(verbosity(a));
+  attach_progress(g, progress);
   g.cancel = &interrupted();
   const bool json = a.on("json");
   bool stdout_closed = false;  // `sailvl run ... | head`: stop generating once nobody reads
   if (!json) {
-    g.on_token = [&stdout_closed](int64_t, const std::string& text) {
+    g.on_token = [&](int64_t, const std::string& text) {
+      progress.clear();
+      if (text.empty()) return;
       if (std::fwrite(text.data(), 1, text.size(), stdout) != text.size() || std::fflush(stdout) != 0) {
         stdout_closed = true;
         request_stop();
       }
     };
   }
-  // Taps: --dump DIR keeps them; --logits-out alone uses a scratch directory.
-  std::string taps_dir = a.get_or("dump", "");
-  const bool scratch_taps = taps_dir.empty() && a.has("logits-out");
-  if (scratch_taps) taps_dir = (fs::temp_directory_path() / ("sailvl-taps-" + std::to_string(::getpid()))).string();
   std::optional<runtime::Taps> taps;
-  if (!taps_dir.empty()) {
-    taps.emplace(taps_dir);
+  if (a.has("dump")) {
+    taps.emplace(a.get("dump"));
     g.taps = &*taps;
   }
+  std::optional<Tensor> first_logits;  // --logits-out: the prefill's logits, written at the end
+  if (a.has("logits-out")) g.on_prefill_logits = [&](const Tensor& l) { first_logits = l.to(Device::cpu()).clone(); };
 
-  const std::vector<int64_t> ids(prompt.ids.begin(), prompt.ids.end());
-  const runtime::GenerationResult r = runtime::generate(m, ids, images.pixels, g);
-  std::vector<tokenizer::TokenId> out_ids(r.tokens.begin(), r.tokens.end());
-  const std::string response = runtime::clean_response(m.tokenizer().decode(out_ids, /*skip_special=*/true));
-
-  if (a.has("logits-out")) {
-    fs::copy_file(fs::path(taps_dir) / "logits.safetensors", a.get("logits-out"), fs::copy_options::overwrite_existing);
-    if (scratch_taps) fs::remove_all(taps_dir);
+  runtime::TurnResult r;
+  try {
+    r = session.ask(question, images, g);
+  } catch (const Error& e) {
+    progress.clear();
+    if (e.kind() != ErrorKind::Cancelled) throw;
+    std::cerr << "[interrupted]\n";
+    return 130;
   }
+  progress.clear();
+  if (first_logits) loader::write_safetensors(a.get("logits-out"), {{"logits", *first_logits}});
   if (json) {
-    const runtime::Timings& t = r.timings;
-    nlohmann::json j = {{"text", response},
-                        {"tokens", r.tokens},
-                        {"prompt_tokens", t.prompt_tokens},
-                        {"image_tiles", t.image_tiles},
-                        {"stop", runtime::stop_reason_name(r.stop)},
-                        {"timings",
-                         {{"vision_ms", t.vision_ms},
-                          {"projector_ms", t.projector_ms},
-                          {"prefill_ms", t.prefill_ms},
-                          {"ttft_ms", t.vision_ms + t.projector_ms + t.prefill_ms},
-                          {"decode_ms", t.decode_ms},
-                          {"decode_tokens_per_s", t.decode_tokens_per_s()}}}};
-    std::cout << j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
+    std::cout << turn_json(r.generation, r.response) << "\n";
   } else {
+    if (r.generation.stop == runtime::StopReason::ContextFull) std::cout << " [context full]";
     std::cout << "\n";
     std::cout.flush();
   }
-  log(1, a, summary_line(r.timings));
+  log(1, a, summary_line(r.generation.timings));
   if (stdout_closed) return 0;
-  return r.stop == runtime::StopReason::Cancelled ? 130 : 0;
+  return r.generation.stop == runtime::StopReason::Cancelled ? 130 : 0;
 }
 
 }  // namespace

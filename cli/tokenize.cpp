@@ -2,7 +2,8 @@
 //
 //   sailvl tokenize -m DIR --text "Hello"            {"ids":[9707]}
 //   echo 'Hi <|im_end|>' | sailvl tokenize -m DIR --parse-special
-//   sailvl tokenize -m DIR --decode --text "[9707, 1879]"     (or "9707 1879", or {"ids": [...]})
+//   sailvl tokenize -m DIR --decode --text "[9707, 1879]"     (or "9707 1879", or {"ids": [...]});
+//                                                           the text, then a newline
 // User text is encoded with special-token parsing off unless --parse-special (docs/VALIDATION.md).
 #include <iostream>
 #include <iterator>
@@ -11,7 +12,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cli/command.h"
-#include "cli/session.h"
+#include "cli/common.h"
 #include "tensor/error.h"
 #include "tokenizer/tokenizer.h"
 
@@ -20,12 +21,15 @@ namespace sailvl::cli {
 static void setup_tokenize(Args& a) {
   a.usage_line = "sailvl tokenize -m DIR [--parse-special] [--text T | < file] [--decode [--skip-special]]";
   a.option("-m,--model", "DIR", "model or tokenizer directory (tokenizer.json or vocab.json + merges.txt)");
-  a.option("-t,--text", "TEXT", "input (default: read stdin)");
+  a.option("--text", "TEXT", "input (default: read stdin)");
   a.flag("--parse-special", "match added/special tokens such as <|im_end|> in the text (HF behaviour)");
   a.flag("--replace-invalid", "replace invalid UTF-8 with U+FFFD instead of failing");
   a.flag("--decode", "input is token ids (JSON list or whitespace separated); print the text");
   a.flag("--skip-special", "with --decode: leave special tokens out");
   a.option("--tokenizer-format", "auto|json|files", "which files to load", "auto");
+  a.examples = {"sailvl tokenize -m DIR --text 'Hello'                 # {\"ids\":[9707]}",
+                "echo 'Hi <|im_end|>' | sailvl tokenize -m DIR --parse-special",
+                "sailvl tokenize -m DIR --decode --text '[9707, 1879]'   # prints the text"};
 }
 
 static std::string read_input(const Args& a) {
@@ -81,7 +85,7 @@ static int run_tokenize(Args& a) {
   const std::string input = read_input(a);
 
   if (a.on("decode")) {
-    std::cout << tok.decode(parse_ids(input), a.on("skip-special"));
+    std::cout << tok.decode(parse_ids(input), a.on("skip-special")) << "\n";
     std::cout.flush();
     return 0;
   }

@@ -45,6 +45,7 @@ class SafetensorsFile {
 
   const std::string& path() const { return path_; }
   size_t file_size() const;
+  const MappedFile& mapping() const { return *map_; }
   const SafetensorsHeader& header() const { return header_; }
   const TensorInfo* find(const std::string& name) const;
   // A read-only view into the mapping; misaligned data is copied into an aligned buffer instead.

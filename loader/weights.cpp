@@ -8,6 +8,8 @@
 // the index does not list. Shards are mmap'd; tensors are views into the mappings.
 #include "loader/weights.h"
 
+#include <sys/mman.h>
+
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
@@ -188,6 +190,25 @@ Tensor WeightScope::require(const std::string& name, const Shape& shape, DType d
 std::optional<Tensor> WeightScope::optional(const std::string& name, const Shape& shape) const {
   if (!contains(name)) return std::nullopt;
   return require(name, shape);
+}
+
+void WeightMap::prefetch(const std::function<void(uint64_t, uint64_t)>& progress) const {
+  uint64_t total = 0, done = 0;
+  for (const auto& s : shards_) total += s->mapping().nbytes();
+  constexpr size_t kPage = 4096, kStep = size_t{64} << 20;  // report every 64 MiB
+  volatile uint8_t sink = 0;
+  for (const auto& s : shards_) {
+    const MappedFile& m = s->mapping();
+    ::madvise(const_cast<uint8_t*>(m.bytes()), m.nbytes(), MADV_WILLNEED);  // a hint; failure is harmless
+    for (size_t at = 0; at < m.nbytes(); at += kStep) {
+      const size_t end = std::min(m.nbytes(), at + kStep);
+      uint8_t x = 0;
+      for (size_t p = at; p < end; p += kPage) x ^= m.bytes()[p];
+      sink = sink ^ x;
+      done += end - at;
+      if (progress) progress(done, total);
+    }
+  }
 }
 
 }  // namespace sailvl::loader

@@ -83,6 +83,9 @@ struct SeqRows {
 struct ForwardOptions {
   // Logits for every row ([T, V]) instead of the last row of each sequence ([B, V], or [V] for one).
   bool all_logits = false;
+  // false: no final norm and LM head at all (a prefill chunk that is not the prompt's last); the
+  // logits tensor is then ignored and may be undefined.
+  bool logits = true;
   // If set, receives the output of every decoder layer (copies, [T, D]): taps and tests.
   std::vector<Tensor>* layer_outputs = nullptr;
   // Cancellation and progress between layers (nullptr: none).

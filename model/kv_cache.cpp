@@ -19,6 +19,18 @@ void KvCache::set_length(int64_t n) {
   length_ = n;
 }
 
+void KvCache::reserve(int64_t rows) {
+  if (rows <= capacity_) return;
+  SAILVL_CHECK(!k_.empty(), Internal, "KvCache::reserve on an empty cache");
+  for (std::vector<Tensor>* kv : {&k_, &v_})
+    for (Tensor& t : *kv) {
+      Tensor bigger = Tensor::empty({rows, t.size(1), t.size(2)}, t.dtype(), t.device());
+      if (length_ > 0) bigger.narrow(0, 0, length_).copy_from(t.narrow(0, 0, length_));
+      t = std::move(bigger);
+    }
+  capacity_ = rows;
+}
+
 size_t KvCache::nbytes() const {
   size_t n = 0;
   for (const Tensor& t : k_) n += t.nbytes();

@@ -1,4 +1,4 @@
-// The key/value cache of the Qwen2 decoder, allocated once per conversation.
+// The key/value cache of the language model, one per conversation (or server slot).
 //
 // Layout (one pair of buffers per layer, contiguous, activation dtype: F32 on CPU, BF16 on CUDA):
 //
@@ -8,7 +8,9 @@
 // rows [0, length) are valid. Attention for a chunk at positions [p, p+T) reads the prefix view
 // K[l].narrow(0, 0, p+T) — no copy, no reshuffle — with a causal mask offset by p.
 // Size: 2 · L · S_max · Hkv · Dh · sizeof(act). Qwen2.5-1.5B (L 28, Hkv 2, Dh 128) in F32 is
-// 56 KiB per token; 7B (Hkv 4) 112 KiB per token.
+// 56 KiB per token; 7B (Hkv 4) 112 KiB per token. A conversation's cache starts small and grows
+// (reserve: new buffers, the valid rows copied, outside any forward pass) up to its context, so
+// memory follows what the conversation holds; the memory plan reserves the whole context.
 #pragma once
 
 #include <cstdint>
@@ -30,6 +32,8 @@ class KvCache {
   int64_t length() const { return length_; }      // valid rows
   void set_length(int64_t n);                     // after a forward chunk; 0 <= n <= capacity
   void clear() { length_ = 0; }
+  // Capacity for at least `rows` rows: reallocates and copies the valid rows when it must grow.
+  void reserve(int64_t rows);
   size_t nbytes() const;
 
  private:

@@ -154,11 +154,13 @@ void Qwen2::forward(const Tensor& x_in, std::span<const SeqRows> seqs, LlmWorksp
     rows += q.rows;
   }
   SAILVL_CHECK(B >= 1 && rows == T, Internal, "Qwen2::forward: ", B, " sequences cover ", rows, " of ", T, " rows");
-  SAILVL_CHECK(logits.dtype() == DType::F32 && logits.device() == device_, Internal, "Qwen2::forward: logits ",
-               logits.describe(), " must be F32 on ", device_.str());
   const int64_t out_rows = opt.all_logits ? T : B;
-  SAILVL_CHECK(logits.numel() == out_rows * V && (logits.size(-1) == V), Internal, "logits ", logits.describe(),
-               " are not [", out_rows, ", ", V, "]");
+  if (opt.logits) {
+    SAILVL_CHECK(logits.dtype() == DType::F32 && logits.device() == device_, Internal, "Qwen2::forward: logits ",
+                 logits.describe(), " must be F32 on ", device_.str());
+    SAILVL_CHECK(logits.numel() == out_rows * V && (logits.size(-1) == V), Internal, "logits ", logits.describe(),
+                 " are not [", out_rows, ", ", V, "]");
+  }
 
   // Absolute positions: row i of sequence s sits at p_s + i (RoPE angles and the causal mask).
   int64_t* ph = ws.positions_host.data<int64_t>();
@@ -178,6 +180,7 @@ void Qwen2::forward(const Tensor& x_in, std::span<const SeqRows> seqs, LlmWorksp
     if (opt.control) opt.control->report(l + 1, nl);
   }
   for (const SeqRows& q : seqs) q.cache->set_length(q.cache->length() + q.rows);
+  if (!opt.logits) return;
 
   // Final norm and LM head, only on the rows whose logits are wanted.
   const float eps = static_cast<float>(cfg_.rms_norm_eps);

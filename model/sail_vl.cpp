@@ -91,36 +91,35 @@ void SailVL::check_image_tokens(std::span<const int64_t> ids, int64_t tiles) con
                cfg_.num_image_token, " = ", want, " image rows");
 }
 
-void SailVL::embed_slice(const Tensor& out, std::span<const int64_t> ids, int64_t first,
-                         const Tensor& image_rows) const {
+void SailVL::embed_slice(const Tensor& out, std::span<const int64_t> ids, int64_t first, const Tensor& image_rows,
+                         int64_t rows_first) const {
   const int64_t n = out.size(0), D = cfg_.llm.hidden;
   SAILVL_CHECK(out.dim() == 2 && out.size(1) == D && first >= 0 && first + n <= static_cast<int64_t>(ids.size()),
                Internal, "embed_slice: ", out.describe(), " at ", first, " of ", ids.size(), " ids");
-  // The rows of the slice's <IMG_CONTEXT> positions: the k-th of the whole prompt takes row k.
+  // The placeholders of the slice: the k-th of the whole prompt takes row k - rows_first.
   int64_t k = 0;
   for (int64_t s = 0; s < first; ++s) k += ids[static_cast<size_t>(s)] == special_.img_context;
   Tensor ids_t = Tensor::empty({n}, DType::I64);
-  std::vector<int64_t> where, which;  // slice positions and their image rows
+  std::vector<int64_t> where;  // slice positions of the placeholders
+  const int64_t k0 = k;
   for (int64_t s = 0; s < n; ++s) {
     const int64_t id = ids[static_cast<size_t>(first + s)];
     SAILVL_CHECK(id >= 0 && id < cfg_.llm.vocab, Usage, "token id ", id, " is outside the vocabulary [0, ",
                  cfg_.llm.vocab, ")");
     ids_t.data<int64_t>()[s] = id;
-    if (id == special_.img_context) {
-      where.push_back(s);
-      which.push_back(k++);
-    }
+    if (id == special_.img_context) where.push_back(s);
   }
   llm_->embed(out, ids_t);  // E = embed_tokens(ids)     [n, D]
   if (where.empty()) return;
-  SAILVL_CHECK(image_rows.defined() && image_rows.numel() % D == 0 && image_rows.numel() / D >= k, Internal,
-               "embed_slice: ", k, " image rows needed, ", image_rows.defined() ? image_rows.describe() : "none");
-  const Tensor rows = image_rows.reshape({image_rows.numel() / D, D});
   const int64_t K = static_cast<int64_t>(where.size());
+  const int64_t avail = image_rows.defined() && image_rows.numel() % D == 0 ? image_rows.numel() / D : 0;
+  SAILVL_CHECK(k0 >= rows_first && k0 - rows_first + K <= avail, Internal, "embed_slice: image rows ", k0, "..", k0 + K,
+               " needed, ", avail, " given from row ", rows_first);
+  const Tensor rows = image_rows.reshape({avail, D});
   Tensor where_t = Tensor::empty({K}, DType::I64);
   std::copy(where.begin(), where.end(), where_t.data<int64_t>());
-  // The slice's image rows are consecutive rows of `rows` (placeholders are consumed in order).
-  ops::scatter_rows(out, place(where_t, device_), rows.narrow(0, which.front(), K));  // E[where[j]] = rows[k0 + j]
+  // The slice's placeholders are consecutive in the prompt's order: rows k0 .. k0 + K - 1.
+  ops::scatter_rows(out, place(where_t, device_), rows.narrow(0, k0 - rows_first, K));  // E[where[j]] = rows[k0+j]
 }
 
 Tensor SailVL::embed_prompt(std::span<const int64_t> ids, const Tensor& image_rows) const {

@@ -80,11 +80,12 @@ class SailVL {
   // E [S, D]: embed_tokens(ids) with the <IMG_CONTEXT> rows replaced, in order, by `image_rows`
   // ([T, 256, D] or [K, D]; undefined when there is no image). Checks the count first.
   Tensor embed_prompt(std::span<const int64_t> ids, const Tensor& image_rows) const;
-  // E [n, D] for the slice ids[first, first + n) of a prompt whose <IMG_CONTEXT> positions take the
-  // rows of `image_rows` in order ([K, D], K = the prompt's <IMG_CONTEXT> count, checked by the
-  // caller): the k-th <IMG_CONTEXT> of the whole prompt gets row k. A chunked prefill embeds its
-  // chunks with this; embed_prompt is the slice [0, S).
-  void embed_slice(const Tensor& out, std::span<const int64_t> ids, int64_t first, const Tensor& image_rows) const;
+  // out [n, D] = the embeddings of the slice ids[first, first + n) of a prompt: embed_tokens, with
+  // the k-th <IMG_CONTEXT> of the whole prompt replaced by row k - rows_first of `image_rows`
+  // ([K, D] or [T, 256, D]; it must cover every placeholder of the slice). A chunked prefill embeds
+  // its chunks with this; embed_prompt is the slice [0, S).
+  void embed_slice(const Tensor& out, std::span<const int64_t> ids, int64_t first, const Tensor& image_rows,
+                   int64_t rows_first = 0) const;
 
  private:
   ModelConfig cfg_;

@@ -351,22 +351,34 @@ TEST(ModelGenerate, SeededSamplingIsReproducibleEndToEnd) {
     }
 }
 
-TEST(ModelGenerate, ContextBudgetCheckedBeforeCompute) {
+// -n is a cap: a prompt only has to fit the context (checked before any compute, with the numbers);
+// an answer that fills the context stops there with StopReason::ContextFull.
+TEST(ModelGenerate, ContextBudget) {
   const model::SailVL& m = tiny("tiny-internvit");
   const auto ids = text_prompt(m, "Hi");
+  const int64_t S = static_cast<int64_t>(ids.size());
   runtime::GenerationOptions go;
   go.max_new_tokens = 100;
-  go.context_size = static_cast<int64_t>(ids.size()) + 99;
+  go.context_size = S - 1;
   try {
     runtime::generate(m, ids, Tensor(), go);
     FAIL() << "no ContextOverflow";
   } catch (const Error& e) {
     EXPECT_EQ(e.kind(), ErrorKind::ContextOverflow);
     const std::string msg = e.what();
-    EXPECT_NE(msg.find(std::to_string(ids.size())), std::string::npos) << msg;
-    EXPECT_NE(msg.find(std::to_string(ids.size() + 100)), std::string::npos) << msg;
-    EXPECT_NE(msg.find(std::to_string(ids.size() + 99)), std::string::npos) << msg;
+    EXPECT_NE(msg.find(std::to_string(S)), std::string::npos) << msg;
+    EXPECT_NE(msg.find(std::to_string(S - 1)), std::string::npos) << msg;
   }
+  go.context_size = S + 5;  // room for 5 fed tokens; the 6th is sampled from the last position
+  const runtime::GenerationResult r = runtime::generate(m, ids, Tensor(), go);
+  if (r.stop != runtime::StopReason::EndOfTurn) {
+    EXPECT_EQ(r.stop, runtime::StopReason::ContextFull);
+    EXPECT_EQ(r.tokens.size(), 6u);
+  }
+  go.max_new_tokens = 0;  // prefill only
+  const runtime::GenerationResult z = runtime::generate(m, ids, Tensor(), go);
+  EXPECT_TRUE(z.tokens.empty());
+  EXPECT_EQ(z.stop, runtime::StopReason::MaxTokens);
 }
 
 TEST(ModelGenerate, ImageTokenCountMustMatchTiles) {

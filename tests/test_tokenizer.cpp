@@ -548,9 +548,9 @@ TEST(TokenizeCli, EncodeDecodeAndErrors) {
   EXPECT_GT(json::parse(out)["ids"].size(), 1u);
 
   ASSERT_EQ(test::run_command(bin + " --decode --text '[9707, 1879, 151645]'", &out, &err), 0) << err;
-  EXPECT_EQ(out, "Hello world<|im_end|>");
+  EXPECT_EQ(out, "Hello world<|im_end|>\n");  // the text, then a newline
   ASSERT_EQ(test::run_command("echo '9707 1879 151645' | " + bin + " --decode --skip-special", &out, &err), 0) << err;
-  EXPECT_EQ(out, "Hello world");
+  EXPECT_EQ(out, "Hello world\n");
 
   // Invalid UTF-8: exit code of BadTokenizer (4) and the byte offset; --replace-invalid substitutes.
   EXPECT_EQ(test::run_command("printf 'ab\\377c' | " + bin, &out, &err), 4) << err;

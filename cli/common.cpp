@@ -1,6 +1,7 @@
-#include "cli/session.h"
+#include "cli/common.h"
 
 #include <signal.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -8,7 +9,9 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <nlohmann/json.hpp>
 
+#include "model/config.h"
 #include "ops/ops.h"
 #include "runtime/memory_plan.h"
 #include "tensor/cuda_runtime.h"
@@ -22,6 +25,7 @@ std::string resolve_model_dir(const std::string& arg) {
   SAILVL_CHECK(!arg.empty(), Usage, "-m needs a model directory");
   std::error_code ec;
   if (fs::is_directory(arg, ec)) return arg;
+  if (fs::is_regular_file(arg, ec)) (void)model::load_config(arg);  // says "a file" (or "GGUF") and throws
   std::vector<std::string> tried{arg};
   const auto slash = arg.find('/');
   const bool repo_id = slash != std::string::npos && slash > 0 && arg.find('/', slash + 1) == std::string::npos &&
@@ -65,13 +69,14 @@ void add_model_flags(Args& a) {
 }
 
 void add_generation_flags(Args& a) {
-  a.option("-n,--max-new-tokens", "N", "stop after N new tokens", "1024");
+  a.option("-n,--max-new-tokens", "N",
+           "at most N new tokens (a cap: the answer also ends at a full context; 0 = prefill only)", "1024");
   a.option("--temp", "T", "sampling temperature; 0 = greedy", "0");
   a.option("--top-k", "K", "keep the K most likely tokens when sampling (0 = off)", "50");
   a.option("--top-p", "P", "nucleus sampling mass (1 = off)", "1.0");
   a.option("--repeat-penalty", "R", "repetition penalty, HF semantics (1 = off)", "1.0");
   a.option("--seed", "S", "sampling seed (the draw at step i depends on seed and i only)", "0");
-  a.option("-c,--ctx-size", "N", "context size in tokens (0 = the model's max_position_embeddings)", "0");
+  a.option("-c,--ctx-size", "N", "tokens a conversation may hold (0 = the model's max_position_embeddings)", "0");
 }
 
 void add_image_flags(Args& a) {
@@ -112,26 +117,47 @@ std::optional<uint64_t> fake_free_bytes() {
 }
 }  // namespace
 
-model::LoadOptions load_options(const Args& a, int64_t tiles, int64_t prompt_tokens) {
+runtime::Workload workload(const Args& a, int64_t tiles, int64_t prompt_tokens, int64_t sequences) {
   runtime::Workload w;
   w.context = a.get_int("ctx-size", 0, 1 << 24);
-  w.max_new_tokens = a.get_int("max-new-tokens", 0, 1 << 24);
+  w.max_new_tokens = std::max<long long>(a.get_int("max-new-tokens", 0, 1 << 24), 1);
   w.prompt_tokens = prompt_tokens;
   w.tiles = tiles;
   w.cpu_threads = ops::num_threads();
+  w.sequences = sequences;
+  return w;
+}
+
+model::SailVL load_model(const Args& a, const std::string& dir, const Device& device, const runtime::Workload& w) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  if (fs::exists(fs::path(dir) / "RANDOM_WEIGHTS", ec))
+    log(1, a, "sailvl: warning: " + dir + " holds random weights (made by sailvl make-model): its words are noise");
+  log(1, a, "sailvl: loading " + dir + " on " + device.str() + " ...");
+  Progress progress(verbosity(a));
   model::LoadOptions o;
-  o.before_weights = runtime::preflight(pick_device(a), w, fake_free_bytes());
-  // Weight upload to a GPU: a progress line on stderr in 10 % steps (never with --quiet).
+  const std::optional<uint64_t> fake = fake_free_bytes();
+  auto preflight = runtime::preflight(device, w, fake);
+  o.before_weights = [&](const model::ModelConfig& c, const loader::WeightMap& weights) {
+    if (w.context > c.llm.max_position_embeddings)
+      log(1, a,
+          str_cat("sailvl: warning: -c ", w.context, " is above the model's max_position_embeddings ",
+                  c.llm.max_position_embeddings, "; positions past it were never trained"));
+    preflight(c, weights);
+    // CPU: fill the page cache from disk in one sequential pass (shows progress on a cold start).
+    if (device.is_cpu() && verbosity(a) >= 1)
+      weights.prefetch([&](uint64_t done, uint64_t total) {
+        progress.update("reading weights", static_cast<double>(done) / 1e9, static_cast<double>(total) / 1e9, "GB");
+      });
+    progress.done("reading weights");
+  };
   if (verbosity(a) >= 1)
-    o.progress = [step = 0](uint64_t done, uint64_t total) mutable {
-      const int now = total ? static_cast<int>(10 * done / total) : 10;
-      if (now == step && done < total) return;
-      step = now;
-      std::fprintf(stderr, "\rsailvl: weights to the GPU %3d%% (%.2f / %.2f GB)%s", 10 * now, done / 1e9, total / 1e9,
-                   done >= total ? "\n" : "");
-      std::fflush(stderr);
+    o.progress = [&](uint64_t done, uint64_t total) {
+      progress.update("weights to the GPU", static_cast<double>(done) / 1e9, static_cast<double>(total) / 1e9, "GB");
     };
-  return o;
+  model::SailVL m = model::SailVL::load(dir, device, o);
+  progress.done("weights to the GPU");
+  return m;
 }
 
 void apply_threads(const Args& a) { ops::set_num_threads(static_cast<int>(a.get_int("threads", 0, 4096))); }
@@ -145,9 +171,10 @@ runtime::GenerationOptions generation_options(const Args& a) {
   g.sampling.temperature = temp > 0 ? static_cast<float>(temp) : 1.0f;
   g.sampling.top_k = a.get_int("top-k", 0, 1 << 30);
   g.sampling.top_p = static_cast<float>(a.get_double("top-p", 0, 1));
-  SAILVL_CHECK(g.sampling.top_p > 0, Usage, "--top-p must be in (0, 1]");
+  SAILVL_CHECK(g.sampling.top_p > 0, Usage, "--top-p must be in (0, 1], got ", a.get("top-p"));
   g.sampling.repetition_penalty = static_cast<float>(a.get_double("repeat-penalty", 1e-6, 100));
   g.sampling.seed = static_cast<uint64_t>(a.get_int("seed", 0, INT64_MAX));
+  runtime::check_sampling(g.sampling);
   return g;
 }
 
@@ -157,13 +184,33 @@ image::PreprocessOptions preprocess_options(const Args& a) {
   return p;
 }
 
-image::PixelBatch load_images(const Args& a, const std::vector<std::string>& paths, const Device& device) {
-  if (paths.empty()) return {};
-  auto opt = preprocess_options(a);
-  // On a GPU the model takes BF16 pixels (the card's `.to(torch.bfloat16)`): round once here, so
-  // the upload is a plain copy of half the bytes.
-  if (device.is_cuda()) opt.dtype = DType::BF16;
-  return a.on("frames") ? image::preprocess_video_frames(paths, opt) : image::preprocess_images(paths, opt);
+std::vector<runtime::ImageInput> read_images(const Args& a, const std::vector<std::string>& paths) {
+  std::vector<runtime::ImageInput> out;
+  for (const std::string& p : paths) {
+    out.push_back(runtime::ImageInput::from_file(p));
+    out.back().frame = a.on("frames");
+  }
+  return out;
+}
+
+runtime::SessionOptions session_options(const Args& a) {
+  runtime::SessionOptions so;
+  so.context = a.get_int("ctx-size", 0, 1 << 24);
+  so.preprocess = preprocess_options(a);
+  so.layout = a.on("frames") ? runtime::ImageLayout::Video : runtime::ImageLayout::Auto;
+  if (a.has("system")) so.system_message = a.get("system");
+  if (a.has("parse-special")) so.parse_special = a.on("parse-special");
+  if (a.has("image-cache")) so.image_cache_bytes = static_cast<uint64_t>(a.get_int("image-cache", 1, 1 << 20)) << 20;
+  return so;
+}
+
+void attach_progress(runtime::GenerationOptions& g, Progress& p) {
+  g.progress = [&p](runtime::Phase ph, int64_t done, int64_t total) {
+    const char* stage = ph == runtime::Phase::Vision ? "vision" : "prefill";
+    p.update(stage, static_cast<double>(done), static_cast<double>(total),
+             ph == runtime::Phase::Vision ? "layers" : "tokens");
+    if (done >= total) p.done(stage);
+  };
 }
 
 int verbosity(const Args& a) { return a.on("quiet") ? 0 : a.on("verbose") ? 2 : 1; }
@@ -174,12 +221,31 @@ void log(int level, const Args& a, const std::string& line) {
 
 namespace {
 std::atomic<bool> g_interrupted{false};
+std::atomic<bool> g_busy{true};
+std::atomic<int64_t> g_last_idle_sigint_ms{-1000000};
+
+int64_t now_ms() {
+  struct timespec ts {};
+  clock_gettime(CLOCK_MONOTONIC, &ts);  // async-signal-safe
+  return static_cast<int64_t>(ts.tv_sec) * 1000 + ts.tv_nsec / 1000000;
+}
+
+void say(const char* msg, size_t n) {
+  ssize_t r = ::write(2, msg, n);
+  (void)r;
+}
 
 void on_sigint(int) {
-  if (g_interrupted.exchange(true)) _exit(130);  // second Ctrl-C: leave now
-  const char msg[] = "\n[interrupted: stopping generation; Ctrl-C again to quit]\n";
-  ssize_t r = ::write(2, msg, sizeof msg - 1);
-  (void)r;
+  if (g_busy.load()) {
+    if (g_interrupted.exchange(true)) _exit(130);  // second Ctrl-C while stopping: leave now
+    const char msg[] = "\n[interrupted: stopping; Ctrl-C again to quit]\n";
+    say(msg, sizeof msg - 1);
+    return;
+  }
+  const int64_t t = now_ms();
+  if (t - g_last_idle_sigint_ms.exchange(t) < 2000) _exit(130);
+  const char msg[] = "\n(Ctrl-C again within 2 s to quit, or /exit)\n";
+  say(msg, sizeof msg - 1);
 }
 }  // namespace
 
@@ -190,19 +256,41 @@ void install_interrupt_handler() {
   sa.sa_flags = SA_RESTART;
   sigaction(SIGINT, &sa, nullptr);
 }
+void set_busy(bool busy) { g_busy = busy; }
 const std::atomic<bool>& interrupted() { return g_interrupted; }
 void clear_interrupt() { g_interrupted = false; }
 void request_stop() { g_interrupted = true; }
 
 std::string summary_line(const runtime::Timings& t) {
-  char buf[512];
-  const double ttft = t.vision_ms + t.projector_ms + t.prefill_ms;
-  std::snprintf(buf, sizeof buf,
-                "[%lld prompt tokens, %lld image tiles | TTFT %.0f ms (vision %.0f, projector %.0f, prefill %.0f) | "
-                "%lld tokens at %.1f tok/s]",
-                static_cast<long long>(t.prompt_tokens), static_cast<long long>(t.image_tiles), ttft, t.vision_ms,
-                t.projector_ms, t.prefill_ms, static_cast<long long>(t.new_tokens), t.decode_tokens_per_s());
-  return buf;
+  auto plural = [](int64_t n, const char* one, const char* many) { return str_cat(n, " ", n == 1 ? one : many); };
+  char ttft[160];
+  std::snprintf(ttft, sizeof ttft, "TTFT %.0f ms (vision %.0f, projector %.0f, prefill %.0f)",
+                t.vision_ms + t.projector_ms + t.prefill_ms, t.vision_ms, t.projector_ms, t.prefill_ms);
+  char rate[64];
+  std::snprintf(rate, sizeof rate, " at %.1f tok/s", t.decode_tokens_per_s());
+  std::string s = "[" + plural(t.prompt_tokens, "prompt token", "prompt tokens");
+  if (t.cached_tokens > 0) s += str_cat(" (", t.cached_tokens, " cached)");
+  s += ", " + plural(t.image_tiles, "image tile", "image tiles");
+  if (t.image_tiles > 0 && t.encoded_tiles < t.image_tiles) s += str_cat(" (", t.encoded_tiles, " encoded)");
+  return s + " | " + ttft + " | " + plural(t.new_tokens, "token", "tokens") + rate + "]";
+}
+
+std::string turn_json(const runtime::GenerationResult& r, const std::string& text, int64_t turn) {
+  const runtime::Timings& t = r.timings;
+  nlohmann::ordered_json j;
+  if (turn >= 0) j["turn"] = turn;
+  j["text"] = text;
+  j["tokens"] = r.tokens;
+  j["prompt_tokens"] = t.prompt_tokens;
+  j["cached_tokens"] = t.cached_tokens;
+  j["image_tiles"] = t.image_tiles;
+  j["encoded_tiles"] = t.encoded_tiles;
+  j["stop"] = runtime::stop_reason_name(r.stop);
+  j["finish_reason"] = runtime::finish_reason_name(r.stop);
+  j["timings"] = {{"vision_ms", t.vision_ms},   {"projector_ms", t.projector_ms},
+                  {"prefill_ms", t.prefill_ms}, {"ttft_ms", t.vision_ms + t.projector_ms + t.prefill_ms},
+                  {"decode_ms", t.decode_ms},   {"decode_tokens_per_s", t.decode_tokens_per_s()}};
+  return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 }
 
 }  // namespace sailvl::cli

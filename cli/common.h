@@ -1,0 +1,81 @@
+// What `sailvl run`, `chat`, `serve` and `bench` share: the model-directory lookup (a path or a
+// Hugging Face cache entry), the flags (llama.cpp spellings), loading with the memory preflight and
+// progress, images decoded before anything heavy, the generation options, Ctrl-C, the summary line.
+#pragma once
+
+#include <atomic>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "cli/command.h"
+#include "cli/progress.h"
+#include "image/image.h"
+#include "model/sail_vl.h"
+#include "runtime/generate.h"
+#include "runtime/memory_plan.h"
+#include "runtime/session.h"
+#include "tensor/storage.h"
+
+namespace sailvl::cli {
+
+// `-m` as given: an existing directory, or ORG/NAME found in the local Hugging Face cache
+// ($HF_HUB_CACHE, else $HF_HOME/hub, else ~/.cache/huggingface/hub: models--ORG--NAME/snapshots/REV,
+// REV from refs/main when present). Never touches the network. A file (a .gguf, a .safetensors) is
+// refused as such. Throws BadModel with the places tried.
+std::string resolve_model_dir(const std::string& arg);
+
+// -m, --device, -t/--threads, -v, -q
+void add_model_flags(Args& a);
+// -n, --temp, --top-k, --top-p, --repeat-penalty, --seed, -c/--ctx-size
+void add_generation_flags(Args& a);
+// -i, --max-tiles, --frames
+void add_image_flags(Args& a);
+
+Device pick_device(const Args& a);  // --device cpu|cuda|auto (auto: cuda when usable)
+
+// Tiles one image can become at most: --max-tiles plus the thumbnail (added when the grid has more
+// than one tile); one per frame with --frames.
+int64_t max_tiles_per_image(const Args& a);
+void apply_threads(const Args& a);
+// Every generation flag, parsed and checked (NaN, ranges) before anything is loaded.
+runtime::GenerationOptions generation_options(const Args& a);
+image::PreprocessOptions preprocess_options(const Args& a);
+
+// Decode image files for a session (hash for /save, tiles later); --frames marks them video frames.
+// ErrorKind::BadImage naming the file (a directory, a missing file, an undecodable one).
+std::vector<runtime::ImageInput> read_images(const Args& a, const std::vector<std::string>& paths);
+
+// Load `dir` on `device` for this workload: the memory preflight (run/chat/serve flags: context,
+// -n, tiles, sequences; SAILVL_FAKE_FREE_BYTES=N makes it assume N free bytes, for tests), progress
+// on stderr (the page cache filled from disk on the CPU, the upload on a GPU), and one-line
+// warnings for random-weight checkpoints (made by make-model) and for -c above the model's
+// max_position_embeddings.
+model::SailVL load_model(const Args& a, const std::string& dir, const Device& device, const runtime::Workload& w);
+runtime::Workload workload(const Args& a, int64_t tiles, int64_t prompt_tokens, int64_t sequences = 1);
+
+// Session options from the flags (-c, --max-tiles, --frames, --image-cache, --system, --parse-special).
+runtime::SessionOptions session_options(const Args& a);
+// Generation progress (vision layers, prefill tokens) on `p`.
+void attach_progress(runtime::GenerationOptions& g, Progress& p);
+
+// Verbosity: 0 quiet, 1 normal, 2 verbose.
+int verbosity(const Args& a);
+void log(int level, const Args& a, const std::string& line);  // to stderr when verbosity >= level
+
+// Ctrl-C. While busy (a turn runs): the first press sets the flag, which stops the running stage
+// within a layer; a second press exits at once with 130. While idle (a prompt waits for input): a
+// press prints a hint, and a second one within 2 s exits with 130.
+void install_interrupt_handler();
+void set_busy(bool busy);
+const std::atomic<bool>& interrupted();
+void clear_interrupt();
+// Stop generation without a signal (e.g. stdout closed by `| head`): sets the same flag.
+void request_stop();
+
+// One-line summary: prompt tokens (cached), image tiles (encoded), TTFT split, decode tok/s.
+std::string summary_line(const runtime::Timings& t);
+// --json fields shared by run and chat (text, tokens, counts, stop and finish reason, timings).
+std::string turn_json(const runtime::GenerationResult& r, const std::string& text, int64_t turn = -1);
+
+}  // namespace sailvl::cli
