@@ -55,18 +55,8 @@ int64_t count_markers(std::string_view s) {
 
 // Step 2: InternVL adds "<image>\n" only on the first turn, only when the question has no marker.
 std::string with_image_prefix(const ChatRequest& req) {
-  const int64_t n = static_cast<int64_t>(req.tiles.size());
-  if (!req.history.empty() || n == 0 || req.question.find(kImageMarker) != std::string::npos) return req.question;
-  ImageLayout layout = req.layout;
-  if (layout == ImageLayout::Auto) layout = n == 1 ? ImageLayout::Single : ImageLayout::MultiImage;
-  std::string prefix;
-  if (layout == ImageLayout::Single) {
-    prefix = "<image>\n";
-  } else {
-    const char* label = layout == ImageLayout::Video ? "Frame-" : "Image-";
-    for (int64_t k = 1; k <= n; ++k) prefix += str_cat(label, k, ": <image>\n");
-  }
-  return prefix + req.question;
+  if (!req.history.empty()) return req.question;
+  return question_with_images(req.question, static_cast<int64_t>(req.tiles.size()), /*first_turn=*/true, req.layout);
 }
 
 // Step 3: the template as parts.
@@ -123,6 +113,23 @@ std::vector<Part> expand_images(const std::vector<Part>& parts, const ChatReques
 }
 
 }  // namespace
+
+std::string question_with_images(const std::string& question, int64_t images, bool first_turn, ImageLayout layout) {
+  if (images == 0 || question.find(kImageMarker) != std::string::npos) return question;
+  std::string prefix;
+  if (!first_turn) {  // a picture attached to a follow-up question gets its own marker
+    for (int64_t k = 0; k < images; ++k) prefix += "<image>\n";
+    return prefix + question;
+  }
+  if (layout == ImageLayout::Auto) layout = images == 1 ? ImageLayout::Single : ImageLayout::MultiImage;
+  if (layout == ImageLayout::Single) {
+    prefix = "<image>\n";
+  } else {
+    const char* label = layout == ImageLayout::Video ? "Frame-" : "Image-";
+    for (int64_t k = 1; k <= images; ++k) prefix += str_cat(label, k, ": <image>\n");
+  }
+  return prefix + question;
+}
 
 // Step 5 and the whole pipeline.
 ChatPrompt build_chat_prompt(const tokenizer::Tokenizer& tok, const ChatRequest& req) {

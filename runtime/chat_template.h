@@ -76,6 +76,12 @@ ChatPrompt build_chat_prompt(const tokenizer::Tokenizer& tok, const ChatRequest&
 // covers at least one byte, and NFC normalisation grows UTF-8 text at most 3× (UAX #15).
 int64_t max_prompt_tokens(const ChatRequest& req);
 
+// The question as a conversation stores it when `images` pictures come with it: on the first turn
+// chat()'s prefix ("<image>\n" for one, "Image-k: <image>\n" for several, "Frame-k: ..." for
+// video), on a later turn "<image>\n" per picture (how sailvl places pictures sent mid-conversation);
+// a question that already holds "<image>" markers is left as it is.
+std::string question_with_images(const std::string& question, int64_t images, bool first_turn, ImageLayout layout);
+
 // Appends the finished turn to a history (question as returned in ChatPrompt::question).
 void append_turn(std::vector<ChatTurn>& history, const ChatPrompt& prompt, std::string answer);
 

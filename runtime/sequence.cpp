@@ -14,12 +14,13 @@ namespace {
 constexpr int64_t kInitialRows = 1024;
 }  // namespace
 
-Sequence::Sequence(const model::SailVL& m, int64_t context, int64_t chunk) : m_(&m) {
+Sequence::Sequence(const model::SailVL& m, int64_t context, int64_t chunk, std::shared_ptr<model::LlmWorkspace> ws)
+    : m_(&m), ws_(std::move(ws)) {
   const model::LlmConfig& lc = m.config().llm;
   context_ = context > 0 ? context : lc.max_position_embeddings;
   chunk_ = chunk > 0 ? chunk : prefill_chunk_tokens(m.device());
   cache_ = m.llm().make_cache(std::min(context_, kInitialRows));
-  ws_ = m.llm().make_workspace(std::min(chunk_, context_));
+  if (!ws_) ws_ = std::make_shared<model::LlmWorkspace>(m.llm().make_workspace(std::min(chunk_, context_)));
   step_id_ = Tensor::empty({1}, DType::I64);
   step_emb_ = Tensor::empty({1, lc.hidden}, model::activation_dtype(m.device()), m.device());
 }
@@ -76,7 +77,7 @@ PrefillStats Sequence::prefill(std::span<const int64_t> ids, std::span<const uin
   const int64_t D = m_->config().llm.hidden;
   const DType act = model::activation_dtype(m_->device());
   const int64_t chunk = layer_outputs ? std::max<int64_t>(st.prefilled, 1) : chunk_;
-  if (ws_.max_tokens < std::min(chunk, st.prefilled)) ws_ = m_->llm().make_workspace(std::min(chunk, st.prefilled));
+  if (ws_->max_tokens < std::min(chunk, st.prefilled)) *ws_ = m_->llm().make_workspace(std::min(chunk, st.prefilled));
   StageScope stage("prefill");
   for (int64_t p = keep; p < S; p += chunk) {
     ctl.check();
@@ -87,10 +88,10 @@ PrefillStats Sequence::prefill(std::span<const int64_t> ids, std::span<const uin
     model::RunControl layer_ctl;  // cancellation between layers (progress is reported in tokens, below)
     layer_ctl.cancel = ctl.cancel;
     model::ForwardOptions fo;
-    fo.logits = last;
+    fo.logits = last && logits.defined();  // no logits wanted: a partial prefill (the server's chunks)
     fo.layer_outputs = layer_outputs;
     fo.control = &layer_ctl;
-    m_->llm().forward(E, cache_, ws_, last ? logits : Tensor(), fo);
+    m_->llm().forward(E, cache_, *ws_, fo.logits ? logits : Tensor(), fo);
     for (int64_t i = p; i < p + n; ++i) {  // these rows are now valid
       ids_.push_back(ids[static_cast<size_t>(i)]);
       if (ids[static_cast<size_t>(i)] == img_ctx) {
@@ -110,8 +111,29 @@ void Sequence::step(int64_t token, const Tensor& logits) {
   ensure_capacity(length() + 1);
   step_id_.data<int64_t>()[0] = token;
   m_->llm().embed(step_emb_, step_id_);          // e = embed_tokens[token]     [1, D]
-  m_->llm().forward(step_emb_, cache_, ws_, logits);  // logits of the next position [V]
+  m_->llm().forward(step_emb_, cache_, *ws_, logits);  // logits of the next position [V]
   ids_.push_back(token);
+}
+
+void Sequence::step_batch(std::span<Sequence* const> seqs, std::span<const int64_t> tokens, model::LlmWorkspace& ws,
+                          const Tensor& logits) {
+  const int64_t B = static_cast<int64_t>(seqs.size());
+  SAILVL_CHECK(B >= 1 && static_cast<int64_t>(tokens.size()) == B && ws.max_tokens >= B, Internal,
+               "step_batch: ", B, " sequences, ", tokens.size(), " tokens, workspace of ", ws.max_tokens);
+  const model::SailVL& m = *seqs[0]->m_;
+  std::vector<model::SeqRows> rows(static_cast<size_t>(B));
+  Tensor ids = Tensor::empty({B}, DType::I64);
+  for (int64_t b = 0; b < B; ++b) {
+    Sequence& s = *seqs[static_cast<size_t>(b)];
+    SAILVL_CHECK(s.length() < s.context_, ContextOverflow, "the context is full (", s.context_, " tokens)");
+    s.ensure_capacity(s.length() + 1);
+    ids.data<int64_t>()[b] = tokens[static_cast<size_t>(b)];
+    rows[static_cast<size_t>(b)] = {&s.cache_, 1};
+  }
+  Tensor emb = Tensor::empty({B, m.config().llm.hidden}, model::activation_dtype(m.device()), m.device());
+  m.llm().embed(emb, ids);                       // e[b] = embed_tokens[tokens[b]]     [B, D]
+  m.llm().forward(emb, rows, ws, logits);        // logits[b] of sequence b's next position  [B, V]
+  for (int64_t b = 0; b < B; ++b) seqs[static_cast<size_t>(b)]->ids_.push_back(tokens[static_cast<size_t>(b)]);
 }
 
 }  // namespace sailvl::runtime

@@ -19,6 +19,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <span>
 #include <vector>
 
@@ -44,8 +45,10 @@ struct PrefillStats {
 class Sequence {
  public:
   // `context`: the most tokens this sequence may hold (0: the model's max_position_embeddings);
-  // `chunk`: rows per prefill call (0: prefill_chunk_tokens(device)).
-  Sequence(const model::SailVL& m, int64_t context = 0, int64_t chunk = 0);
+  // `chunk`: rows per prefill call (0: prefill_chunk_tokens(device)); `ws`: a workspace shared with
+  // other sequences used from the same thread (the server's slots), or nullptr for its own.
+  Sequence(const model::SailVL& m, int64_t context = 0, int64_t chunk = 0,
+           std::shared_ptr<model::LlmWorkspace> ws = nullptr);
 
   int64_t context() const { return context_; }
   int64_t length() const { return static_cast<int64_t>(ids_.size()); }
@@ -64,7 +67,9 @@ class Sequence {
   // Make the cache hold exactly `ids` (1 <= size <= context, else ErrorKind::ContextOverflow):
   // reuse the common prefix, prefill the rest. `rows_from(k0)` gives the image rows from the k0-th
   // placeholder on (called once, only when the part to prefill has placeholders). Writes the
-  // logits [V] (F32, on the model's device) of the last position. Progress: tokens done / total.
+  // logits [V] (F32, on the model's device) of the last position; an undefined `logits` skips the
+  // LM head (a partial prefill: the server prefills a long prompt a chunk per iteration by calling
+  // this with growing prefixes of it). Progress: tokens done / total.
   // `all_layers` (taps): one chunk for the whole remainder, every layer output in opt.layer_outputs.
   // `tags`: one per placeholder of `ids` (empty: all 0, for a sequence that never changes images).
   PrefillStats prefill(std::span<const int64_t> ids, std::span<const uint64_t> tags,
@@ -73,6 +78,10 @@ class Sequence {
 
   // Append one token and compute the logits [V] of the next position (a decode step).
   void step(int64_t token, const Tensor& logits);
+  // One decode step for several sequences at once (continuous batching): tokens[b] is appended to
+  // seqs[b], logits [B, V] get each one's next-position logits; one forward over B rows.
+  static void step_batch(std::span<Sequence* const> seqs, std::span<const int64_t> tokens, model::LlmWorkspace& ws,
+                         const Tensor& logits);
 
  private:
   void ensure_capacity(int64_t rows);
@@ -81,7 +90,7 @@ class Sequence {
   int64_t context_ = 0;
   int64_t chunk_ = 0;
   model::KvCache cache_;
-  model::LlmWorkspace ws_;
+  std::shared_ptr<model::LlmWorkspace> ws_;
   std::vector<int64_t> ids_;
   std::vector<uint64_t> tags_;  // tags of the cached placeholders, in order
   Tensor step_id_;   // [1] I64 on the host: the decode input

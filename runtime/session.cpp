@@ -17,12 +17,6 @@ namespace {
 using Clock = std::chrono::steady_clock;
 double ms_since(Clock::time_point t0) { return std::chrono::duration<double, std::milli>(Clock::now() - t0).count(); }
 
-int64_t count_markers(const std::string& s) {
-  int64_t n = 0;
-  for (size_t at = s.find("<image>"); at != std::string::npos; at = s.find("<image>", at + 7)) ++n;
-  return n;
-}
-
 }  // namespace
 
 ImageInput ImageInput::from_file(const std::string& path, const image::ImageLimits& limits) {
@@ -56,8 +50,8 @@ Session::Session(const model::SailVL& m, SessionOptions opt)
                                                                   : default_image_cache_bytes(m.device()));
 }
 
-image::PreprocessOptions Session::preprocess_of(const ImageInput& img) const {
-  image::PreprocessOptions p = opt_.preprocess;
+image::PreprocessOptions preprocess_for(const ImageInput& img, const image::PreprocessOptions& pp) {
+  image::PreprocessOptions p = pp;
   if (img.frame) p.max_tiles = 1;  // the card's video path: load_image(frame, max_num=1)
   else if (img.max_tiles > 0) p.max_tiles = img.max_tiles;
   // The card feeds the model pixel_values.to(bfloat16): the tiles are rounded to BF16 on every
@@ -66,30 +60,57 @@ image::PreprocessOptions Session::preprocess_of(const ImageInput& img) const {
   return p;
 }
 
-int64_t Session::tiles_of(const ImageInput& img) const {
-  const image::PreprocessOptions p = preprocess_of(img);
+int64_t image_tiles(const ImageInput& img, const image::PreprocessOptions& pp) {
+  const image::PreprocessOptions p = preprocess_for(img, pp);
   const image::TileGrid g = image::choose_grid(img.rgb->width, img.rgb->height, p.max_tiles, p.image_size);
   return g.tiles() + (p.use_thumbnail && g.tiles() > 1 ? 1 : 0);
 }
 
-ChatPrompt Session::render(const std::string& question, const std::vector<ImageInput>& images) const {
+PreparedPrompt prepare_prompt(const model::SailVL& m, ChatRequest req, std::vector<ImageInput>& images,
+                              const image::PreprocessOptions& pp) {
+  PreparedPrompt out;
+  req.tiles.clear();
+  for (const ImageInput& img : images) {
+    SAILVL_CHECK(img.rgb && img.rgb->width > 0, Internal, "prepare_prompt: image ", img.source, " is not decoded");
+    req.tiles.push_back(image_tiles(img, pp));
+  }
+  req.num_image_token = m.image_tokens_per_tile();
+  out.prompt = build_chat_prompt(m.tokenizer(), req);
+  out.ids.assign(out.prompt.ids.begin(), out.prompt.ids.end());
+  const int64_t N = m.image_tokens_per_tile();
+  for (size_t i = 0; i < images.size(); ++i) {
+    ImageInput& img = images[i];
+    if (img.key.empty()) img.key = image_key(*img.rgb, preprocess_for(img, pp), img.frame).hex;
+    out.first_row.push_back(out.tiles * N);
+    const uint64_t uid = std::stoull(img.key.substr(0, 16), nullptr, 16);
+    for (int64_t r = 0; r < req.tiles[i] * N; ++r) out.tags.push_back(uid ^ (static_cast<uint64_t>(r) * 0x9E3779B97F4A7C15ull));
+    out.tiles += req.tiles[i];
+  }
+  m.check_image_tokens(out.ids, out.tiles);
+  return out;
+}
+
+ChatRequest Session::request(const std::string& question, size_t new_images) const {
   ChatRequest req;
   req.question = question;
   // After the first turn, new images need their own markers unless the question places them.
-  if (!history_.empty() && count_markers(question) == 0)
-    for (size_t k = 0; k < images.size(); ++k) req.question = "<image>\n" + req.question;
+  if (!history_.empty())
+    req.question = question_with_images(question, static_cast<int64_t>(new_images), false, opt_.layout);
   req.history = history_;
-  for (const ImageInput& img : images_) req.tiles.push_back(tiles_of(img));
-  for (const ImageInput& img : images) req.tiles.push_back(tiles_of(img));
   req.layout = opt_.layout;
   req.system_message = opt_.system_message;
-  req.num_image_token = m_->image_tokens_per_tile();
   req.parse_special = opt_.parse_special;
-  return build_chat_prompt(m_->tokenizer(), req);
+  return req;
+}
+
+ChatPrompt Session::render(const std::string& question, const std::vector<ImageInput>& images) const {
+  std::vector<ImageInput> all = images_;
+  all.insert(all.end(), images.begin(), images.end());
+  return prepare_prompt(*m_, request(question, images.size()), all, opt_.preprocess).prompt;
 }
 
 Tensor Session::rows_of(const ImageInput& img, Timings& tm, const model::RunControl& ctl) {
-  const image::PreprocessOptions p = preprocess_of(img);
+  const image::PreprocessOptions p = preprocess_for(img, opt_.preprocess);
   const ImageKey key{img.key};
   if (std::optional<Tensor> hit = cache_->find(key)) return *hit;
   const auto t0 = Clock::now();
@@ -111,7 +132,8 @@ ImageRows Session::encode_for_taps(const std::vector<ImageInput>& all, Timings& 
                                    const Taps& taps) {
   // Every image of the prompt in one pass, each stage written (runtime/taps.h), no cache.
   std::vector<Tensor> parts;
-  for (const ImageInput& img : all) parts.push_back(image::preprocess_decoded({*img.rgb}, preprocess_of(img)).pixels);
+  for (const ImageInput& img : all)
+    parts.push_back(image::preprocess_decoded({*img.rgb}, preprocess_for(img, opt_.preprocess)).pixels);
   int64_t T = 0;
   for (const Tensor& t : parts) T += t.size(0);
   Tensor pixels = Tensor::empty({T, parts[0].size(1), parts[0].size(2), parts[0].size(3)}, parts[0].dtype());
@@ -134,27 +156,15 @@ ImageRows Session::encode_for_taps(const std::vector<ImageInput>& all, Timings& 
 }
 
 TurnResult Session::ask(const std::string& question, std::vector<ImageInput> images, const GenerationOptions& gen) {
-  for (ImageInput& img : images) {
-    SAILVL_CHECK(img.rgb && img.rgb->width > 0, Internal, "Session::ask: image ", img.source, " is not decoded");
-    img.key = image_key(*img.rgb, preprocess_of(img), img.frame).hex;  // once per picture
-  }
   // ---- the prompt, and every check, before any compute ----
-  const ChatPrompt prompt = render(question, images);
-  const std::vector<int64_t> ids(prompt.ids.begin(), prompt.ids.end());
   std::vector<ImageInput> all = images_;
   all.insert(all.end(), images.begin(), images.end());
-  const int64_t S = static_cast<int64_t>(ids.size()), N = m_->image_tokens_per_tile();
-  int64_t tiles = 0;
-  std::vector<int64_t> first_row;  // placeholder index of each image's first row
-  std::vector<uint64_t> tags;      // per placeholder: which picture (and tiling) and which row
-  for (const ImageInput& img : all) {
-    first_row.push_back(tiles * N);
-    const int64_t t = tiles_of(img);
-    const uint64_t uid = std::stoull(img.key.substr(0, 16), nullptr, 16);
-    for (int64_t r = 0; r < t * N; ++r) tags.push_back(uid ^ (static_cast<uint64_t>(r) * 0x9E3779B97F4A7C15ull));
-    tiles += t;
-  }
-  m_->check_image_tokens(ids, tiles);
+  const PreparedPrompt pp = prepare_prompt(*m_, request(question, images.size()), all, opt_.preprocess);
+  const ChatPrompt& prompt = pp.prompt;
+  const std::vector<int64_t>& ids = pp.ids;
+  const std::vector<uint64_t>& tags = pp.tags;
+  const std::vector<int64_t>& first_row = pp.first_row;
+  const int64_t S = static_cast<int64_t>(ids.size()), N = m_->image_tokens_per_tile(), tiles = pp.tiles;
   SAILVL_CHECK(S <= seq_.context(), ContextOverflow, "this turn's prompt needs ", S, " tokens (", tiles * N,
                " of them for ", tiles, " image tiles) but the context holds ", seq_.context(),
                " (-c); start a new conversation (/reset), use fewer tiles (--max-tiles) or a larger -c");
@@ -246,7 +256,7 @@ void Session::set_system(std::optional<std::string> system) {
 
 void Session::restore(std::optional<std::string> system, std::vector<ChatTurn> history,
                       std::vector<ImageInput> images) {
-  for (ImageInput& img : images) img.key = image_key(*img.rgb, preprocess_of(img), img.frame).hex;
+  for (ImageInput& img : images) img.key = image_key(*img.rgb, preprocess_for(img, opt_.preprocess), img.frame).hex;
   opt_.system_message = std::move(system);
   history_ = std::move(history);
   images_ = std::move(images);

@@ -52,6 +52,24 @@ struct ImageInput {
   static ImageInput from_file(const std::string& path, const image::ImageLimits& limits = {});
 };
 
+// Tiles `img` becomes under `pp` (its own max_tiles or frame flag first): the grid + a thumbnail.
+image::PreprocessOptions preprocess_for(const ImageInput& img, const image::PreprocessOptions& pp);
+int64_t image_tiles(const ImageInput& img, const image::PreprocessOptions& pp);
+
+// A rendered prompt ready for a Sequence: ids, and a tag per <IMG_CONTEXT> naming its picture and
+// row (runtime/sequence.h), the first placeholder of each image, the total tiles.
+struct PreparedPrompt {
+  ChatPrompt prompt;
+  std::vector<int64_t> ids;
+  std::vector<uint64_t> tags;
+  std::vector<int64_t> first_row;
+  int64_t tiles = 0;
+};
+// Renders `req` (its tiles are computed from `images`, which are all the pictures of the prompt in
+// order) and tags the placeholders; sets each image's key. Throws like build_chat_prompt.
+PreparedPrompt prepare_prompt(const model::SailVL& m, ChatRequest req, std::vector<ImageInput>& images,
+                              const image::PreprocessOptions& pp);
+
 struct SessionOptions {
   int64_t context = 0;                        // tokens the conversation may hold; 0 = max_position_embeddings
   image::PreprocessOptions preprocess;        // max_tiles etc. (dtype follows the device)
@@ -101,8 +119,8 @@ class Session {
   ChatPrompt render(const std::string& question, const std::vector<ImageInput>& images) const;
 
  private:
-  int64_t tiles_of(const ImageInput& img) const;
-  image::PreprocessOptions preprocess_of(const ImageInput& img) const;
+  // This turn's request: history, system message and `question` with markers for `new_images`.
+  ChatRequest request(const std::string& question, size_t new_images) const;
   // The projector rows of image `i` of `all`: from the cache or encoded now (timings in `tm`).
   Tensor rows_of(const ImageInput& img, Timings& tm, const model::RunControl& ctl);
   // With taps (sailvl run --dump): every image of the prompt encoded in one pass, stages written.

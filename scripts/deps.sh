@@ -4,7 +4,7 @@
 set -euo pipefail
 PKGS=(build-essential cmake ninja-build pkg-config git
       libeigen3-dev nlohmann-json3-dev libgtest-dev libgmock-dev libbenchmark-dev
-      libpcre2-dev libutf8proc-dev libpng-dev libjpeg62-turbo-dev libwebp-dev libedit-dev libssl-dev
+      libpcre2-dev libutf8proc-dev libpng-dev libjpeg62-turbo-dev libwebp-dev libedit-dev libssl-dev libcpp-httplib-dev curl
       clang libclang-rt-14-dev)
 missing=()
 for p in "${PKGS[@]}"; do
