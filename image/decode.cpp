@@ -16,8 +16,16 @@
 //  - WebP: libwebp's RGB decoder (alpha, if any, is dropped).
 //
 // libpng and libjpeg report errors by longjmp. The functions that call setjmp (decode_png_raw,
-// decode_jpeg_raw) keep only trivially destructible locals after setjmp; the output vector is owned
-// by the caller's frame, which longjmp never skips. Decoder callbacks never throw through C frames.
+// decode_jpeg_raw) keep only trivially destructible locals after setjmp; the output is owned by the
+// caller's frame, which longjmp never skips. Decoder callbacks never throw through C frames.
+//
+// Rows go to a RowSink (image/decode_rows.h) as they are decoded: decode_image's sink is one
+// RgbImage; preprocess.cpp's keeps a ring of rows and resizes them while the decoder goes on.
+//
+// Parallel plan: none inside one image. libjpeg-turbo decodes one image on one thread (Huffman
+// decoding is sequential without restart markers; Pillow's settings, ISLOW IDCT and fancy
+// upsampling, are libjpeg's defaults and also its SIMD paths). preprocess.cpp runs several images'
+// decoders at once and overlaps each decoder with the resize of the rows it has produced.
 #include <algorithm>
 #include <csetjmp>
 #include <cstdio>
@@ -29,9 +37,12 @@
 #include <png.h>
 #include <webp/decode.h>
 
+#include "image/decode_rows.h"
 #include "image/image.h"
 
 namespace sailvl::image {
+
+using detail::RowSink;
 
 const char* image_format_name(ImageFormat f) {
   switch (f) {
@@ -192,7 +203,7 @@ void png_row_to_rgb(const PngHeader& h, const uint8_t* in, uint8_t* out, const p
 
 // Decode a PNG held in memory. On success returns true and fills *img. On failure returns false
 // with the reason in ctx->message. Only POD locals live across setjmp.
-bool decode_png_raw(PngCtx* ctx, const ImageLimits& lim, bool header_only, RgbImage* img, std::vector<uint8_t>* rowbuf,
+bool decode_png_raw(PngCtx* ctx, const ImageLimits& lim, bool header_only, RowSink* sink, std::vector<uint8_t>* rowbuf,
                     ImageInfo* info) {
   png_structp png = png_create_read_struct(PNG_LIBPNG_VER_STRING, ctx, png_error_cb, png_warning_cb);
   if (!png) {
@@ -248,23 +259,26 @@ bool decode_png_raw(PngCtx* ctx, const ImageLimits& lim, bool header_only, RgbIm
   const size_t w = h.width, hh = h.height;
   // Interlaced images need every row in memory between passes; progressive rows go to rowbuf.
   const size_t raw_bytes = passes > 1 ? rowbytes * hh : rowbytes;
-  if (!try_resize(rowbuf, raw_bytes) || !try_resize(&img->pixels, w * hh * 3)) {
+  if (!try_resize(rowbuf, raw_bytes) || !sink->begin(static_cast<int64_t>(w), static_cast<int64_t>(hh))) {
     std::snprintf(ctx->message, sizeof(ctx->message), "out of memory for %zux%zu pixels", w, hh);
     png_destroy_read_struct(&png, &pinfo, nullptr);
     return false;
   }
-  img->width = static_cast<int64_t>(w);
-  img->height = static_cast<int64_t>(hh);
   if (passes > 1) {
     for (int pass = 0; pass < passes; ++pass)
       for (size_t y = 0; y < hh; ++y) png_read_row(png, rowbuf->data() + y * rowbytes, nullptr);
-    for (size_t y = 0; y < hh; ++y)
-      png_row_to_rgb(h, rowbuf->data() + y * rowbytes, img->pixels.data() + y * w * 3, palette, palette_len);
-  } else {
-    for (size_t y = 0; y < hh; ++y) {
-      png_read_row(png, rowbuf->data(), nullptr);
-      png_row_to_rgb(h, rowbuf->data(), img->pixels.data() + y * w * 3, palette, palette_len);
+  }
+  for (size_t y = 0; y < hh; ++y) {
+    const uint8_t* raw = rowbuf->data() + (passes > 1 ? y * rowbytes : 0);
+    if (passes == 1) png_read_row(png, rowbuf->data(), nullptr);
+    uint8_t* out = sink->row(static_cast<int64_t>(y));
+    if (!out) {
+      std::snprintf(ctx->message, sizeof(ctx->message), "decoding stopped");
+      png_destroy_read_struct(&png, &pinfo, nullptr);
+      return false;
     }
+    png_row_to_rgb(h, raw, out, palette, palette_len);
+    sink->rows_done(static_cast<int64_t>(y) + 1);
   }
   // Trailing chunks after the image data are not read: PIL does not need them either.
   png_destroy_read_struct(&png, &pinfo, nullptr);
@@ -311,7 +325,7 @@ inline int muldiv255(int a, int b) {
 }
 
 bool decode_jpeg_raw(JpegCtx* ctx, const uint8_t* data, size_t size, const ImageLimits& lim, bool header_only,
-                     RgbImage* img, std::vector<uint8_t>* rowbuf, ImageInfo* info) {
+                     RowSink* sink, std::vector<uint8_t>* rowbuf, ImageInfo* info) {
   jpeg_decompress_struct cinfo;
   cinfo.err = jpeg_std_error(&ctx->pub);
   ctx->pub.error_exit = jpeg_error_exit_cb;
@@ -353,16 +367,20 @@ bool decode_jpeg_raw(JpegCtx* ctx, const uint8_t* data, size_t size, const Image
   jpeg_start_decompress(&cinfo);
   const size_t w = cinfo.output_width, h = cinfo.output_height;
   const size_t comps = static_cast<size_t>(cinfo.output_components);
-  if (!try_resize(&img->pixels, w * h * 3) || (comps != 3 && !try_resize(rowbuf, w * comps))) {
+  if ((comps != 3 && !try_resize(rowbuf, w * comps)) ||
+      !sink->begin(static_cast<int64_t>(w), static_cast<int64_t>(h))) {
     std::snprintf(ctx->message, sizeof(ctx->message), "out of memory for %zux%zu pixels", w, h);
     jpeg_destroy_decompress(&cinfo);
     return false;
   }
-  img->width = static_cast<int64_t>(w);
-  img->height = static_cast<int64_t>(h);
   while (cinfo.output_scanline < cinfo.output_height) {
     const size_t y = cinfo.output_scanline;
-    uint8_t* out = img->pixels.data() + y * w * 3;
+    uint8_t* out = sink->row(static_cast<int64_t>(y));
+    if (!out) {
+      std::snprintf(ctx->message, sizeof(ctx->message), "decoding stopped");
+      jpeg_destroy_decompress(&cinfo);
+      return false;
+    }
     JSAMPROW row = comps == 3 ? out : rowbuf->data();
     if (jpeg_read_scanlines(&cinfo, &row, 1) != 1) {
       std::snprintf(ctx->message, sizeof(ctx->message), "file is truncated (incomplete download?)");
@@ -382,6 +400,7 @@ bool decode_jpeg_raw(JpegCtx* ctx, const uint8_t* data, size_t size, const Image
         out[3 * x + 2] = static_cast<uint8_t>(std::clamp(nk - muldiv255(yy, nk), 0, 255));
       }
     }
+    sink->rows_done(static_cast<int64_t>(y) + 1);
   }
   jpeg_finish_decompress(&cinfo);
   jpeg_destroy_decompress(&cinfo);
@@ -390,22 +409,37 @@ bool decode_jpeg_raw(JpegCtx* ctx, const uint8_t* data, size_t size, const Image
 
 // ---- WebP ----
 
-RgbImage decode_webp(std::span<const uint8_t> bytes, const ImageLimits& lim, const std::string& name) {
+// libwebp decodes the whole picture into one buffer: the sink's own if it has one, else a
+// temporary whose rows then go to the sink.
+void decode_webp(std::span<const uint8_t> bytes, const ImageLimits& lim, const std::string& name, RowSink* sink) {
   int w = 0, h = 0;
   if (!WebPGetInfo(bytes.data(), bytes.size(), &w, &h))
     fail(ErrorKind::BadImage, "image ", name, ": corrupt or truncated WebP header");
   require_dimensions(w, h, lim, name);
-  RgbImage img;
-  img.width = w;
-  img.height = h;
-  img.pixels.resize(static_cast<size_t>(w) * h * 3);
-  if (!WebPDecodeRGBInto(bytes.data(), bytes.size(), img.pixels.data(), img.pixels.size(), w * 3))
+  if (!sink->begin(w, h)) fail(ErrorKind::BadImage, "image ", name, ": out of memory for ", w, "x", h, " pixels");
+  const size_t bytes_out = static_cast<size_t>(w) * h * 3;
+  std::vector<uint8_t> temp;
+  uint8_t* pixels = sink->whole_image();
+  if (!pixels) {
+    temp.resize(bytes_out);
+    pixels = temp.data();
+  }
+  if (!WebPDecodeRGBInto(bytes.data(), bytes.size(), pixels, bytes_out, w * 3))
     fail(ErrorKind::BadImage, "image ", name, ": corrupt or truncated WebP data");
-  return img;
+  if (temp.empty()) {
+    sink->rows_done(h);
+    return;
+  }
+  for (int64_t y = 0; y < h; ++y) {
+    uint8_t* out = sink->row(y);
+    if (!out) fail(ErrorKind::BadImage, "image ", name, " (WebP): decoding stopped");
+    std::memcpy(out, pixels + y * w * 3, static_cast<size_t>(w) * 3);
+    sink->rows_done(y + 1);
+  }
 }
 
 ImageInfo info_or_decode(std::span<const uint8_t> bytes, const std::string& name, const ImageLimits& lim,
-                         bool header_only, RgbImage* img) {
+                         bool header_only, RowSink* sink) {
   ImageInfo info;
   const ImageFormat fmt = sniff_image_format(bytes);
   std::vector<uint8_t> rowbuf;  // scratch owned here, outside the setjmp frames
@@ -423,13 +457,13 @@ ImageInfo info_or_decode(std::span<const uint8_t> bytes, const std::string& name
       PngCtx ctx{};
       ctx.data = bytes.data();
       ctx.size = bytes.size();
-      if (!decode_png_raw(&ctx, lim, header_only, img, &rowbuf, &info))
+      if (!decode_png_raw(&ctx, lim, header_only, sink, &rowbuf, &info))
         fail(ErrorKind::BadImage, "image ", name, " (PNG): ", ctx.message);
       return info;
     }
     case ImageFormat::Jpeg: {
       JpegCtx ctx{};
-      if (!decode_jpeg_raw(&ctx, bytes.data(), bytes.size(), lim, header_only, img, &rowbuf, &info))
+      if (!decode_jpeg_raw(&ctx, bytes.data(), bytes.size(), lim, header_only, sink, &rowbuf, &info))
         fail(ErrorKind::BadImage, "image ", name, " (JPEG): ", ctx.message);
       return info;
     }
@@ -438,7 +472,7 @@ ImageInfo info_or_decode(std::span<const uint8_t> bytes, const std::string& name
       if (!WebPGetInfo(bytes.data(), bytes.size(), &w, &h))
         fail(ErrorKind::BadImage, "image ", name, ": corrupt or truncated WebP header");
       info = {ImageFormat::Webp, w, h};
-      if (!header_only) *img = decode_webp(bytes, lim, name);
+      if (!header_only) decode_webp(bytes, lim, name, sink);
       return info;
     }
     case ImageFormat::Bmp:
@@ -452,6 +486,24 @@ ImageInfo info_or_decode(std::span<const uint8_t> bytes, const std::string& name
        bytes.size() < 8 ? "file too short" : "no PNG/JPEG/WebP signature", ")");
 }
 
+// decode_image's sink: the whole picture in one RgbImage.
+class RgbImageSink final : public RowSink {
+ public:
+  explicit RgbImageSink(RgbImage* img) : img_(img) {}
+  bool begin(int64_t width, int64_t height) noexcept override {
+    if (!try_resize(&img_->pixels, static_cast<size_t>(width * height * 3))) return false;
+    img_->width = width;
+    img_->height = height;
+    return true;
+  }
+  uint8_t* row(int64_t y) noexcept override { return img_->row(y); }
+  void rows_done(int64_t) noexcept override {}
+  uint8_t* whole_image() noexcept override { return img_->pixels.data(); }
+
+ private:
+  RgbImage* img_;
+};
+
 }  // namespace
 
 ImageInfo read_image_info(std::span<const uint8_t> bytes, const std::string& display_name) {
@@ -459,17 +511,9 @@ ImageInfo read_image_info(std::span<const uint8_t> bytes, const std::string& dis
   return info_or_decode(bytes, display_name, unlimited, /*header_only=*/true, nullptr);
 }
 
-RgbImage decode_image(std::span<const uint8_t> bytes, const std::string& display_name, const ImageLimits& limits) {
-  SAILVL_CHECK(static_cast<int64_t>(bytes.size()) <= limits.max_file_bytes, BadImage, "image ", display_name, ": ",
-               bytes.size(), " bytes exceeds the file-size limit of ", limits.max_file_bytes);
-  RgbImage img;
-  info_or_decode(bytes, display_name, limits, /*header_only=*/false, &img);
-  SAILVL_CHECK(img.width > 0 && img.height > 0 && img.pixels.size() == static_cast<size_t>(img.width * img.height * 3),
-               Internal, "image ", display_name, ": decoder returned an inconsistent buffer");
-  return img;
-}
+namespace detail {
 
-RgbImage load_image(const std::string& path, const ImageLimits& limits) {
+std::vector<uint8_t> read_image_file(const std::string& path, const ImageLimits& limits) {
   std::ifstream f(path, std::ios::binary | std::ios::ate);
   SAILVL_CHECK(f.is_open(), BadImage, "image ", path, ": cannot open file");
   const std::streamoff size = f.tellg();
@@ -481,6 +525,29 @@ RgbImage load_image(const std::string& path, const ImageLimits& limits) {
   f.seekg(0);
   f.read(reinterpret_cast<char*>(bytes.data()), size);
   SAILVL_CHECK(f.gcount() == size, BadImage, "image ", path, ": short read");
+  return bytes;
+}
+
+void decode_rows(std::span<const uint8_t> bytes, const std::string& display_name, const ImageLimits& limits,
+                 RowSink& sink) {
+  SAILVL_CHECK(static_cast<int64_t>(bytes.size()) <= limits.max_file_bytes, BadImage, "image ", display_name, ": ",
+               bytes.size(), " bytes exceeds the file-size limit of ", limits.max_file_bytes);
+  info_or_decode(bytes, display_name, limits, /*header_only=*/false, &sink);
+}
+
+}  // namespace detail
+
+RgbImage decode_image(std::span<const uint8_t> bytes, const std::string& display_name, const ImageLimits& limits) {
+  RgbImage img;
+  RgbImageSink sink(&img);
+  detail::decode_rows(bytes, display_name, limits, sink);
+  SAILVL_CHECK(img.width > 0 && img.height > 0 && img.pixels.size() == static_cast<size_t>(img.width * img.height * 3),
+               Internal, "image ", display_name, ": decoder returned an inconsistent buffer");
+  return img;
+}
+
+RgbImage load_image(const std::string& path, const ImageLimits& limits) {
+  const std::vector<uint8_t> bytes = detail::read_image_file(path, limits);
   return decode_image(bytes, path, limits);
 }
 

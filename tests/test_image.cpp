@@ -4,14 +4,24 @@
 // Tolerances: PNG/WebP-lossless decode, resize, tiling and ToTensor+Normalize are compared
 // bit-exactly (the 1e-6 of the issue is met with 0). JPEG goes through the system libjpeg-turbo
 // while Pillow's wheel bundles its own; the measured difference is printed and must stay <= 1/255.
+//
+// The parallel pipeline (image/preprocess.cpp) is checked against the one-step-at-a-time path
+// (load_image + dynamic_preprocess + normalize_tiles), byte for byte, on 1 and several threads.
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <cstring>
 #include <fstream>
+#include <random>
+
+#include <jpeglib.h>
+#include <png.h>
 
 #include <nlohmann/json.hpp>
 
 #include "image/image.h"
+#include "image/resample.h"
+#include "ops/ops.h"
 #include "tests/testutil.h"
 
 using namespace sailvl;
@@ -53,6 +63,100 @@ Diff compare_bytes(const uint8_t* a, const uint8_t* b, size_t n) {
     }
   }
   return d;
+}
+
+// A photo-like synthetic picture (gradients, rings, noise), deterministic per seed.
+RgbImage synthetic_picture(int64_t w, int64_t h, uint32_t seed) {
+  RgbImage img;
+  img.width = w;
+  img.height = h;
+  img.pixels.resize(static_cast<size_t>(w * h * 3));
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> noise(0.f, 8.f);
+  for (int64_t y = 0; y < h; ++y)
+    for (int64_t x = 0; x < w; ++x) {
+      const float v[3] = {127 + 100 * std::sin(x * 0.011f) * std::cos(y * 0.007f), 255.f * (x + y) / (w + h),
+                          127 + 120 * std::cos(std::hypot(x - 0.3f * w, y - 0.6f * h) * 0.02f)};
+      for (int c = 0; c < 3; ++c)
+        img.row(y)[3 * x + c] = static_cast<uint8_t>(std::clamp(v[c] + noise(rng), 0.f, 255.f));
+    }
+  return img;
+}
+
+// Quality 90, 4:2:0 (libjpeg's defaults), as a camera would write it.
+void write_jpeg(const std::filesystem::path& path, const RgbImage& img) {
+  FILE* f = std::fopen(path.c_str(), "wb");
+  ASSERT_NE(f, nullptr) << path;
+  jpeg_compress_struct cinfo;
+  jpeg_error_mgr jerr;
+  cinfo.err = jpeg_std_error(&jerr);
+  jpeg_create_compress(&cinfo);
+  jpeg_stdio_dest(&cinfo, f);
+  cinfo.image_width = static_cast<JDIMENSION>(img.width);
+  cinfo.image_height = static_cast<JDIMENSION>(img.height);
+  cinfo.input_components = 3;
+  cinfo.in_color_space = JCS_RGB;
+  jpeg_set_defaults(&cinfo);
+  jpeg_set_quality(&cinfo, 90, TRUE);
+  jpeg_start_compress(&cinfo, TRUE);
+  while (cinfo.next_scanline < cinfo.image_height) {
+    JSAMPROW row = const_cast<uint8_t*>(img.row(cinfo.next_scanline));
+    jpeg_write_scanlines(&cinfo, &row, 1);
+  }
+  jpeg_finish_compress(&cinfo);
+  jpeg_destroy_compress(&cinfo);
+  std::fclose(f);
+}
+
+void write_png(const std::filesystem::path& path, const RgbImage& img) {
+  png_image p{};
+  p.version = PNG_IMAGE_VERSION;
+  p.width = static_cast<png_uint_32>(img.width);
+  p.height = static_cast<png_uint_32>(img.height);
+  p.format = PNG_FORMAT_RGB;
+  ASSERT_TRUE(png_image_write_to_file(&p, path.c_str(), 0, img.pixels.data(), 0, nullptr)) << p.message;
+}
+
+// The card's load_image one step at a time, single-threaded: the reference for the pipeline.
+PixelBatch preprocess_one_step_at_a_time(const std::vector<std::string>& paths, const PreprocessOptions& opt,
+                                         const ImageLimits& limits = {}) {
+  const int before = ops::num_threads();
+  ops::set_num_threads(1);
+  PixelBatch b;
+  std::vector<RgbImage> all;
+  for (const std::string& p : paths) {
+    TileGrid g;
+    std::vector<RgbImage> tiles = dynamic_preprocess(load_image(p, limits), opt, &g);
+    b.tiles_per_image.push_back(static_cast<int64_t>(tiles.size()));
+    b.grids.push_back(g);
+    for (RgbImage& t : tiles) all.push_back(std::move(t));
+  }
+  b.pixels = normalize_tiles(all, opt.dtype);
+  ops::set_num_threads(before);
+  return b;
+}
+
+::testing::AssertionResult same_batch(const PixelBatch& got, const PixelBatch& want) {
+  if (got.tiles_per_image != want.tiles_per_image) return ::testing::AssertionFailure() << "tiles per image differ";
+  if (got.grids != want.grids) return ::testing::AssertionFailure() << "grids differ";
+  if (got.pixels.shape() != want.pixels.shape() || got.pixels.dtype() != want.pixels.dtype())
+    return ::testing::AssertionFailure() << "tensor shape or dtype differs";
+  const size_t n = got.pixels.nbytes();
+  const auto* a = static_cast<const uint8_t*>(got.pixels.raw_data());
+  const auto* b = static_cast<const uint8_t*>(want.pixels.raw_data());
+  const Diff d = compare_bytes(a, b, n);
+  if (d.count != 0) return ::testing::AssertionFailure() << d.count << " of " << n << " tensor bytes differ";
+  return ::testing::AssertionSuccess();
+}
+
+// Runs f() with ops::set_num_threads(n), restoring the setting after.
+template <typename F>
+auto with_threads(int n, F f) {
+  const int before = ops::num_threads();
+  ops::set_num_threads(n);
+  auto r = f();
+  ops::set_num_threads(before);
+  return r;
 }
 
 ImageLimits lenient_aspect() {
@@ -173,6 +277,63 @@ TEST(ImageResize, SameSizeIsACopyAndCropPicksTheBox) {
   ASSERT_EQ(c.pixels.size(), 18u);
   EXPECT_EQ(c.pixels[0], img.row(2)[3]);
   EXPECT_EQ(c.pixels[17], img.row(3)[3 * 3 + 2]);
+}
+
+// Pillow's two passes written the plain way, one output sample at a time as Resample.c does, on
+// the same fixed-point coefficients: the slow twin of resize_bicubic's blocked, transposed kernels.
+RgbImage plain_pass(const RgbImage& in, int64_t out_w, int64_t out_h) {
+  const bool horizontal = out_w != in.width;
+  const detail::AxisCoeffs c =
+      horizontal ? detail::precompute_coeffs(in.width, out_w) : detail::precompute_coeffs(in.height, out_h);
+  RgbImage out;
+  out.width = out_w;
+  out.height = out_h;
+  out.pixels.resize(static_cast<size_t>(out_w * out_h * 3));
+  for (int64_t y = 0; y < out_h; ++y)
+    for (int64_t x = 0; x < out_w; ++x)
+      for (int64_t ch = 0; ch < 3; ++ch) {
+        const int64_t i = horizontal ? x : y;
+        int32_t acc = 1 << 21;
+        for (int64_t t = 0; t < c.len[i]; ++t) {
+          const int64_t s = c.start[i] + t;
+          acc += (horizontal ? in.row(y)[3 * s + ch] : in.row(s)[3 * x + ch]) * c.k[i * c.ksize + t];
+        }
+        const int32_t v = acc >> 22;
+        out.row(y)[3 * x + ch] = static_cast<uint8_t>(std::clamp(v, 0, 255));
+      }
+  return out;
+}
+
+RgbImage plain_resize(const RgbImage& src, int64_t w, int64_t h) {
+  const bool vertical_first = h < src.height && 2 * w - h > 2 * src.width - src.height;  // resize.cpp's rule
+  if (vertical_first) return plain_pass(plain_pass(src, src.width, h), w, h);
+  const RgbImage mid = w == src.width ? src : plain_pass(src, w, src.height);
+  return h == src.height ? mid : plain_pass(mid, w, h);
+}
+
+TEST(ImageResize, BlockedKernelsMatchThePlainLoops) {
+  const RgbImage big = synthetic_picture(1500, 1100, 7);
+  const RgbImage tall = synthetic_picture(300, 1000, 8);
+  const RgbImage strip = synthetic_picture(1, 700, 9);
+  const struct {
+    const RgbImage* src;
+    int64_t w, h;
+  } cases[] = {
+      {&big, 672, 448},  {&big, 448, 448},  {&big, 1501, 1099}, {&big, 1500, 448},
+      {&big, 448, 1100}, {&big, 17, 3},     {&big, 2000, 450},  {&tall, 448, 1344},
+      {&tall, 448, 448}, {&tall, 299, 999}, {&strip, 448, 448}, {&strip, 1, 3000},
+  };
+  for (const auto& k : cases) {
+    SCOPED_TRACE(std::to_string(k.src->width) + "x" + std::to_string(k.src->height) + " -> " + std::to_string(k.w) +
+                 "x" + std::to_string(k.h));
+    const RgbImage want = plain_resize(*k.src, k.w, k.h);
+    for (const int threads : {1, 3}) {
+      const RgbImage got = with_threads(threads, [&] { return resize_bicubic(*k.src, k.w, k.h); });
+      ASSERT_EQ(got.pixels.size(), want.pixels.size());
+      const Diff d = compare_bytes(got.pixels.data(), want.pixels.data(), want.pixels.size());
+      EXPECT_EQ(d.count, 0) << "threads " << threads << ": " << d.count << " bytes differ, max " << d.max;
+    }
+  }
 }
 
 // ---------------------------------------------------------------- tiling
@@ -326,6 +487,113 @@ TEST(ImagePreprocess, VideoFramesAreOneTileEach) {
       {img_path("src/wide3x1.png").string(), img_path("src/photo.png").string(), img_path("src/tall1x4.png").string()});
   EXPECT_EQ(b.tiles_per_image, (std::vector<int64_t>{1, 1, 1}));
   EXPECT_EQ(b.pixels.shape(), (Shape{3, 3, 448, 448}));
+}
+
+// ---------------------------------------------------------------- the parallel pipeline
+
+TEST(ImagePipeline, EveryFileAndMaxMatchesOneStepAtATimeOnOneAndSeveralThreads) {
+  int cases = 0;
+  for (const json& e : manifest()["images"]) {
+    const std::string path = img_path(e["file"]).string();
+    SCOPED_TRACE(path);
+    for (const int64_t m : {1, 6, 12}) {
+      PreprocessOptions opt;
+      opt.max_tiles = m;
+      opt.dtype = m == 6 ? DType::BF16 : DType::F32;
+      const PixelBatch want = preprocess_one_step_at_a_time({path}, opt, lenient_aspect());
+      for (const int threads : {1, 3}) {
+        SCOPED_TRACE("MAX=" + std::to_string(m) + " threads=" + std::to_string(threads));
+        const PixelBatch got = with_threads(threads, [&] { return preprocess_images({path}, opt, lenient_aspect()); });
+        EXPECT_TRUE(same_batch(got, want));
+      }
+      ++cases;
+    }
+  }
+  EXPECT_GE(cases, 3 * 30);
+}
+
+// Pictures large enough that the decoder's ring buffer wraps many times: a landscape JPEG (both
+// resizes horizontal pass first), a portrait JPEG (1000x3000: both resizes vertical pass first) and
+// a PNG. One thread and several must give the same bytes, and so must the one-step-at-a-time path.
+TEST(ImagePipeline, LargePicturesAreByteIdenticalOnOneAndSeveralThreads) {
+  const auto dir = test::temp_dir("image_pipeline_large");
+  const std::string landscape = (dir / "landscape3000x2000.jpg").string();
+  const std::string portrait = (dir / "portrait1000x3000.jpg").string();
+  const std::string png = (dir / "landscape2600x1200.png").string();
+  write_jpeg(landscape, synthetic_picture(3000, 2000, 1));
+  write_jpeg(portrait, synthetic_picture(1000, 3000, 2));
+  write_png(png, synthetic_picture(2600, 1200, 3));
+  for (const std::string& path : {landscape, portrait, png}) {
+    SCOPED_TRACE(path);
+    PreprocessOptions opt;  // MAX 10, F32: the card's load_image
+    const PixelBatch want = preprocess_one_step_at_a_time({path}, opt);
+    const PixelBatch one = with_threads(1, [&] { return preprocess_images({path}, opt); });
+    EXPECT_TRUE(same_batch(one, want));
+    for (const int threads : {2, 5}) {
+      SCOPED_TRACE("threads=" + std::to_string(threads));
+      const PixelBatch many = with_threads(threads, [&] { return preprocess_images({path}, opt); });
+      EXPECT_TRUE(same_batch(many, one));
+    }
+    // The same on the decoded picture (preprocess_decoded reads it in place, no ring).
+    const std::vector<RgbImage> decoded = {load_image(path)};
+    EXPECT_TRUE(same_batch(with_threads(3, [&] { return preprocess_decoded(decoded, opt); }), one));
+  }
+  EXPECT_EQ(choose_grid(1000, 3000, 10), (TileGrid{1, 3}));  // 1000x3000 -> 448x1344: vertical pass first
+}
+
+TEST(ImagePipeline, SeveralImagesInParallelEqualOneAtATime) {
+  const auto dir = test::temp_dir("image_pipeline_several");
+  const std::string a = (dir / "a.jpg").string();
+  const std::string b = (dir / "b.png").string();
+  write_jpeg(a, synthetic_picture(1600, 1200, 4));
+  write_png(b, synthetic_picture(700, 1500, 5));
+  const std::string c = img_path("src/progressive.jpg").string();
+  PreprocessOptions opt;
+  opt.max_tiles = 6;
+  opt.dtype = DType::BF16;
+  const std::vector<std::string> paths = {a, b, c, a};
+  const PixelBatch want = preprocess_one_step_at_a_time(paths, opt);
+  EXPECT_EQ(want.tiles_per_image.size(), 4u);
+  for (const int threads : {1, 2, 4}) {
+    SCOPED_TRACE("threads=" + std::to_string(threads));
+    EXPECT_TRUE(same_batch(with_threads(threads, [&] { return preprocess_images(paths, opt); }), want));
+  }
+  // Concatenating single-image batches gives the same tensor.
+  std::vector<uint8_t> concat;
+  for (const std::string& p : paths) {
+    const PixelBatch one = with_threads(2, [&] { return preprocess_images({p}, opt); });
+    const auto* bytes = static_cast<const uint8_t*>(one.pixels.raw_data());
+    concat.insert(concat.end(), bytes, bytes + one.pixels.nbytes());
+  }
+  ASSERT_EQ(concat.size(), want.pixels.nbytes());
+  EXPECT_EQ(std::memcmp(concat.data(), want.pixels.raw_data(), concat.size()), 0);
+}
+
+// Images fail in parallel, but the error is the one the sequential loop would throw: the first
+// failing image in the list, whatever finishes first.
+TEST(ImagePipeline, TheFirstFailingImageInTheListIsReported) {
+  const auto dir = test::temp_dir("image_pipeline_errors");
+  const std::string good = (dir / "good.jpg").string();
+  write_jpeg(good, synthetic_picture(1200, 900, 6));
+  const std::string jpg = test::read_file(img_path("src/photo.jpg"));
+  const std::string truncated = (dir / "truncated.jpg").string();
+  test::write_file(truncated, jpg.substr(0, jpg.size() / 2));
+  const std::string missing = (dir / "missing.png").string();
+  for (const int threads : {1, 3}) {
+    for (const auto& [paths, culprit] :
+         std::vector<std::pair<std::vector<std::string>, std::string>>{{{good, missing, truncated}, missing},
+                                                                       {{good, truncated, missing, good}, truncated},
+                                                                       {{truncated, good, good}, truncated}}) {
+      SCOPED_TRACE("threads=" + std::to_string(threads) + " culprit " + culprit);
+      try {
+        with_threads(threads, [&] { return preprocess_images(paths); });
+        ADD_FAILURE() << "no error";
+      } catch (const Error& e) {
+        EXPECT_EQ(e.kind(), ErrorKind::BadImage);
+        EXPECT_NE(std::string(e.what()).find(culprit), std::string::npos) << e.what();
+      }
+    }
+  }
 }
 
 // ---------------------------------------------------------------- bad input, one rule per test
