@@ -97,8 +97,8 @@ int run(Args& a) {
   sch.context = a.get_int("ctx-size", 0, 1 << 24);
   sch.max_queue = max_queue;
   if (a.has("image-cache"))
-    sch.image_cache = std::make_shared<runtime::ImageCache>(static_cast<uint64_t>(a.get_int("image-cache", 1, 1 << 20))
-                                                            << 20);
+    sch.image_cache =
+        std::make_shared<runtime::ImageCache>(static_cast<uint64_t>(a.get_int("image-cache", 1, 1 << 20)) << 20);
   runtime::Scheduler scheduler(m, sch);
   http.ready(&scheduler);
   std::cerr << "sailvl serve: ready: " << m.config().describe() << " on " << device.str() << ", " << slots

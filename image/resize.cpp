@@ -36,7 +36,11 @@
 //    each source column, the 16 rows' R,G,B next to each other (48 bytes); one output column is then
 //    sum_t block[x + t][0..48) * k[t], 48 independent lanes the compiler vectorises, instead of
 //    three scalar sums per pixel over interleaved RGB.
+#if defined(__clang__)
+#pragma clang fp contract(off)
+#else
 #pragma GCC optimize("fp-contract=off")
+#endif
 
 #include <algorithm>
 #include <cmath>

@@ -234,6 +234,7 @@ GenerationResult generate(const model::SailVL& model, std::span<const int64_t> p
 
   // ---- prefill ----
   Sequence seq(model, context);
+  seq.reserve(S + opt.max_new_tokens);  // every KV row this generation may need, before any compute
   Tensor logits = Tensor::empty({lc.vocab}, DType::F32, dev);  // [V]
   auto t0 = Clock::now();
   std::vector<Tensor> layer_outputs;

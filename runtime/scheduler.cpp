@@ -56,11 +56,11 @@ struct Scheduler::Slot {
   std::optional<Job> job;
   std::shared_ptr<Stream> stream;
   std::unique_ptr<Decoder> dec;
-  bool decoding = false;       // prefill done, generating
-  int64_t next_token = -1;     // fed in the next decode step
-  std::vector<size_t> todo;    // images still to encode before the prefill can run
-  std::vector<Tensor> rows;    // per image of the job: its projector rows once encoded
-  int64_t first_needed = 0;    // the first image the prefill needs rows of
+  bool decoding = false;     // prefill done, generating
+  int64_t next_token = -1;   // fed in the next decode step
+  std::vector<size_t> todo;  // images still to encode before the prefill can run
+  std::vector<Tensor> rows;  // per image of the job: its projector rows once encoded
+  int64_t first_needed = 0;  // the first image the prefill needs rows of
   uint64_t last_used = 0;
   std::chrono::steady_clock::time_point t_decode{};
 
@@ -260,7 +260,7 @@ void Scheduler::decode_step() {
     model::finish_stage(m_->device());
   } catch (const Error& e) {
     if (e.kind() == ErrorKind::Cuda) throw;  // a sticky CUDA error leaves the device unusable
-    for (Slot* s : live) finish(*s, e);   // the batch failed (e.g. out of memory): its requests get 500
+    for (Slot* s : live) finish(*s, e);      // the batch failed (e.g. out of memory): its requests get 500
     return;
   }
   ++decode_steps_;
@@ -299,8 +299,10 @@ void Scheduler::admission_work() {
         s->rows[i] = *hit;
       } else {
         image::PreprocessOptions p = j.preprocess;
-        if (img.frame) p.max_tiles = 1;
-        else if (img.max_tiles > 0) p.max_tiles = img.max_tiles;
+        if (img.frame)
+          p.max_tiles = 1;
+        else if (img.max_tiles > 0)
+          p.max_tiles = img.max_tiles;
         p.dtype = DType::BF16;
         const Tensor pixels = image::preprocess_decoded({*img.rgb}, p).pixels.to(m_->device());
         model::ImageStages st;

@@ -46,11 +46,11 @@ namespace sailvl::runtime {
 // A request, ready to run: its prompt ids, the placeholder tags and the images they need.
 struct Job {
   std::vector<int64_t> ids;
-  std::vector<uint64_t> tags;        // one per <IMG_CONTEXT> (Session-style: image key and row)
-  std::vector<ImageInput> images;    // in prompt order, keys set, decoded
-  std::vector<int64_t> first_row;    // placeholder index of each image's first row
+  std::vector<uint64_t> tags;      // one per <IMG_CONTEXT> (Session-style: image key and row)
+  std::vector<ImageInput> images;  // in prompt order, keys set, decoded
+  std::vector<int64_t> first_row;  // placeholder index of each image's first row
   image::PreprocessOptions preprocess;
-  GenerationOptions gen;             // sampling, max_new_tokens, stop strings (callbacks are the scheduler's)
+  GenerationOptions gen;  // sampling, max_new_tokens, stop strings (callbacks are the scheduler's)
 };
 
 // One request's output channel, shared between the scheduler (writer) and its HTTP thread (reader).
@@ -87,10 +87,10 @@ class Stream {
 };
 
 struct SchedulerOptions {
-  int64_t slots = 1;              // sequences served at once (--parallel)
-  int64_t context = 0;            // per slot; 0 = max_position_embeddings
-  int64_t max_queue = 64;         // waiting jobs before submit() refuses
-  int64_t prefill_budget = 0;     // prompt tokens prefilled per iteration; 0 = prefill_chunk_tokens(device)
+  int64_t slots = 1;                        // sequences served at once (--parallel)
+  int64_t context = 0;                      // per slot; 0 = max_position_embeddings
+  int64_t max_queue = 64;                   // waiting jobs before submit() refuses
+  int64_t prefill_budget = 0;               // prompt tokens prefilled per iteration; 0 = prefill_chunk_tokens(device)
   std::shared_ptr<ImageCache> image_cache;  // nullptr: a new one with the device default bound
 };
 

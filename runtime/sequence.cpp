@@ -110,7 +110,7 @@ void Sequence::step(int64_t token, const Tensor& logits) {
   SAILVL_CHECK(length() < context_, ContextOverflow, "the context is full (", context_, " tokens)");
   ensure_capacity(length() + 1);
   step_id_.data<int64_t>()[0] = token;
-  m_->llm().embed(step_emb_, step_id_);          // e = embed_tokens[token]     [1, D]
+  m_->llm().embed(step_emb_, step_id_);                // e = embed_tokens[token]     [1, D]
   m_->llm().forward(step_emb_, cache_, *ws_, logits);  // logits of the next position [V]
   ids_.push_back(token);
 }
@@ -118,8 +118,8 @@ void Sequence::step(int64_t token, const Tensor& logits) {
 void Sequence::step_batch(std::span<Sequence* const> seqs, std::span<const int64_t> tokens, model::LlmWorkspace& ws,
                           const Tensor& logits) {
   const int64_t B = static_cast<int64_t>(seqs.size());
-  SAILVL_CHECK(B >= 1 && static_cast<int64_t>(tokens.size()) == B && ws.max_tokens >= B, Internal,
-               "step_batch: ", B, " sequences, ", tokens.size(), " tokens, workspace of ", ws.max_tokens);
+  SAILVL_CHECK(B >= 1 && static_cast<int64_t>(tokens.size()) == B && ws.max_tokens >= B, Internal, "step_batch: ", B,
+               " sequences, ", tokens.size(), " tokens, workspace of ", ws.max_tokens);
   const model::SailVL& m = *seqs[0]->m_;
   std::vector<model::SeqRows> rows(static_cast<size_t>(B));
   Tensor ids = Tensor::empty({B}, DType::I64);
@@ -131,8 +131,8 @@ void Sequence::step_batch(std::span<Sequence* const> seqs, std::span<const int64
     rows[static_cast<size_t>(b)] = {&s.cache_, 1};
   }
   Tensor emb = Tensor::empty({B, m.config().llm.hidden}, model::activation_dtype(m.device()), m.device());
-  m.llm().embed(emb, ids);                       // e[b] = embed_tokens[tokens[b]]     [B, D]
-  m.llm().forward(emb, rows, ws, logits);        // logits[b] of sequence b's next position  [B, V]
+  m.llm().embed(emb, ids);                 // e[b] = embed_tokens[tokens[b]]     [B, D]
+  m.llm().forward(emb, rows, ws, logits);  // logits[b] of sequence b's next position  [B, V]
   for (int64_t b = 0; b < B; ++b) seqs[static_cast<size_t>(b)]->ids_.push_back(tokens[static_cast<size_t>(b)]);
 }
 

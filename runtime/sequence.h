@@ -17,6 +17,7 @@
 // and row), and a cached placeholder counts as common only when its tag matches too.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -52,7 +53,7 @@ class Sequence {
 
   int64_t context() const { return context_; }
   int64_t length() const { return static_cast<int64_t>(ids_.size()); }
-  const std::vector<int64_t>& ids() const { return ids_; }  // the tokens the cache holds
+  const std::vector<int64_t>& ids() const { return ids_; }     // the tokens the cache holds
   const std::vector<uint64_t>& tags() const { return tags_; }  // one per cached placeholder
   model::KvCache& cache() { return cache_; }
   int64_t chunk() const { return chunk_; }
@@ -60,6 +61,9 @@ class Sequence {
   // Length of the common prefix of `ids` (whose placeholders carry `tags`, in order; empty: all 0)
   // and the cached tokens.
   int64_t common_prefix(std::span<const int64_t> ids, std::span<const uint64_t> tags = {}) const;
+  // Room for `rows` tokens (at most the context) now, so a turn that knows its bound allocates
+  // before it computes: an allocation failure comes first, not in the middle of the answer.
+  void reserve(int64_t rows) { ensure_capacity(std::min(rows, context_)); }
   // Forget every token from `n` on (their K/V rows become free).
   void truncate(int64_t n);
   void clear() { truncate(0); }
@@ -93,8 +97,8 @@ class Sequence {
   std::shared_ptr<model::LlmWorkspace> ws_;
   std::vector<int64_t> ids_;
   std::vector<uint64_t> tags_;  // tags of the cached placeholders, in order
-  Tensor step_id_;   // [1] I64 on the host: the decode input
-  Tensor step_emb_;  // [1, D] its embedding
+  Tensor step_id_;              // [1] I64 on the host: the decode input
+  Tensor step_emb_;             // [1, D] its embedding
 };
 
 }  // namespace sailvl::runtime

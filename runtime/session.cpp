@@ -47,13 +47,15 @@ Session::Session(const model::SailVL& m, SessionOptions opt)
   cache_ = opt_.image_cache;
   if (!cache_)
     cache_ = std::make_shared<ImageCache>(opt_.image_cache_bytes ? opt_.image_cache_bytes
-                                                                  : default_image_cache_bytes(m.device()));
+                                                                 : default_image_cache_bytes(m.device()));
 }
 
 image::PreprocessOptions preprocess_for(const ImageInput& img, const image::PreprocessOptions& pp) {
   image::PreprocessOptions p = pp;
-  if (img.frame) p.max_tiles = 1;  // the card's video path: load_image(frame, max_num=1)
-  else if (img.max_tiles > 0) p.max_tiles = img.max_tiles;
+  if (img.frame)
+    p.max_tiles = 1;  // the card's video path: load_image(frame, max_num=1)
+  else if (img.max_tiles > 0)
+    p.max_tiles = img.max_tiles;
   // The card feeds the model pixel_values.to(bfloat16): the tiles are rounded to BF16 on every
   // device (exact in the CPU's F32 activations), so CPU and GPU see the card's own inputs.
   p.dtype = DType::BF16;
@@ -83,7 +85,8 @@ PreparedPrompt prepare_prompt(const model::SailVL& m, ChatRequest req, std::vect
     if (img.key.empty()) img.key = image_key(*img.rgb, preprocess_for(img, pp), img.frame).hex;
     out.first_row.push_back(out.tiles * N);
     const uint64_t uid = std::stoull(img.key.substr(0, 16), nullptr, 16);
-    for (int64_t r = 0; r < req.tiles[i] * N; ++r) out.tags.push_back(uid ^ (static_cast<uint64_t>(r) * 0x9E3779B97F4A7C15ull));
+    for (int64_t r = 0; r < req.tiles[i] * N; ++r)
+      out.tags.push_back(uid ^ (static_cast<uint64_t>(r) * 0x9E3779B97F4A7C15ull));
     out.tiles += req.tiles[i];
   }
   m.check_image_tokens(out.ids, out.tiles);
@@ -169,6 +172,7 @@ TurnResult Session::ask(const std::string& question, std::vector<ImageInput> ima
                " of them for ", tiles, " image tiles) but the context holds ", seq_.context(),
                " (-c); start a new conversation (/reset), use fewer tiles (--max-tiles) or a larger -c");
   Decoder dec(*m_, gen, seq_.context());
+  seq_.reserve(S + gen.max_new_tokens);  // this turn's KV rows, before any compute
   GenerationResult& res = dec.result();
   Timings& tm = res.timings;
   tm.prompt_tokens = S;
@@ -207,8 +211,7 @@ TurnResult Session::ask(const std::string& question, std::vector<ImageInput> ima
   if (gen.taps) {
     gen.taps->write_ids("prompt_ids", ids);
     gen.taps->write("logits", logits);
-    for (size_t l = 0; l < layer_outputs.size(); ++l)
-      gen.taps->write("layer_" + std::to_string(l), layer_outputs[l]);
+    for (size_t l = 0; l < layer_outputs.size(); ++l) gen.taps->write("layer_" + std::to_string(l), layer_outputs[l]);
   }
 
   // ---- decode ----

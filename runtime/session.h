@@ -41,12 +41,12 @@ namespace sailvl::runtime {
 
 // One picture of the conversation.
 struct ImageInput {
-  std::string source;                           // a path, or a label ("data URL #2") for errors and /save
-  std::string sha256;                           // of the source file's bytes when known (/save, /load)
+  std::string source;                          // a path, or a label ("data URL #2") for errors and /save
+  std::string sha256;                          // of the source file's bytes when known (/save, /load)
   std::shared_ptr<const image::RgbImage> rgb;  // the decoded picture
-  int64_t max_tiles = 0;                        // 0: the session's PreprocessOptions::max_tiles
-  bool frame = false;                           // a video frame: one tile, no thumbnail
-  std::string key;                              // image_key(...).hex under the session's tiling; set by it
+  int64_t max_tiles = 0;                       // 0: the session's PreprocessOptions::max_tiles
+  bool frame = false;                          // a video frame: one tile, no thumbnail
+  std::string key;                             // image_key(...).hex under the session's tiling; set by it
 
   // Reads, hashes and decodes `path` (ErrorKind::BadImage naming it).
   static ImageInput from_file(const std::string& path, const image::ImageLimits& limits = {});

@@ -87,8 +87,10 @@ int HttpServer::start() {
   http_->set_payload_max_length(opt_.limits.max_body_bytes);
   http_->set_read_timeout(30, 0);
   http_->set_write_timeout(30, 0);
-  port_ = opt_.port == 0 ? http_->bind_to_any_port(opt_.host) : (http_->bind_to_port(opt_.host, opt_.port) ? opt_.port : -1);
-  SAILVL_CHECK(port_ > 0, Usage, "cannot listen on ", opt_.host, ":", opt_.port, " (in use, or not an address of this host)");
+  port_ = opt_.port == 0 ? http_->bind_to_any_port(opt_.host)
+                         : (http_->bind_to_port(opt_.host, opt_.port) ? opt_.port : -1);
+  SAILVL_CHECK(port_ > 0, Usage, "cannot listen on ", opt_.host, ":", opt_.port,
+               " (in use, or not an address of this host)");
   thread_ = std::thread([this] { http_->listen_after_bind(); });
   return port_;
 }
@@ -193,14 +195,14 @@ void HttpServer::routes() {
       }
       const runtime::GenerationResult& r = stream->result();
       ordered_json msg = {{"role", "assistant"}, {"content", runtime::clean_response(r.text)}};
-      ordered_json out = {{"id", id},
-                          {"object", "chat.completion"},
-                          {"created", created},
-                          {"model", model},
-                          {"choices", ordered_json::array({{{"index", 0},
-                                                            {"message", msg},
-                                                            {"finish_reason", runtime::finish_reason_name(r.stop)}}})},
-                          {"usage", usage_json(r, stream->prompt_tokens())}};
+      ordered_json out = {
+          {"id", id},
+          {"object", "chat.completion"},
+          {"created", created},
+          {"model", model},
+          {"choices", ordered_json::array(
+                          {{{"index", 0}, {"message", msg}, {"finish_reason", runtime::finish_reason_name(r.stop)}}})},
+          {"usage", usage_json(r, stream->prompt_tokens())}};
       res.set_content(dump(out), "application/json");
       metrics_.request(200);
       account(*stream);
@@ -216,11 +218,12 @@ void HttpServer::routes() {
         "text/event-stream",
         [stream, id, model, created, usage, account, started = false](size_t, httplib::DataSink& sink) mutable {
           auto chunk = [&](const ordered_json& delta, const ordered_json& finish) {
-            ordered_json c = {{"id", id},
-                              {"object", "chat.completion.chunk"},
-                              {"created", created},
-                              {"model", model},
-                              {"choices", ordered_json::array({{{"index", 0}, {"delta", delta}, {"finish_reason", finish}}})}};
+            ordered_json c = {
+                {"id", id},
+                {"object", "chat.completion.chunk"},
+                {"created", created},
+                {"model", model},
+                {"choices", ordered_json::array({{{"index", 0}, {"delta", delta}, {"finish_reason", finish}}})}};
             const std::string line = "data: " + dump(c) + "\n\n";
             return sink.write(line.data(), line.size());
           };

@@ -35,11 +35,11 @@ namespace sailvl::server {
 
 struct ServerOptions {
   std::string host = "127.0.0.1";
-  int port = 8080;                 // 0: any free port (tests)
-  std::string api_key;             // empty: no authentication
+  int port = 8080;      // 0: any free port (tests)
+  std::string api_key;  // empty: no authentication
   std::string model_name = "sailvl";
   int64_t default_max_tokens = 1024;
-  int64_t http_threads = 16;       // connections served at once (requests wait in them)
+  int64_t http_threads = 16;  // connections served at once (requests wait in them)
   Limits limits;
 };
 

@@ -31,7 +31,7 @@ class Histogram {
 
 class Metrics {
  public:
-  void request(int status);                 // one finished HTTP request on /v1/chat/completions
+  void request(int status);  // one finished HTTP request on /v1/chat/completions
   void tokens(int64_t prompt, int64_t cached, int64_t generated);
   Histogram ttft{{0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120}};
   Histogram inter_token{{0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5}};

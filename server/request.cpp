@@ -122,7 +122,8 @@ Content read_content(const json& m, const std::string& where, bool images_allowe
       if (!images_allowed) bad(pw, "only user messages may carry images");
       const json* iu = field(p, "image_url");
       std::string url;
-      if (iu && iu->is_string()) url = iu->get<std::string>();  // a lenient form some clients send
+      if (iu && iu->is_string())
+        url = iu->get<std::string>();  // a lenient form some clients send
       else if (iu && iu->is_object() && iu->contains("url") && (*iu)["url"].is_string())
         url = (*iu)["url"].get<std::string>();
       else
@@ -143,7 +144,8 @@ std::vector<uint8_t> decode_data_url(std::string_view url, const std::string& pa
   if (!starts_with(url, "data:image/") || comma == std::string_view::npos)
     bad(param, "a data URL must look like data:image/png;base64,...");
   const std::string_view meta = url.substr(5, comma - 5);
-  if (meta.size() < 7 || meta.substr(meta.size() - 7) != ";base64") bad(param, "the data URL must be base64 (;base64,)");
+  if (meta.size() < 7 || meta.substr(meta.size() - 7) != ";base64")
+    bad(param, "the data URL must be base64 (;base64,)");
   const std::string_view b64 = url.substr(comma + 1);
   if (b64.empty()) bad(param, "the data URL holds no data");
   std::vector<uint8_t> out(b64.size() / 4 * 3 + 4);
@@ -222,7 +224,8 @@ ChatCompletion parse_chat_completion(std::string_view body, const Limits& lim, i
   for (; i < msgs->size(); ++i) {
     const json& m = (*msgs)[i];
     const std::string where = str_cat("messages[", i, "]");
-    if (!m.is_object() || !m.contains("role") || !m["role"].is_string()) bad(where + ".role", "each message needs a role");
+    if (!m.is_object() || !m.contains("role") || !m["role"].is_string())
+      bad(where + ".role", "each message needs a role");
     const std::string role = m["role"].get<std::string>();
     if (role == "system") {
       if (i != 0) bad(where + ".role", "a system message may only come first");

@@ -49,23 +49,23 @@ struct HttpError : std::runtime_error {
 };
 
 struct Limits {
-  size_t max_body_bytes = size_t{32} << 20;  // larger bodies: 413
-  int64_t max_images = 16;                   // pictures per request
-  int64_t max_tiles = 10;                    // the default tiles per picture and the cap of max_tiles
+  size_t max_body_bytes = size_t{32} << 20;          // larger bodies: 413
+  int64_t max_images = 16;                           // pictures per request
+  int64_t max_tiles = 10;                            // the default tiles per picture and the cap of max_tiles
   std::optional<std::filesystem::path> allow_files;  // file:// URLs must resolve under it
-  image::ImageLimits image;                  // file size, sides, pixels, aspect
+  image::ImageLimits image;                          // file size, sides, pixels, aspect
 };
 
 struct ChatCompletion {
   std::optional<std::string> system;
-  std::vector<runtime::ChatTurn> history;  // (question as stored, answer) pairs
-  std::string question;                    // the last user message, markers placed
-  std::vector<runtime::ImageInput> images; // every picture of the conversation, in order
-  runtime::GenerationOptions gen;          // sampling, max_new_tokens, stop strings
+  std::vector<runtime::ChatTurn> history;   // (question as stored, answer) pairs
+  std::string question;                     // the last user message, markers placed
+  std::vector<runtime::ImageInput> images;  // every picture of the conversation, in order
+  runtime::GenerationOptions gen;           // sampling, max_new_tokens, stop strings
   bool stream = false;
   bool include_usage = false;
   int64_t max_tiles = 10;
-  std::string model;                       // echoed back
+  std::string model;  // echoed back
 };
 
 // `default_max_tokens`: when the body gives none (the server's -n); every answer is also capped by

@@ -45,10 +45,10 @@ TEST(ChatCli, FollowUpsReuseTheCacheAndMistypedCommandsChangeNothing) {
                                "\nDescribe the image.\n/clearr\n/image\n/system\n/bogus\nWhat colour is it?\n"
                                "/image /nonexistent.png\nAnd the shapes?\n");
   std::string out, err;
-  ASSERT_EQ(test::run_command(bin() + " chat --json -q -m " + model.string() + " --max-tiles 2 -n 6 < " +
-                                  script.string(),
-                              &out, &err),
-            0)
+  ASSERT_EQ(
+      test::run_command(bin() + " chat --json -q -m " + model.string() + " --max-tiles 2 -n 6 < " + script.string(),
+                        &out, &err),
+      0)
       << err;
   const std::vector<json> turns = json_lines(out);
   ASSERT_EQ(turns.size(), 3u) << out;
@@ -202,9 +202,9 @@ TEST(RunCli, ZeroNewTokensIsAPrefillWithLogitsAndNoScratchDirsAreLeft) {
   };
   const int before = scratch_dirs();
   std::string out, err;
-  ASSERT_EQ(test::run_command(bin() + " run --json -q -m " + model.string() + " -n 0 --logits-out " +
-                                  out_file.string() + " -p hi",
-                              &out, &err),
+  ASSERT_EQ(test::run_command(
+                bin() + " run --json -q -m " + model.string() + " -n 0 --logits-out " + out_file.string() + " -p hi",
+                &out, &err),
             0)
       << err;
   const json j = json::parse(out);

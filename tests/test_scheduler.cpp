@@ -53,8 +53,10 @@ double top2_margin(const std::vector<float>& l) {
   float a = -1e30f, b = -1e30f;
   for (size_t i = 0; i < 151674; ++i) {
     if (i == 151667) continue;
-    if (l[i] > a) b = a, a = l[i];
-    else if (l[i] > b) b = l[i];
+    if (l[i] > a)
+      b = a, a = l[i];
+    else if (l[i] > b)
+      b = l[i];
   }
   return a - b;
 }
@@ -63,7 +65,7 @@ TEST(Scheduler, BatchedRequestsEqualRequestsServedAlone) {
   ops::set_num_threads(2);
   const model::SailVL& m = tiny("tiny-aimv2");
   const std::vector<std::string> questions = {"Hello, who are you?", "Tell me about the sea.", "What is two plus two?",
-                                              "Name a colour.", "Write a haiku.", "Why is the sky blue?"};
+                                              "Name a colour.",      "Write a haiku.",         "Why is the sky blue?"};
   // Alone: one slot, one request at a time; logits recorded for the margins.
   std::vector<std::vector<int64_t>> alone_tokens;
   std::vector<std::vector<double>> margins;
@@ -194,7 +196,8 @@ TEST(Scheduler, ServerRequestRendersLikeTheChat) {
        {{{"role", "user"},
          {"content",
           {{{"type", "text"}, {"text", "What is this?"}},
-           {{"type", "image_url"}, {"image_url", {{"url", data_url(test::data_path("images/chat/a.png").string())}}}}}}},
+           {{"type", "image_url"},
+            {"image_url", {{"url", data_url(test::data_path("images/chat/a.png").string())}}}}}}},
         {{"role", "assistant"}, {"content", t1.response}},
         {{"role", "user"}, {"content", "Thanks."}},
         {{"role", "assistant"}, {"content", t2.response}},

@@ -49,8 +49,8 @@ struct Server {
     const fs::path f = dir / ("body-" + std::to_string(std::rand()));
     test::write_file(f, body);
     std::string resp;
-    test::run_command("curl -s -w '\\n%{http_code}' " + headers + " -H 'Content-Type: application/json' --data-binary @" +
-                          f.string() + " " + url(path),
+    test::run_command("curl -s -w '\\n%{http_code}' " + headers +
+                          " -H 'Content-Type: application/json' --data-binary @" + f.string() + " " + url(path),
                       &resp);
     fs::remove(f);
     const size_t nl = resp.find_last_of('\n');
@@ -155,8 +155,8 @@ TEST(Serve, AnswersStreamedAndNotImagesAndConversations) {
   ASSERT_EQ(s.post("/v1/chat/completions", chat_body({img_msg}), &out), 200) << out;
   const json r1 = json::parse(out);
   EXPECT_GT(r1["usage"]["prompt_tokens"].get<int>(), 256) << "the image's 256 rows are in the prompt";
-  const std::vector<json> turn2 = {img_msg, {{"role", "assistant"}, {"content", r1["choices"][0]["message"]["content"]}},
-                                    user("What colours?")};
+  const std::vector<json> turn2 = {
+      img_msg, {{"role", "assistant"}, {"content", r1["choices"][0]["message"]["content"]}}, user("What colours?")};
   ASSERT_EQ(s.post("/v1/chat/completions", chat_body(turn2), &out), 200) << out;
   const json r2 = json::parse(out);
   EXPECT_GT(r2["usage"]["prompt_tokens_details"]["cached_tokens"].get<int>(), 256)
@@ -169,8 +169,9 @@ TEST(Serve, HostileRequestsGetTheirStatusAndTheServerKeepsServing) {
   const std::string key = "-H 'Authorization: Bearer k3y'";
   const std::string junk_b64 = "data:image/png;base64," + base64("this is not an image at all");
   auto img = [](const std::string& url) {
-    return json{{"role", "user"},
-                {"content", {{{"type", "text"}, {"text", "x"}}, {{"type", "image_url"}, {"image_url", {{"url", url}}}}}}};
+    return json{
+        {"role", "user"},
+        {"content", {{{"type", "text"}, {"text", "x"}}, {{"type", "image_url"}, {"image_url", {{"url", url}}}}}}};
   };
   struct Case {
     const char* what;
@@ -185,8 +186,8 @@ TEST(Serve, HostileRequestsGetTheirStatusAndTheServerKeepsServing) {
       {"empty messages", R"({"messages": []})", 400, key},
       {"unknown role", R"({"messages": [{"role": "bot", "content": "hi"}]})", 400, key},
       {"content of the wrong type", R"({"messages": [{"role": "user", "content": 42}]})", 400, key},
-      {"ends with the assistant", R"({"messages": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}]})",
-       400, key},
+      {"ends with the assistant",
+       R"({"messages": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}]})", 400, key},
       {"bad base64", json{{"messages", json::array({img("data:image/png;base64,@@@@")})}}.dump(), 400, key},
       {"undecodable image", json{{"messages", json::array({img(junk_b64)})}}.dump(), 400, key},
       {"remote URL", json{{"messages", json::array({img("https://example.invalid/cat.png")})}}.dump(), 400, key},
@@ -252,8 +253,9 @@ TEST(Serve, ConcurrentClientsGetTheirOwnAnswers) {
     for (int k = 0; k < per_client; ++k) {
       const int i = c * per_client + k;
       test::write_file(dir / ("q" + std::to_string(i)), chat_body({user("Question number " + std::to_string(i))}, 6));
-      script += "curl -s -H 'Content-Type: application/json' --data-binary @" + (dir / ("q" + std::to_string(i))).string() +
-                " " + s.url("/v1/chat/completions") + " > " + (dir / ("a" + std::to_string(i))).string() + "; ";
+      script += "curl -s -H 'Content-Type: application/json' --data-binary @" +
+                (dir / ("q" + std::to_string(i))).string() + " " + s.url("/v1/chat/completions") + " > " +
+                (dir / ("a" + std::to_string(i))).string() + "; ";
     }
     script += ") & ";
   }

@@ -59,8 +59,10 @@ double top2_margin(const std::vector<float>& l, int64_t allowed) {
   float a = -1e30f, b = -1e30f;
   for (int64_t i = 0; i < allowed; ++i) {
     if (i == 151667) continue;  // <IMG_CONTEXT> is never sampled
-    if (l[i] > a) b = a, a = l[i];
-    else if (l[i] > b) b = l[i];
+    if (l[i] > a)
+      b = a, a = l[i];
+    else if (l[i] > b)
+      b = l[i];
   }
   return a - b;
 }

@@ -27,6 +27,7 @@
 
 #include <Eigen/Core>
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <limits>
 #include <vector>
@@ -135,6 +136,10 @@ void attention(const Tensor& out, const Tensor& q, const Tensor& k, const Tensor
   const int64_t tiles = (T + nt_max - 1) / nt_max;
   const int64_t tasks = Hkv * tiles;
 
+  // The per-thread score buffers grow with the keys; an allocation failure inside the parallel
+  // region must not escape it (that would terminate the process): it is caught there and rethrown
+  // after, as the std::bad_alloc the CLI turns into "out of memory" (exit 6).
+  std::atomic<bool> failed{false};
 #pragma omp parallel if (tasks > 1)
   {
     static thread_local std::vector<float> qs, sc, os;
@@ -143,9 +148,15 @@ void attention(const Tensor& out, const Tensor& q, const Tensor& k, const Tensor
       const int64_t g = task / tiles, t0 = (task % tiles) * nt_max, nt = std::min(nt_max, T - t0);
       const int64_t rows = r * nt;
       const int64_t s_vis = p.causal ? std::min(S, p.q_offset + t0 + nt) : S;
-      if (qs.size() < static_cast<size_t>(rows * Dh)) qs.resize(static_cast<size_t>(rows * Dh));
-      if (os.size() < static_cast<size_t>(rows * Dh)) os.resize(static_cast<size_t>(rows * Dh));
-      if (sc.size() < static_cast<size_t>(rows * s_vis)) sc.resize(static_cast<size_t>(rows * s_vis));
+      if (failed.load(std::memory_order_relaxed)) continue;
+      try {
+        if (qs.size() < static_cast<size_t>(rows * Dh)) qs.resize(static_cast<size_t>(rows * Dh));
+        if (os.size() < static_cast<size_t>(rows * Dh)) os.resize(static_cast<size_t>(rows * Dh));
+        if (sc.size() < static_cast<size_t>(rows * s_vis)) sc.resize(static_cast<size_t>(rows * s_vis));
+      } catch (const std::bad_alloc&) {
+        failed = true;
+        continue;
+      }
 
       // Stack the group's query rows: block row j·nt + i is (token t0+i, head g·r+j).
       for (int64_t j = 0; j < r; ++j)
@@ -182,6 +193,7 @@ void attention(const Tensor& out, const Tensor& q, const Tensor& k, const Tensor
         for (int64_t i = 0; i < nt; ++i) std::copy_n(os.data() + (j * nt + i) * Dh, Dh, O.at(t0 + i, g * r + j));
     }
   }
+  if (failed) throw std::bad_alloc();
 }
 
 }  // namespace sailvl::ops::cpu
