@@ -20,9 +20,12 @@
 #include <iostream>
 #include <nlohmann/json.hpp>
 #include <random>
+#include <sstream>
 
 #include "cli/common.h"
 #include "model/cost.h"
+#include "runtime/scheduler.h"
+#include "runtime/session.h"
 #include "ops/ops.h"
 #include "ops/probes.h"
 #include "runtime/chat_template.h"
@@ -42,6 +45,9 @@ void setup(Args& a) {
   a.option("--prompt-tokens", "N", "total prompt length (text padded to reach it; >= image tokens + template)", "0");
   a.option("--gen", "N", "tokens to decode", "64");
   a.option("--repeat", "N", "repeat the whole request N times and report the best TTFT / median decode", "1");
+  a.option("--serve", "N,N,...",
+           "instead: the serving benchmark, N concurrent text requests through the continuous-batching scheduler "
+           "for each N (aggregate decode tok/s, TTFT p50/p99)");
   a.flag("--json", "print one JSON object");
   a.examples = {"sailvl bench -m models/sailvl-1d5-2b                       # 7 tiles, 64 tokens",
                 "sailvl bench -m DIR --image-tiles 0 --prompt-tokens 1024 --gen 128 --json",
@@ -63,11 +69,94 @@ double percentile(std::vector<double> v, double p) {
   return v[lo] + (v[hi] - v[lo]) * (idx - static_cast<double>(lo));
 }
 
+// --serve: for each concurrency N, N distinct text requests (a --prompt-tokens prompt, --gen greedy
+// tokens each) submitted at once to a scheduler with N slots. Reported per N:
+//   decode tok/s  rows produced by batched decode steps / time spent in those steps: what batching buys,
+//                 with the N prefills (which interleave with decoding) taken out;
+//   x one         that figure over the first level's;
+//   e2e tok/s     all generated tokens / wall time from submission to the last token (prefills included);
+//   TTFT p50/p99  from submission, so queueing and the others' prefills count;
+//   batch         mean rows per decode step.
+int serve_bench(Args& a, const model::SailVL& m, const std::vector<int64_t>& levels, int64_t gen, int64_t prompt) {
+  nlohmann::json rows = nlohmann::json::array();
+  double base = 0;
+  if (!a.on("json"))
+    std::printf("%-8s %13s %7s %10s %9s %9s %7s\n", "streams", "decode tok/s", "x one", "e2e tok/s", "TTFT p50", "TTFT p99",
+                "batch");
+  for (int64_t n : levels) {
+    runtime::SchedulerOptions so;
+    so.slots = n;
+    so.context = std::max<int64_t>(prompt + gen + 64, 512);
+    runtime::Scheduler sched(m, so);
+    std::vector<std::shared_ptr<runtime::Stream>> streams;
+    for (int64_t i = 0; i < n; ++i) {
+      runtime::ChatRequest req;
+      req.question = str_cat("Request ", i, ": please describe a busy street market in the morning.");
+      std::vector<runtime::ImageInput> none;
+      runtime::PreparedPrompt p = runtime::prepare_prompt(m, req, none, {});
+      if (prompt > static_cast<int64_t>(p.ids.size())) {  // pad with " the" before the closing template tokens
+        const auto pad = m.tokenizer().encode(" the");
+        p.ids.insert(p.ids.end() - 5, static_cast<size_t>(prompt - static_cast<int64_t>(p.ids.size())), pad.front());
+      }
+      runtime::Job j;
+      j.ids = p.ids;
+      j.gen.max_new_tokens = gen;
+      j.gen.stop.clear();
+      streams.push_back(sched.submit(std::move(j)));
+    }
+    const auto t0 = Clock::now();
+    std::vector<double> ttft;
+    int64_t tokens = 0;
+    for (auto& s : streams) {
+      std::string t;
+      while (s->wait_text(t)) {
+      }
+      SAILVL_CHECK(!s->error(), Internal, "bench --serve: a request failed: ", s->error()->what());
+      ttft.push_back(s->ttft_seconds());
+      tokens += static_cast<int64_t>(s->result().tokens.size());
+    }
+    const double total_s = ms_since(t0) / 1000;
+    const runtime::SchedulerStats st = sched.stats();
+    const double agg = st.decode_seconds > 0 ? static_cast<double>(st.batched_rows) / st.decode_seconds : 0;
+    const double e2e = static_cast<double>(tokens) / std::max(total_s, 1e-9);
+    if (n == levels.front()) base = agg;
+    const double batch = st.decode_steps ? static_cast<double>(st.batched_rows) / static_cast<double>(st.decode_steps) : 0;
+    const double p50 = percentile(ttft, 0.5), p99 = percentile(ttft, 0.99);
+    rows.push_back({{"streams", n}, {"decode_tokens_per_s", agg}, {"speedup_vs_first", base > 0 ? agg / base : 0},
+                    {"end_to_end_tokens_per_s", e2e}, {"ttft_p50_s", p50}, {"ttft_p99_s", p99},
+                    {"mean_decode_batch", batch}, {"generated_tokens", tokens}, {"wall_s", total_s}});
+    if (!a.on("json"))
+      std::printf("%-8lld %13.2f %6.2fx %10.2f %8.2fs %8.2fs %7.2f\n", static_cast<long long>(n), agg,
+                  base > 0 ? agg / base : 0, e2e, p50, p99, batch);
+    std::fflush(stdout);
+  }
+  if (a.on("json"))
+    std::cout << nlohmann::json{{"model", m.config().describe()}, {"device", m.device().str()},
+                                {"threads", ops::num_threads()}, {"prompt_tokens", prompt}, {"gen", gen},
+                                {"serve", rows}}
+                     .dump(2)
+              << "\n";
+  return 0;
+}
+
 int run(Args& a) {
   install_interrupt_handler();
   apply_threads(a);
   const Device device = pick_device(a);
   const std::string dir = resolve_model_dir(a.get("model"));
+  if (a.has("serve")) {
+    std::vector<int64_t> levels;
+    std::stringstream ss(a.get("serve"));
+    for (std::string tok; std::getline(ss, tok, ',');) {
+      char* end = nullptr;
+      const long long v = std::strtoll(tok.c_str(), &end, 10);
+      SAILVL_CHECK(end && *end == 0 && v >= 1 && v <= 1024, Usage, "--serve takes concurrency levels like 1,2,4,8, got '",
+                   escape_for_print(tok), "'");
+      levels.push_back(v);
+    }
+    const model::SailVL m = model::SailVL::load(dir, device);
+    return serve_bench(a, m, levels, a.get_int("gen", 1, 1 << 20), a.get_int("prompt-tokens", 0, 1 << 20));
+  }
   const int64_t tiles = a.get_int("image-tiles", 0, 64);
   const int64_t gen = a.get_int("gen", 1, 1 << 20);
   const int64_t repeat = a.get_int("repeat", 1, 1000);

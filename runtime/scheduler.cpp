@@ -148,6 +148,7 @@ SchedulerStats Scheduler::stats() const {
   st.iterations = iterations_;
   st.batched_rows = batched_rows_;
   st.decode_steps = decode_steps_;
+  st.decode_seconds = static_cast<double>(decode_us_.load()) / 1e6;
   return st;
 }
 
@@ -266,6 +267,7 @@ void Scheduler::decode_step() {
   ++decode_steps_;
   batched_rows_ += static_cast<uint64_t>(B);
   const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+  decode_us_ += static_cast<uint64_t>(ms * 1000);
   for (int64_t b = 0; b < B; ++b) {
     Slot& s = *live[static_cast<size_t>(b)];
     s.dec->result().timings.token_ms.push_back(ms);

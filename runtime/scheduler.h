@@ -101,6 +101,7 @@ struct SchedulerStats {
   uint64_t image_cache_bytes = 0;
   uint64_t iterations = 0, batched_rows = 0;  // decode rows over all iterations (mean batch = rows / steps)
   uint64_t decode_steps = 0;
+  double decode_seconds = 0;  // wall time inside the batched decode forwards
 };
 
 class Scheduler {
@@ -145,7 +146,7 @@ class Scheduler {
   std::condition_variable cv_;
   std::deque<Waiting> queue_;
   bool stop_ = false, draining_ = false;
-  std::atomic<uint64_t> iterations_{0}, batched_rows_{0}, decode_steps_{0};
+  std::atomic<uint64_t> iterations_{0}, batched_rows_{0}, decode_steps_{0}, decode_us_{0};
   uint64_t tick_ = 0;
   std::thread thread_;
 };

@@ -2,7 +2,8 @@
 # One run on an H100/H200 machine: every GPU test, compute-sanitizer (memcheck, racecheck,
 # initcheck, synccheck), the tiny models end to end through the CLI on the GPU and the CPU,
 # full-size random sailvl-1d5-2b on the GPU side by side with HF transformers on the same card,
-# and the CUDA op benchmarks; a short table last.
+# the serving benchmark (continuous batching, 1…64 streams) and the CUDA op benchmarks; a short
+# table last.
 #
 #   bash scripts/gpu-stage.sh        on the build machine: build sm_90 once, stage binaries + libs in .gpu/staged.tar.xz
 #   bash scripts/gpu-check.sh        on the GPU machine, with .gpu/ carried: no compiling at all
@@ -10,7 +11,8 @@
 #                                    needs the apt packages of scripts/deps.sh)
 # Knobs: PRESET (sailvl-1d5-2b), TILES (7), GEN (64), E2E_RUNS (2), OUR_REPS (5), HF_REPS (10),
 # HF_WARMUP (3), BUDGET_S (540: every step's timeout is cut to
-# what is left of it), SAN_S (120: each sanitizer run), SKIP_E2E=1, SKIP_SAN=1, SKIP_BENCH=1, ONLY_TESTS=1.
+# what is left of it), SAN_S (120: each sanitizer run), SERVE_LEVELS (1,2,4,8,16,32,64), SKIP_E2E=1,
+# SKIP_SAN=1, SKIP_SERVE=1, SKIP_BENCH=1, ONLY_TESTS=1.
 # No network. Logs go to /tmp/gpu-check; $OUT/gpu-check.tgz (when $OUT is set: the device
 # machine's fetch folder) is refreshed after every step, so a run cut short still reports.
 set -uo pipefail
@@ -76,8 +78,8 @@ if [ -f .gpu/staged.tar.xz ]; then
   for d in /usr/local/cuda/lib64 /usr/local/cuda/lib /usr/local/cuda/targets/x86_64-linux/lib; do
     [ -d "$d" ] && libdirs=$libdirs:$d
   done
-  # cuDNN (and cuBLAS where the toolkit lacks it) may live only in a Python wheel on this image.
-  for lib in libcudnn.so.9 libcublasLt.so.13 libcublas.so.13 libcudart.so.13; do
+  # cuBLAS (where the toolkit lacks it) may live only in a Python wheel on this image.
+  for lib in libcublasLt.so.13 libcublas.so.13 libcudart.so.13; do
     if ! LD_LIBRARY_PATH=$libdirs ldd "$B/sailvl" | grep -q "$lib => /"; then
       f=$(find /usr /opt -name "$lib" -print -quit 2>/dev/null)
       [ -n "$f" ] && libdirs=$libdirs:$(dirname "$f")
@@ -175,6 +177,12 @@ if [ -z "${SKIP_E2E:-}" ]; then
   done
 fi
 
+# ---- serving: continuous batching at 1…64 streams (#17's GPU goal: 64 streams >= 15x one) ----
+if [ -z "${SKIP_E2E:-}" ] && [ -z "${SKIP_SERVE:-}" ]; then
+  step bench-serve 150 bash -c "'$B/sailvl' bench -m '$M' --device cuda --serve ${SERVE_LEVELS:-1,2,4,8,16,32,64} \
+    --gen $GEN --json > '$LOG/bench-serve.json'"
+fi
+
 # ---- CUDA op benchmarks ----
 if [ -z "${SKIP_BENCH:-}" ] && [ -x "$B/bench_ops_cuda" ]; then
   step bench-ops 150 "$B/bench_ops_cuda" --benchmark_out="$LOG/bench_ops_cuda.json" --benchmark_out_format=json
@@ -192,5 +200,13 @@ for r in $(seq 1 "$E2E_RUNS"); do
       grep -v "^$" | tee "$LOG/e2e-$r/table.md"
   fi
 done
+if [ -s "$LOG/bench-serve.json" ]; then
+  echo "-- serving (bench --serve, $PRESET)"
+  python3 -c 'import json,sys
+d=json.load(open(sys.argv[1]))
+for r in d["serve"]:
+    print("%4d streams  decode %8.1f tok/s  %5.2fx  TTFT p50 %.3fs p99 %.3fs" % (r["streams"], r["decode_tokens_per_s"],
+          r["speedup_vs_first"], r["ttft_p50_s"], r["ttft_p99_s"]))' "$LOG/bench-serve.json"
+fi
 echo "total $(( $(date +%s) - T_START ))s"
 pack
