@@ -46,6 +46,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <exception>
 #include <functional>
@@ -56,6 +57,7 @@
 #include "bench/bench_common.h"
 #include "ops/cuda/context.h"
 #include "ops/cuda/cuda_ops.h"
+#include "ops/cuda/dev/attention_wmma.h"
 #include "ops/cuda/linear_detail.h"
 #include "tensor/tensor.h"
 
@@ -433,6 +435,12 @@ int main(int argc, char** argv) {
   }
   benchmark::Initialize(&argc, argv);
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+  // SAILVL_CUDA_ATTENTION=wmma: time the first (WMMA) prefill attention kernel instead of the
+  // production one, for the comparison in docs/KERNELS-CUDA.md.
+  if (const char* e = std::getenv("SAILVL_CUDA_ATTENTION"); e && std::string(e) == "wmma") {
+    sailvl::ops::cuda::dev::use_wmma_prefill(true);
+    std::printf("bench_ops_cuda: prefill attention = the WMMA kernel (ops/cuda/dev/attention_wmma.cu)\n");
+  }
   try {
     measure_probes();
   } catch (const std::exception& e) {

@@ -40,12 +40,12 @@ void attention_block(Scratch& s, const Aimv2Block& B, const model::VisionConfig&
 // x = x + fc2(silu(fc1(y)) ⊙ fc3(y)),  y = RMSNorm_2(x)
 void mlp_block(Scratch& s, const Aimv2Block& B, const model::VisionConfig& cfg) {
   const float eps = static_cast<float>(cfg.norm_eps);
-  ops::rms_norm(s.n, s.x, B.norm_2, eps);   // n = RMSNorm_2(x)           [N, C]
-  ops::linear(s.g, s.n, B.fc1_w, B.fc1_b);  // g = fc1(n)                  [N, F]
-  ops::linear(s.u, s.n, B.fc3_w, B.fc3_b);  // u = fc3(n)                  [N, F]
-  ops::silu_mul(s.g, s.g, s.u);             // g = silu(g) ⊙ u             [N, F]
-  ops::linear(s.y, s.g, B.fc2_w, B.fc2_b);  // y = fc2(g)                  [N, C]
-  ops::add(s.x, s.x, s.y);                  // x = x + y                   [N, C]
+  ops::rms_norm(s.n, s.x, B.norm_2, eps);   // n = RMSNorm_2(x)           [M, C]
+  ops::linear(s.g, s.n, B.fc1_w, B.fc1_b);  // g = fc1(n)                  [M, F]
+  ops::linear(s.u, s.n, B.fc3_w, B.fc3_b);  // u = fc3(n)                  [M, F]
+  ops::silu_mul(s.g, s.g, s.u);             // g = silu(g) ⊙ u             [M, F]
+  ops::linear(s.y, s.g, B.fc2_w, B.fc2_b);  // y = fc2(g)                  [M, C]
+  ops::add(s.x, s.x, s.y);                  // x = x + y                   [M, C]
 }
 
 // Blocks feeding the selected output (see the header for the reading of select_layer != -1).

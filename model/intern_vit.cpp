@@ -46,11 +46,11 @@ void attention_block(Scratch& s, const InternVitLayer& L, const model::VisionCon
 // h = h + ls2 ⊙ fc2(GELU(fc1(LN2(h))))
 void mlp_block(Scratch& s, const InternVitLayer& L, const model::VisionConfig& cfg) {
   const float eps = static_cast<float>(cfg.norm_eps);
-  ops::layer_norm(s.n, s.h, L.norm2_w, L.norm2_b, eps);  // n = LN2(h)                 [N, C]
-  ops::linear(s.f, s.n, L.fc1_w, L.fc1_b);               // f = fc1(n)                  [N, F]
-  ops::gelu_erf(s.f, s.f);                               // f = GELU(f)   (erf form)    [N, F]
-  ops::linear(s.y, s.f, L.fc2_w, L.fc2_b);               // y = fc2(f)                  [N, C]
-  ops::add_scaled(s.h, s.h, L.ls2, s.y);                 // h = h + ls2 ⊙ y             [N, C]
+  ops::layer_norm(s.n, s.h, L.norm2_w, L.norm2_b, eps);  // n = LN2(h)                 [M, C]
+  ops::linear(s.f, s.n, L.fc1_w, L.fc1_b);               // f = fc1(n)                  [M, F]
+  ops::gelu_erf(s.f, s.f);                               // f = GELU(f)   (erf form)    [M, F]
+  ops::linear(s.y, s.f, L.fc2_w, L.fc2_b);               // y = fc2(f)                  [M, C]
+  ops::add_scaled(s.h, s.h, L.ls2, s.y);                 // h = h + ls2 ⊙ y             [M, C]
 }
 
 }  // namespace

@@ -39,9 +39,9 @@ namespace sailvl::server {
 struct HttpError : std::runtime_error {
   int status;
   std::string type, param, code;
-  HttpError(int status, std::string message, std::string param = "", std::string type = "invalid_request_error",
+  HttpError(int status, const std::string& message, std::string param = "", std::string type = "invalid_request_error",
             std::string code = "")
-      : std::runtime_error(std::move(message)),
+      : std::runtime_error(message),
         status(status),
         type(std::move(type)),
         param(std::move(param)),

@@ -22,7 +22,7 @@ enum class ErrorKind {
   OutOfMemory = 6,      // allocation failed (host or device)
   ContextOverflow = 7,  // prompt + image + max_new tokens exceed the context
   NonFinite = 8,        // NaN/Inf logits during generation
-  Cuda = 9,             // CUDA/cuBLAS/cuDNN failure
+  Cuda = 9,             // CUDA/cuBLAS failure
   Internal = 10,        // a bug: an invariant did not hold
   Cancelled = 130,      // stopped on request (Ctrl-C, a closed connection): 128 + SIGINT
 };

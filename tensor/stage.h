@@ -41,7 +41,7 @@ class StageScope {
   Stage prev_;
 };
 
-// The message of a failed CUDA / cuBLAS / cuDNN call: the current stage, the error's name, the call
+// The message of a failed CUDA / cuBLAS call: the current stage, the error's name, the call
 // and its place, then one line on why the process stops.
 //   CUDA error during vision: cudaErrorIllegalAddress in cudaMemcpy(...) at ops/cuda/x.cu:42
 //   a sticky CUDA error leaves the device unusable for the rest of this process, so it exits ...

@@ -36,22 +36,11 @@
 
 #include "ops/cpu/cpu_ops.h"
 #include "ops/cpu/cpu_util.h"
+#include "ops/sample_math.h"
 
 namespace sailvl::ops::cpu {
 
 namespace {
-
-constexpr uint64_t kGolden = 0x9E3779B97F4A7C15ull;
-
-uint64_t mix(uint64_t z) {
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-  return z ^ (z >> 31);
-}
-
-double uniform(uint64_t seed, uint64_t step) {
-  return static_cast<double>(mix(seed ^ mix((step + 1) * kGolden)) >> 40) * (1.0 / 16777216.0);
-}
 
 struct Cand {
   float l;
@@ -136,32 +125,9 @@ int64_t sample(const Tensor& logits, const SamplingParams& p, uint64_t step) {
   std::vector<double> w(c.size());
   for (size_t i = 0; i < c.size(); ++i) w[i] = std::exp(static_cast<double>(c[i].l) - lmax);
 
-  // 5. Top-p: walk ascending (from the end of the descending list); drop while cum <= 1 - top_p.
-  size_t keep = c.size();
-  if (p.top_p < 1.0f) {
-    double z = 0;
-    for (double x : w) z += x;
-    const double thr = 1.0 - static_cast<double>(p.top_p);
-    double cum = 0;
-    while (keep > 1) {
-      cum += w[keep - 1] / z;
-      if (cum <= thr)
-        --keep;
-      else
-        break;
-    }
-  }
-
-  // 6. Draw.
-  double total = 0;
-  for (size_t i = 0; i < keep; ++i) total += w[i];
-  const double target = uniform(p.seed, step) * total;
-  double cum = 0;
-  for (size_t i = 0; i < keep; ++i) {
-    cum += w[i];
-    if (cum > target) return c[i].id;
-  }
-  return c[keep - 1].id;
+  // 5. Top-p and 6. the draw (ops/sample_math.h, shared with the CUDA sampler).
+  const int64_t keep = sampling::top_p_keep(w.data(), static_cast<int64_t>(w.size()), p.top_p);
+  return c[static_cast<size_t>(sampling::pick(w.data(), keep, sampling::uniform(p.seed, step)))].id;
 }
 
 }  // namespace sailvl::ops::cpu

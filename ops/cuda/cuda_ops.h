@@ -12,11 +12,6 @@ void layer_norm(const Tensor& out, const Tensor& x, const Tensor& w, const Tenso
 void rms_norm(const Tensor& out, const Tensor& x, const Tensor& w, float eps);
 void rope(const Tensor& x, const Tensor& positions, double theta);
 void attention(const Tensor& out, const Tensor& q, const Tensor& k, const Tensor& v, const AttentionParams& p);
-// Which prefill attention kernel runs (T > 1): the mma.sync kernel (default) or the first WMMA
-// version, kept as a cross-check. SAILVL_CUDA_ATTENTION=wmma picks the latter at start-up.
-enum class PrefillKernel { Mma = 0, Wmma = 1 };
-PrefillKernel prefill_kernel();
-void set_prefill_kernel(PrefillKernel k);
 void gelu_erf(const Tensor& out, const Tensor& x);
 void silu_mul(const Tensor& out, const Tensor& gate, const Tensor& up);
 void add(const Tensor& out, const Tensor& a, const Tensor& b);

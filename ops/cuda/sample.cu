@@ -19,7 +19,8 @@
 //   select_kernel  one thread: top-k threshold -> survivor count
 //   weight_kernel  grid-stride: w = exp(double(l) - lmax) for the survivors
 //   draw_kernel    one thread: Σw, the top-p walk and the draw, sequential in the CPU's order so
-//                  the float64 sums are formed in the same order
+//                  the float64 sums are formed in the same order (ops/sample_math.h: the very
+//                  functions the CPU sampler calls)
 // A banned id sorts as -inf with weight 0: it can never be drawn (a running sum only rises on a
 // positive weight, and u·Σw < Σw), never moves the top-k threshold among finite logits, and is
 // dropped first by the top-p walk, so the outcome equals the CPU's, which removes it up front.
@@ -40,25 +41,15 @@
 #include "ops/cuda/common.cuh"
 #include "ops/cuda/context.h"
 #include "ops/cuda/cuda_ops.h"
+#include "ops/sample_math.h"
 
 namespace sailvl::ops::cuda {
 
 namespace {
 
-constexpr uint64_t kGolden = 0x9E3779B97F4A7C15ull;
 constexpr int64_t kNone = INT64_MAX;
 constexpr int64_t kErrNaN = -2;       // NaN (or +inf after temperature) among the candidates
 constexpr int64_t kErrNoFinite = -3;  // no finite candidate logit
-
-uint64_t mix(uint64_t z) {
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-  return z ^ (z >> 31);
-}
-
-double uniform(uint64_t seed, uint64_t step) {
-  return static_cast<double>(mix(seed ^ mix((step + 1) * kGolden)) >> 40) * (1.0 / 16777216.0);
-}
 
 __global__ void init_kernel(float* l, const float* logits, uint8_t* mask, int64_t n) {
   for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < n; i += int64_t{gridDim.x} * blockDim.x) {
@@ -171,33 +162,8 @@ __global__ void draw_kernel(const float* keys, const int32_t* vals, const double
     *result = kErrNoFinite;
     return;
   }
-  const int64_t c = *count;
-  int64_t keep = c;
-  if (top_p < 1.0f) {
-    double z = 0;
-    for (int64_t i = 0; i < c; ++i) z += w[i];
-    const double thr = 1.0 - static_cast<double>(top_p);
-    double cum = 0;
-    while (keep > 1) {
-      cum += w[keep - 1] / z;
-      if (cum <= thr)
-        --keep;
-      else
-        break;
-    }
-  }
-  double total = 0;
-  for (int64_t i = 0; i < keep; ++i) total += w[i];
-  const double target = u * total;
-  double cum = 0;
-  for (int64_t i = 0; i < keep; ++i) {
-    cum += w[i];
-    if (cum > target) {
-      *result = vals[i];
-      return;
-    }
-  }
-  *result = vals[keep - 1];
+  const int64_t keep = sampling::top_p_keep(w, *count, top_p);
+  *result = vals[sampling::pick(w, keep, u)];
 }
 
 // Bump allocator over the sampling scratch buffer.
@@ -303,7 +269,7 @@ int64_t sample(const Tensor& logits, const SamplingParams& p, uint64_t step) {
     CUDA_CHECK_LAUNCH();
     weight_kernel<<<grid_for(n, threads, ctx), threads, 0, s>>>(kout, res + 1, w);
     CUDA_CHECK_LAUNCH();
-    draw_kernel<<<1, 1, 0, s>>>(kout, vout, w, res + 1, bad, p.top_p, uniform(p.seed, step), res);
+    draw_kernel<<<1, 1, 0, s>>>(kout, vout, w, res + 1, bad, p.top_p, sampling::uniform(p.seed, step), res);
     CUDA_CHECK_LAUNCH();
   }
   int64_t* pinned = ctx.pinned_i64();

@@ -1,4 +1,4 @@
-// CUDA_CHECK / CUBLAS_CHECK / CUDNN_CHECK and move-only RAII handles. Only included by code built
+// CUDA_CHECK / CUBLAS_CHECK and move-only RAII handles. Only included by code built
 // with the CUDA backend (ops/cuda, tensor/cuda). Every failure throws sailvl::Error(Kind::Cuda)
 // naming the model stage it happened in (tensor/stage.h), the error's name, the call, the file and
 // line, and saying that the process stops (a sticky error leaves the device unusable).
@@ -7,7 +7,6 @@
 #include <cublasLt.h>
 #include <cublas_v2.h>
 #include <cuda_runtime_api.h>
-#include <cudnn.h>
 
 #include <utility>
 
@@ -29,12 +28,6 @@ namespace sailvl::cuda {
   do {                                                                                                                 \
     cublasStatus_t st_ = (expr);                                                                                       \
     if (st_ != CUBLAS_STATUS_SUCCESS) ::sailvl::cuda::throw_cuda(#expr, __FILE__, __LINE__, cublasGetStatusName(st_)); \
-  } while (0)
-
-#define CUDNN_CHECK(expr)                                                                                             \
-  do {                                                                                                                \
-    cudnnStatus_t st_ = (expr);                                                                                       \
-    if (st_ != CUDNN_STATUS_SUCCESS) ::sailvl::cuda::throw_cuda(#expr, __FILE__, __LINE__, cudnnGetErrorString(st_)); \
   } while (0)
 
 // After a kernel launch: catches bad launch configurations immediately.
@@ -74,12 +67,10 @@ using Stream = Handle<cudaStream_t, cudaStreamDestroy>;
 using Event = Handle<cudaEvent_t, cudaEventDestroy>;
 using CublasHandle = Handle<cublasHandle_t, cublasDestroy>;
 using CublasLtHandle = Handle<cublasLtHandle_t, cublasLtDestroy>;
-using CudnnHandle = Handle<cudnnHandle_t, cudnnDestroy>;
 
 Stream make_stream();
 Event make_event();
 CublasHandle make_cublas();
 CublasLtHandle make_cublaslt();
-CudnnHandle make_cudnn();
 
 }  // namespace sailvl::cuda

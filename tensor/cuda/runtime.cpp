@@ -174,11 +174,6 @@ CublasLtHandle make_cublaslt() {
   CUBLAS_CHECK(cublasLtCreate(&h));
   return CublasLtHandle(h);
 }
-CudnnHandle make_cudnn() {
-  cudnnHandle_t h;
-  CUDNN_CHECK(cudnnCreate(&h));
-  return CudnnHandle(h);
-}
 
 }  // namespace cuda
 

@@ -21,6 +21,7 @@ TEST(CudaOps, NotBuilt) { GTEST_SKIP() << "built without the CUDA backend"; }
 #include "ops/cpu/cpu_ops.h"
 #include "ops/cuda/context.h"
 #include "ops/cuda/cuda_ops.h"
+#include "ops/cuda/dev/attention_wmma.h"
 #include "tensor/cuda/upload.h"
 #include "tensor/cuda_runtime.h"
 #include "tests/testutil.h"
@@ -254,11 +255,10 @@ TEST(CudaOps, AttentionMatchesCpu) {
       {1, 40, 12, 1, 128, true, 39, 64},       // T = 1 with 12 heads per KV head: the prefill kernel
       {150, 1100, 3, 1, 128, false, 0, 1100},  // many key tiles (double buffering), S % 64 != 0
   };
-  const gpu::PrefillKernel saved = gpu::prefill_kernel();
-  for (const auto kernel : {gpu::PrefillKernel::Mma, gpu::PrefillKernel::Wmma})
+  for (const bool wmma : {false, true})
     for (const auto& c : cases) {
-      gpu::set_prefill_kernel(kernel);
-      SCOPED_TRACE(::testing::Message() << (kernel == gpu::PrefillKernel::Mma ? "mma" : "wmma") << " T=" << c.T
+      gpu::dev::use_wmma_prefill(wmma);
+      SCOPED_TRACE(::testing::Message() << (wmma ? "wmma" : "mma") << " T=" << c.T
                                         << " S=" << c.S << " H=" << c.H << " Hkv=" << c.Hkv << " D=" << c.D
                                         << " causal=" << c.causal << " q_offset=" << c.q_offset);
       Tensor q = rnd({c.T, c.H, c.D}, 40, 2.f);
@@ -276,19 +276,18 @@ TEST(CudaOps, AttentionMatchesCpu) {
       // the output once: error <= ~2·2^-9·max|v| (max|v| = 1) plus 2^-9·|out|.
       EXPECT_CLOSE(got, want, 6e-3, kBf16);
     }
-  gpu::set_prefill_kernel(saved);
+  gpu::dev::use_wmma_prefill(false);
 }
 
 // Several sequences in one launch (the tiles of a vision pass): q/k/v are head slices of one fused
 // [B·T, 3H, Dh] QKV output, as the vision towers pass them; each sequence sees only its own keys.
 TEST(CudaOps, BatchedAttentionMatchesCpuPerSequence) {
   REQUIRE_GPU();
-  const gpu::PrefillKernel saved = gpu::prefill_kernel();
-  for (const auto kernel : {gpu::PrefillKernel::Mma, gpu::PrefillKernel::Wmma}) {
-    gpu::set_prefill_kernel(kernel);
+  for (const bool wmma : {false, true}) {
+    gpu::dev::use_wmma_prefill(wmma);
     for (const int64_t D : {64, 128}) {
       const int64_t B = 3, T = 97, H = 2;
-      SCOPED_TRACE(::testing::Message() << (kernel == gpu::PrefillKernel::Mma ? "mma" : "wmma") << " D=" << D);
+      SCOPED_TRACE(::testing::Message() << (wmma ? "wmma" : "mma") << " D=" << D);
       Tensor qkv = rnd({B * T, 3 * H, D}, 70 + D, 2.f);
       Tensor want = Tensor::empty({B * T, H, D}, DType::F32);
       for (int64_t b = 0; b < B; ++b) {
@@ -303,7 +302,7 @@ TEST(CudaOps, BatchedAttentionMatchesCpuPerSequence) {
       EXPECT_CLOSE(got, want, 6e-3, kBf16);
     }
   }
-  gpu::set_prefill_kernel(saved);
+  gpu::dev::use_wmma_prefill(false);
 }
 
 // ---------------------------------------------------------------- data movement
