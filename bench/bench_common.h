@@ -128,6 +128,29 @@ inline std::vector<LinearRow> linear_rows() {
   return r;
 }
 
+// ---- linear with quantised weights (ops/quant.h, docs/QUANTIZATION.md) ----
+// The decode GEMVs of both LLMs (the rows of linear_rows() with M = 1) and the GEMM at the 1.5B's
+// prefill q and gate/up shapes, for each stored format. (The BF16-vs-q8-vs-q4 and q4-candidate
+// comparisons run on the M = 1 rows of linear_rows(): bench_ops_cpu.cpp gemv_cmp, gemv_q4study.)
+struct QuantLinearRow {
+  std::string tag;  // "<model>/<phase>/<what>" as in linear_rows()
+  int64_t M, N, K;
+  ops::QuantType type;
+  int64_t group;
+  bool asym;  // the q4 study's asymmetric variant (not a stored format)
+  double flops() const { return 2.0 * M * N * K; }
+};
+
+inline std::vector<QuantLinearRow> quant_linear_rows() {
+  std::vector<QuantLinearRow> r;
+  for (ops::QuantType t : {ops::QuantType::Q8, ops::QuantType::Q4})
+    for (const LinearRow& l : linear_rows()) {
+      const bool prefill = l.tag == "1.5b/prefill1792/q" || l.tag == "1.5b/prefill1792/gate_up";
+      if (l.M == 1 || prefill) r.push_back({l.tag, l.M, l.N, l.K, t, ops::quant_group(t), false});
+    }
+  return r;
+}
+
 // ---- attention: out[T, H, Dh] over k, v [S, Hkv, Dh] ----
 struct AttentionRow {
   std::string tag;

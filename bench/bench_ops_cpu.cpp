@@ -14,17 +14,28 @@
 // (F32 activations, BF16 weights, F32 biases/norm weights) at the shapes of bench/bench_common.h:
 //   gemv/*  gemm/*          linear: Qwen2.5-1.5B / 7B decode (M = 1) and prefill (1792, 3328 tokens),
 //                           InternViT-300M / AIMv2-H per tile and at 7 / 13 tiles, projector w1
+//   gemv_q8/* gemv_q4/*     linear with quantised weights (ops/quant.h): both LLMs' decode shapes; the
+//   gemm_q8/* gemm_q4/*     GEMM at the 1.5B's prefill q and gate/up. Bytes = codes + scales (+ x, out):
+//                           what the kernel reads. The GEMV runs on the best instruction set;
+//                           SAILVL_QUANT_ISA=avx2|scalar forces another.
+//   gemv_cmp/*              (SAILVL_BENCH_FULL=1) BF16, q8 and q4 GEMVs of each decode shape called in
+//                           turn: the median call of each and the speed-ups (noise hits all three alike)
+//   gemv_q4study/*          (SAILVL_BENCH_FULL=1) the same for the q4 format study's candidates
+//                           (symmetric / asymmetric, G = 32 / 64 / 128) at the 1.5B gate/up and down
 //   attn/*                  causal GQA prefill (1792, 3328), decode at contexts 512 / 2048 / 8192,
 //                           one ViT tile (bidirectional) for each tower
 //   rms_norm, layer_norm, rope, gelu_erf, silu_mul, add, add_scaled, embedding, scatter_rows,
 //   pixel_shuffle_v2, patch_embed, sample (greedy, temperature + top-k 50, top-p 0.9 over all of V)
 // Counters (per second of wall-clock time, the time Google Benchmark reports with UseRealTime):
 //   GFLOP/s    useful FLOPs (GEMM 2·M·N·K; attention 4·Dh·H per visible (query, key) pair)
+//   best_GB/s, best_pct   GEMV rows: the same for the fastest single call (robust to preemption on a
+//              shared machine; the mean includes every scheduler pause)
 //   GB/s       bytes the op must move: every operand read once and every output written once
-//              (F32 activations, BF16 weights; GEMV: the weight bytes dominate)
+//              (F32 activations, BF16 or q8/q4 weights; GEMV: the weight bytes dominate)
 //   pct_peak   % of the limit that bounds the op, named in the row's label:
 //                fma_peak  compute-bound (GEMM, prefill/ViT attention, patch_embed): GFLOP/s ÷ fma_peak
-//                read_bw   read-only streams (GEMV, decode attention's K/V, sampling): GB/s ÷ read_bw
+//                read_bw   read-only streams (GEMV, decode attention's K/V, sampling): GB/s ÷ read_bw;
+//                          these rows also report pct_copy = GB/s ÷ copy_bw
 //                copy_bw   read + write (norms, rope, elementwise, embedding, scatter, pixel shuffle)
 // Cold operands: a GEMV's weights and decode attention's K/V are read once per token in the model
 // (a decode step streams GBs between two uses), so those rows rotate over copies totalling ≥ 2× the
@@ -39,10 +50,11 @@
 //       (Debian's Google Benchmark 1.7 takes a plain number of seconds, not "0.01s"). Rows costing
 //       more than 20 GFLOP per call (bench_common.h kSmokeFlops: the 1.5B/7B prefill MLPs, the 7B
 //       prefill q/o, the 7- and 13-tile vision GEMMs but InternViT's 7-tile q/k/v/o, the projector,
-//       prefill attention but the 1.5B's at 1792) are not registered: 93 op rows, ~20-25 s with
-//       2 threads on the shared 2-core development VM.
-//   Full: SAILVL_BENCH_FULL=1 build/bench_ops_cpu [--benchmark_min_time=0.5]   all 127 op rows; the
-//       34 heavy ones are 3.6 TFLOP per pass (the 7B prefill gate/up at 3328 tokens alone is 450 GFLOP,
+//       prefill attention but the 1.5B's at 1792, the quantised 1.5B prefill gate/up) and the gemv_cmp /
+//       gemv_q4study rows are not registered: 119 op rows, ~20-25 s with 2 threads on the shared 2-core
+//       development VM (the GEMV rows build their rotation sets first: ~1 s each).
+//   Full: SAILVL_BENCH_FULL=1 build/bench_ops_cpu [--benchmark_min_time=0.5]   all 169 op rows; the
+//       36 heavy ones are 3.7 TFLOP per pass (the 7B prefill gate/up at 3328 tokens alone is 450 GFLOP,
 //       seconds per call): ~2 minutes with --benchmark_min_time=0.01 on those 2 cores.
 //   One op: --benchmark_filter='^gemm/1.5b/prefill1792' (names are <op>/<model>/<phase>/<what>/<dims>).
 // Threads: OMP_NUM_THREADS (default: all cores); the probes use the same count. Run nothing else
@@ -71,6 +83,7 @@
 #endif
 
 #include "bench/bench_common.h"
+#include "ops/cpu/quant_gemv.h"
 #include "ops/ops.h"
 
 using namespace sailvl;
@@ -122,12 +135,14 @@ Tensor random_ids(int64_t n, int64_t bound, uint64_t seed) {
 
 // ---- cold operands ----
 
-// The cache the rotation has to defeat. A VM may report the whole socket's L3 (this EPYC VM says
-// 256 MiB; lscpu says 32 MiB, what one CCX sees), so the value is capped at 64 MiB.
+// The cache the rotation has to defeat. A VM may report the whole socket's L3 (the EPYC VM says
+// 256 MiB; lscpu says 32 MiB, what one CCX sees), but on a mesh-L3 Xeon (the 2026-12 CI VMs: 260 MiB)
+// a VM may really use much of it: rows rotating over 128 MiB read partly from L3 there (the 1.5B
+// q_proj GEMV at 2 threads reported 114 % of the read probe). So the value is capped at 256 MiB.
 size_t llc_bytes() {
   const long l3 = sysconf(_SC_LEVEL3_CACHE_SIZE);
   const size_t mib = size_t{1} << 20;
-  return l3 > 0 ? std::min<size_t>(static_cast<size_t>(l3), 64 * mib) : 32 * mib;
+  return l3 > 0 ? std::min<size_t>(static_cast<size_t>(l3), 256 * mib) : 32 * mib;
 }
 
 // Copies of an operand of `bytes` so that cycling through them touches >= 2x the LLC.
@@ -146,6 +161,7 @@ class RowData {
     if (row == row_) return;
     tensors_.clear();
     sets_.clear();
+    wsets_.clear();
     row_ = row;
   }
   // Filled once per row.
@@ -177,11 +193,28 @@ class RowData {
     }
     return it->second;
   }
+  // The same for a (quantised) weight: copies of codes and scales, >= 2x the LLC together.
+  const std::vector<ops::Weight>& rotated_weights(const std::string& key, const ops::Weight& w) {
+    auto it = wsets_.find(key);
+    if (it == wsets_.end()) {
+      std::vector<ops::Weight> v{w};
+      for (int64_t i = 1, n = rotation_copies(w.nbytes()); i < n; ++i) {
+        ops::Weight c = w;
+        c.data = w.data.clone();
+        if (w.scale.defined()) c.scale = w.scale.clone();
+        if (w.zero.defined()) c.zero = w.zero.clone();
+        v.push_back(std::move(c));
+      }
+      it = wsets_.emplace(key, std::move(v)).first;
+    }
+    return it->second;
+  }
 
  private:
   std::string row_;
   std::map<std::string, Tensor> tensors_;
   std::map<std::string, std::vector<Tensor>> sets_;
+  std::map<std::string, std::vector<ops::Weight>> wsets_;
 };
 
 RowData& data() {
@@ -337,6 +370,20 @@ double timed_loop(benchmark::State& st, Body&& body) {
   return seconds_since(t0);
 }
 
+// The same, timing every call too: *best = the fastest call. On a shared machine a GEMV call that
+// was not preempted shows what the kernel and the memory system can do; the mean shows the rest.
+template <class Body>
+double timed_loop_best(benchmark::State& st, Body&& body, double* best) {
+  const auto t0 = Clock::now();
+  *best = 1e30;
+  for (auto _ : st) {
+    const auto c0 = Clock::now();
+    body();
+    *best = std::min(*best, seconds_since(c0));
+  }
+  return seconds_since(t0);
+}
+
 // flops and bytes per call; secs for all st.iterations() calls.
 void report(benchmark::State& st, double secs, double flops, double bytes, Limit lim) {
   const double calls_per_s = static_cast<double>(st.iterations()) / std::max(secs, 1e-12);
@@ -351,6 +398,7 @@ void report(benchmark::State& st, double secs, double flops, double bytes, Limit
       break;
     case Limit::Read:
       st.counters["pct_peak"] = 100 * gbs / p.read_gbs;
+      st.counters["pct_copy"] = 100 * gbs / p.copy_gbs;
       st.SetLabel("pct of read_bw");
       break;
     case Limit::Copy:
@@ -359,6 +407,12 @@ void report(benchmark::State& st, double secs, double flops, double bytes, Limit
       break;
     case Limit::None: break;
   }
+}
+
+// The GEMV rows add the fastest call: best_GB/s and best_pct (of read_bw).
+void report_best(benchmark::State& st, double best_secs, double bytes) {
+  st.counters["best_GB/s"] = bytes / best_secs / 1e9;
+  st.counters["best_pct"] = 100 * bytes / best_secs / 1e9 / probes().read_gbs;
 }
 
 constexpr double F32 = 4, BF16 = 2;  // bytes per element
@@ -408,12 +462,121 @@ void BM_Linear(benchmark::State& st, const bn::LinearRow& r) {
   const std::vector<Tensor> ws = gemv ? d.rotated("w", w) : std::vector<Tensor>{w};
   ops::linear(out, x, w, b);  // warm-up (first touch of out, per-thread scratch)
   size_t i = 0;
-  const double secs = timed_loop(st, [&] {
+  const auto call = [&] {
     ops::linear(out, x, ws[i++ % ws.size()], b);  // out = x·wᵀ + b
     benchmark::DoNotOptimize(out.raw_data());
-  });
+  };
+  double best = 0;
+  const double secs = gemv ? timed_loop_best(st, call, &best) : timed_loop(st, call);
   const double bytes = r.N * r.K * BF16 + (r.M * r.K + r.M * r.N + (r.bias ? r.N : 0)) * F32;
   report(st, secs, r.flops(), bytes, gemv ? Limit::Read : Limit::Fma);
+  if (gemv) report_best(st, best, bytes);
+}
+
+// ---- linear with quantised weights ----
+
+// Codes and scales of a quantised weight, made directly (the kernels' speed does not depend on the
+// values, and quantising the 233 M weights of an LM head would dominate the setup): codes from the
+// xorshift stream, scales around 1e-3 (as for weights of RMS ~0.02).
+ops::Weight random_quant_weight(const bn::QuantLinearRow& r, uint64_t seed) {
+  ops::Weight w;
+  w.type = r.type;
+  w.group = r.group;
+  w.data = Tensor::empty({r.N, r.K / ops::quant_codes_per_byte(r.type)},
+                         r.type == ops::QuantType::Q8 ? DType::I8 : DType::U8);
+  const auto bytes = [](const Tensor& t, uint64_t sd) {
+    auto* p = static_cast<uint8_t*>(t.raw_data());
+    const int64_t n = static_cast<int64_t>(t.nbytes()), head = std::min<int64_t>(n, int64_t{1} << 22);
+    uint64_t st = sd * 0x9E3779B97F4A7C15ull + 1;
+    for (int64_t i = 0; i < head; ++i) p[i] = static_cast<uint8_t>(xorshift(st) >> 56);
+    for (int64_t lo = head; lo < n; lo += head) std::memcpy(p + lo, p, static_cast<size_t>(std::min(head, n - lo)));
+  };
+  bytes(w.data, seed);
+  const auto scales = [&](uint64_t sd) {
+    Tensor t = Tensor::empty({r.N, r.K / r.group}, DType::F16);
+    uint64_t st = sd * 0x9E3779B97F4A7C15ull + 1;
+    for (int64_t i = 0; i < t.numel(); ++i)
+      t.data<uint16_t>()[i] = f32_to_f16(1e-3f * (static_cast<float>(xorshift(st) >> 40) * 0x1p-24f + 0.5f));
+    return t;
+  };
+  w.scale = scales(seed + 1);
+  if (r.asym) w.zero = scales(seed + 2);
+  return w;
+}
+
+void BM_QuantLinear(benchmark::State& st, const bn::QuantLinearRow& r) {
+  RowData& d = data();
+  const bool gemv = r.M <= 4;
+  const Tensor x = d.in("x", {r.M, r.K}, DType::F32, 1), out = d.out("out", {r.M, r.N});
+  const ops::Weight w = random_quant_weight(r, 2);
+  const std::vector<ops::Weight> ws = gemv ? d.rotated_weights("w", w) : std::vector<ops::Weight>{w};
+  ops::linear(out, x, w);  // warm-up
+  size_t i = 0;
+  const auto call = [&] {
+    ops::linear(out, x, ws[i++ % ws.size()]);  // out = x·w'ᵀ
+    benchmark::DoNotOptimize(out.raw_data());
+  };
+  double best = 0;
+  const double secs = gemv ? timed_loop_best(st, call, &best) : timed_loop(st, call);
+  const double bytes = static_cast<double>(w.nbytes()) + (r.M * r.K + r.M * r.N) * F32;
+  report(st, secs, r.flops(), bytes, gemv ? Limit::Read : Limit::Fma);
+  if (gemv) report_best(st, best, bytes);
+}
+
+// Several GEMVs of one decode shape called in turn, each from its own rotation set, so the noise of
+// a shared machine hits them alike: for each, the median call as <name>_GB/s and <name>_pct (of
+// read_bw), and <name>_speedup = the first one's median call / its own (= the ratio of decode
+// tokens/s for this weight).
+void compare_gemvs(benchmark::State& st, const bn::LinearRow& r,
+                   const std::vector<std::pair<std::string, ops::Weight>>& variants) {
+  RowData& d = data();
+  const Tensor x = d.in("x", {1, r.K}, DType::F32, 1), out = d.out("out", {1, r.N});
+  const size_t V = variants.size();
+  std::vector<const std::vector<ops::Weight>*> sets;
+  for (const auto& [name, w] : variants) sets.push_back(&d.rotated_weights(name, w));
+  std::vector<std::vector<double>> t(V);
+  for (size_t v = 0; v < V; ++v) ops::linear(out, x, sets[v]->front());  // warm-up
+  size_t i = 0;
+  for (auto _ : st) {
+    for (size_t v = 0; v < V; ++v) {
+      const auto c0 = Clock::now();
+      ops::linear(out, x, (*sets[v])[i % sets[v]->size()]);  // out = x·wᵀ
+      benchmark::DoNotOptimize(out.raw_data());
+      t[v].push_back(seconds_since(c0));
+    }
+    ++i;
+  }
+  std::vector<double> med(V);
+  for (size_t v = 0; v < V; ++v) {
+    std::nth_element(t[v].begin(), t[v].begin() + static_cast<int64_t>(t[v].size() / 2), t[v].end());
+    med[v] = t[v][t[v].size() / 2];
+    const double bytes = static_cast<double>(variants[v].second.nbytes()) + (r.K + r.N) * F32;
+    st.counters[variants[v].first + "_GB/s"] = bytes / med[v] / 1e9;
+    st.counters[variants[v].first + "_pct"] = 100 * bytes / med[v] / 1e9 / probes().read_gbs;
+    if (v > 0) st.counters[variants[v].first + "_speedup"] = med[0] / med[v];
+  }
+  st.SetLabel("median call of each; pct of read_bw");
+}
+
+// BF16, q8, q4 at a decode shape.
+void BM_GemvCompare(benchmark::State& st, const bn::LinearRow& r) {
+  RowData& d = data();
+  const Tensor wb = r.N > 100000 ? vocab_matrix(r.N, r.K) : d.in("w", {r.N, r.K}, DType::BF16, 2, 0.05f);
+  compare_gemvs(st, r,
+                {{"bf16", wb},
+                 {"q8", random_quant_weight({r.tag, 1, r.N, r.K, ops::QuantType::Q8, ops::kQ8Group, false}, 2)},
+                 {"q4", random_quant_weight({r.tag, 1, r.N, r.K, ops::QuantType::Q4, ops::kQ4Group, false}, 3)}});
+}
+
+// The q4 format study's candidates (docs/QUANTIZATION.md): symmetric / asymmetric, G = 32, 64, 128.
+void BM_Q4Study(benchmark::State& st, const bn::LinearRow& r) {
+  std::vector<std::pair<std::string, ops::Weight>> v;
+  uint64_t seed = 4;
+  for (bool asym : {false, true})
+    for (int64_t G : {32, 64, 128})
+      v.push_back({(asym ? "asym_g" : "sym_g") + std::to_string(G),
+                   random_quant_weight({r.tag, 1, r.N, r.K, ops::QuantType::Q4, G, asym}, seed++)});
+  compare_gemvs(st, r, v);
 }
 
 // ---- attention ----
@@ -631,7 +794,7 @@ benchmark::internal::Benchmark* row(const std::string& name, Body body, benchmar
 
 struct Registrar {
   bool full = bn::full_mode();
-  int registered = 0, skipped = 0;
+  int registered = 0, skipped = 0, study_skipped = 0;
 
   template <class Row, class Fn>
   void add(const std::string& op, const Row& r, const std::string& dimstr, double flops, Fn fn,
@@ -658,6 +821,22 @@ void register_all(Registrar& R) {
 
   for (const auto& r : bn::linear_rows())
     R.add(r.M <= 4 ? "gemv" : "gemm", r, dims({{"M", r.M}, {"N", r.N}, {"K", r.K}}), r.flops(), BM_Linear, ms);
+  for (const auto& r : bn::quant_linear_rows()) {
+    const std::string op = std::string(r.M <= 4 ? "gemv_" : "gemm_") + ops::quant_type_name(r.type);
+    R.add(op, r, dims({{"M", r.M}, {"N", r.N}, {"K", r.K}}), r.flops(), BM_QuantLinear, ms);
+  }
+  // The comparisons: every M = 1 shape (BF16 / q8 / q4), the 1.5B's gate/up and down (q4 study).
+  for (const auto& r : bn::linear_rows()) {
+    if (r.M != 1) continue;
+    const bool study = r.tag == "1.5b/decode/gate_up" || r.tag == "1.5b/decode/down";
+    if (!R.full) {
+      R.skipped += study ? 2 : 1;
+      R.study_skipped += study ? 2 : 1;
+      continue;
+    }
+    R.add("gemv_cmp", r, dims({{"M", r.M}, {"N", r.N}, {"K", r.K}}), 0, BM_GemvCompare, ms);
+    if (study) R.add("gemv_q4study", r, dims({{"M", r.M}, {"N", r.N}, {"K", r.K}}), 0, BM_Q4Study, ms);
+  }
   for (const auto& r : bn::attention_rows())
     R.add("attn", r, dims({{"T", r.T}, {"S", r.S}, {"H", r.H}, {"Hkv", r.Hkv}, {"Dh", r.Dh}}), r.flops(), BM_Attention,
           r.T <= 4 ? benchmark::kMicrosecond : ms);
@@ -684,16 +863,25 @@ void register_all(Registrar& R) {
 int main(int argc, char** argv) {
   benchmark::Initialize(&argc, argv);
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+  // SAILVL_QUANT_ISA=scalar|avx2|avx512 runs the quantised GEMV on that instruction set (default:
+  // the best this CPU has), to compare the AVX2 baseline with the AVX-512 kernels on one machine.
+  if (const char* isa = std::getenv("SAILVL_QUANT_ISA")) {
+    for (auto i : {ops::cpu::QuantIsa::Scalar, ops::cpu::QuantIsa::Avx2, ops::cpu::QuantIsa::Avx512})
+      if (std::string(isa) == ops::cpu::quant_isa_name(i)) ops::cpu::set_quant_isa(i);
+  }
   Registrar R;
   register_all(R);
   const Probes& p = probes();
   std::printf(
       "bench_ops_cpu: %d threads; limits: read %.1f GB/s, copy %.1f GB/s (read + written), FMA peak %.1f GFLOP/s\n",
       omp_get_max_threads(), p.read_gbs, p.copy_gbs, p.fma_gflops);
+  std::printf("bench_ops_cpu: quantised GEMV on %s\n", ops::cpu::quant_isa_name(ops::cpu::quant_isa()));
   std::printf("bench_ops_cpu: %s mode, %d op rows", R.full ? "full" : "smoke/default", R.registered);
   if (R.skipped)
-    std::printf(" (%d rows over %.0f GFLOP per call left out: SAILVL_BENCH_FULL=1 adds them)", R.skipped,
-                bn::kSmokeFlops / 1e9);
+    std::printf(
+        " (%d rows over %.0f GFLOP per call and %d gemv_cmp / gemv_q4study rows left out: SAILVL_BENCH_FULL=1 adds "
+        "them)",
+        R.skipped - R.study_skipped, bn::kSmokeFlops / 1e9, R.study_skipped);
   std::printf("\n");
   std::fflush(stdout);
   benchmark::RunSpecifiedBenchmarks();

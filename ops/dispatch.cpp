@@ -41,10 +41,16 @@ int set_num_threads(int n) {
 }
 int num_threads() { return omp_get_max_threads(); }
 
-void linear(const Tensor& out, const Tensor& x, const Tensor& w, const std::optional<Tensor>& bias) {
-  same_device(out.device(), {&x, &w}, "linear");
+void linear(const Tensor& out, const Tensor& x, const Weight& w, const std::optional<Tensor>& bias) {
+  // The CUDA kernels read float weights only; q8/q4 are a CPU format (docs/QUANTIZATION.md).
+  SAILVL_CHECK(!(w.quantized() && out.device().is_cuda()), BadModel,
+               "quantized weights (q8/q4) run on the CPU only; use --device cpu");
+  same_device(out.device(), {&x, &w.data}, "linear");
+  if (w.scale.defined()) same_device(out.device(), {&w.scale}, "linear");
+  if (w.zero.defined()) same_device(out.device(), {&w.zero}, "linear");
   if (bias) same_device(out.device(), {&*bias}, "linear");
-  SAILVL_DISPATCH(out.device(), linear(out, x, w, bias));
+  if (w.quantized()) return cpu::linear(out, x, w, bias);
+  SAILVL_DISPATCH(out.device(), linear(out, x, w.data, bias));
 }
 
 void layer_norm(const Tensor& out, const Tensor& x, const Tensor& w, const Tensor& b, float eps) {

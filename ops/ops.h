@@ -17,6 +17,7 @@
 #include <optional>
 #include <span>
 
+#include "ops/quant.h"
 #include "tensor/tensor.h"
 
 namespace sailvl::ops {
@@ -26,8 +27,10 @@ int set_num_threads(int n);
 int num_threads();
 
 // out[..., N] = x[..., K] · w[N, K]ᵀ (+ bias[N]).  Any leading dims on x/out (flattened, must be
-// contiguous rows). w may be BF16/F16/F32; accumulation is F32.
-void linear(const Tensor& out, const Tensor& x, const Tensor& w, const std::optional<Tensor>& bias = std::nullopt);
+// contiguous rows). w may be BF16/F16/F32 (a Tensor converts to a Weight) or quantised q8/q4
+// (ops/quant.h, docs/QUANTIZATION.md: CPU only; a quantised weight on CUDA is ErrorKind::BadModel);
+// accumulation is F32.
+void linear(const Tensor& out, const Tensor& x, const Weight& w, const std::optional<Tensor>& bias = std::nullopt);
 
 // LayerNorm over the last dim: out = (x - mean) / sqrt(var + eps) * w + b   (biased variance)
 void layer_norm(const Tensor& out, const Tensor& x, const Tensor& w, const Tensor& b, float eps);

@@ -11,6 +11,7 @@ size_t dtype_size(DType t) {
     case DType::I64: return 8;
     case DType::U8: return 1;
     case DType::BOOL: return 1;
+    case DType::I8: return 1;
   }
   return 0;
 }
@@ -24,6 +25,7 @@ const char* dtype_name(DType t) {
     case DType::I64: return "I64";
     case DType::U8: return "U8";
     case DType::BOOL: return "BOOL";
+    case DType::I8: return "I8";
   }
   return "?";
 }
@@ -36,6 +38,7 @@ std::optional<DType> dtype_from_name(std::string_view s) {
   if (s == "I64") return DType::I64;
   if (s == "U8") return DType::U8;
   if (s == "BOOL") return DType::BOOL;
+  if (s == "I8") return DType::I8;
   return std::nullopt;
 }
 

@@ -13,7 +13,9 @@
 
 namespace sailvl {
 
-enum class DType : uint8_t { F32, BF16, F16, I32, I64, U8, BOOL };
+// I8 holds the codes of q8 weights (ops/quant.h, docs/QUANTIZATION.md); it is last so the values of the
+// others do not move.
+enum class DType : uint8_t { F32, BF16, F16, I32, I64, U8, BOOL, I8 };
 
 size_t dtype_size(DType t);
 const char* dtype_name(DType t);  // the safetensors spelling: "F32", "BF16", ...

@@ -214,6 +214,7 @@ double load_as_double(const uint8_t* p, DType t) {
     }
     case DType::U8: return *p;
     case DType::BOOL: return *p ? 1.0 : 0.0;
+    case DType::I8: return static_cast<int8_t>(*p);
   }
   return 0;
 }
@@ -247,6 +248,7 @@ void store_from_double(uint8_t* p, DType t, double x) {
     }
     case DType::U8: *p = static_cast<uint8_t>(x); return;
     case DType::BOOL: *p = x != 0.0; return;
+    case DType::I8: *p = static_cast<uint8_t>(static_cast<int8_t>(x)); return;
   }
 }
 

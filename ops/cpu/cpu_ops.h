@@ -1,5 +1,5 @@
 // Backend-internal: the cpu implementations of ops/ops.h, same signatures.
-// CPU twins (ops/cpu/*.cpp): F32 activations, BF16/F16/F32 weights, OpenMP threads.
+// CPU twins (ops/cpu/*.cpp): F32 activations, BF16/F16/F32 or q8/q4 weights (linear), OpenMP threads.
 // Only ops/dispatch.cpp and tests call these directly; model code calls sailvl::ops::*.
 #pragma once
 
@@ -7,7 +7,7 @@
 
 namespace sailvl::ops::cpu {
 
-void linear(const Tensor& out, const Tensor& x, const Tensor& w, const std::optional<Tensor>& bias);
+void linear(const Tensor& out, const Tensor& x, const Weight& w, const std::optional<Tensor>& bias);
 void layer_norm(const Tensor& out, const Tensor& x, const Tensor& w, const Tensor& b, float eps);
 void rms_norm(const Tensor& out, const Tensor& x, const Tensor& w, float eps);
 void rope(const Tensor& x, const Tensor& positions, double theta);

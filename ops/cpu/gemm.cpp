@@ -1,6 +1,7 @@
 // F32 GEMM with on-the-fly weight conversion, Goto/BLIS style, for AVX2 + FMA.
 //
 //   out[M, N] = x[M, K] · w[N, K]ᵀ       x, out F32 (activations); w BF16/F16/F32 (the checkpoint)
+//                                        or q8/q4 codes + F16 scales (ops/quant.h)
 //
 // Why our own: the prefill and vision linears are compute-bound (2·M·N·K FLOPs against N·K weight
 // bytes), so the kernel must run near the FMA units' peak. An AVX2 core retires two 8-lane FMAs a
@@ -26,6 +27,11 @@
 // Packed layouts (the micro-kernel reads both with unit stride):
 //   A~ strip: [KC][6]   a[k·6 + r]  = x[ic+ir+r, pc+k]   (rows past M are zero)
 //   B~ strip: [KC][16]  b[k·16 + j] = w[jc+jr+j, pc+k]   (rows past N are zero; BF16 → F32 here)
+// Quantised weights are unpacked at the same place (pack_b_strip_quant): q8 codes widened and
+// scaled, q4 nibbles shifted out of a broadcast 32-bit word, each 8 weights of a row exactly
+// dequantize()'s values, then the same 8 × 8 transposes. The packing reads 1.06 (q8) or 0.56 (q4)
+// bytes per weight instead of 2 and does a few more instructions per weight; it runs once per
+// (column block, K block), so for prefill-sized M it is a small part of the time either way.
 // Edge tiles (M or N not a multiple of 6 / 16) are computed in full into a stack tile and the valid
 // part copied out, so the micro-kernel has one shape.
 //
@@ -39,6 +45,7 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <cstring>
 #include <memory>
 
 namespace sailvl::ops::cpu {
@@ -149,6 +156,42 @@ void pack_b_strip_kn(float* dst, const uint8_t* w, int64_t w_row_bytes, int64_t 
   }
 }
 
+// 8 weights w'[n, k..k+8) of a quantised matrix as F32, exactly as dequantize() gives them (k is a
+// multiple of 8, so the 8 share one group). q8: s · c. q4: the 4 bytes hold weight k + i in bits
+// 4i..4i+3 (the low nibble of byte i/2 for even i), so one broadcast and a variable shift put weight
+// k + i in lane i; w' = fma(u, s, o) with o = -8·s (exact) or the zero z of the asymmetric variant.
+template <QuantType QT>
+inline __m256 load_q8(const QuantRows& w, int64_t n, int64_t k) {
+  const float s = _cvtsh_ss(w.scale[n * w.scale_stride + k / w.group]);
+  const uint8_t* row = w.codes + n * w.code_stride;
+  if constexpr (QT == QuantType::Q8) {
+    const __m128i q = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(row + k));
+    return _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q)), _mm256_set1_ps(s));
+  } else {
+    uint32_t bits;
+    std::memcpy(&bits, row + k / 2, 4);
+    const __m256i u = _mm256_and_si256(
+        _mm256_srlv_epi32(_mm256_set1_epi32(static_cast<int>(bits)), _mm256_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28)),
+        _mm256_set1_epi32(0xf));
+    const float o = w.zero ? _cvtsh_ss(w.zero[n * w.scale_stride + k / w.group]) : -8.0f * s;
+    return _mm256_fmadd_ps(_mm256_cvtepi32_ps(u), _mm256_set1_ps(s), _mm256_set1_ps(o));
+  }
+}
+
+// B~ strip of a quantised matrix: dst[k·16 + j] = w'[n0 + j, k0 + k] (j >= nr: 0). k0 and kc are
+// multiples of 32 (K and the group are, and so is KC), so the 8 × 8 transposes of pack_b_strip apply.
+template <QuantType QT>
+void pack_b_strip_quant(float* dst, const QuantRows& w, int64_t n0, int64_t nr, int64_t k0, int64_t kc) {
+  for (int64_t k = 0; k < kc; k += 8)
+    for (int64_t half = 0; half < 2; ++half) {
+      __m256 r[8];
+      for (int64_t j = 0; j < 8; ++j)
+        r[j] = half * 8 + j < nr ? load_q8<QT>(w, n0 + half * 8 + j, k0 + k) : _mm256_setzero_ps();
+      transpose8(r);
+      for (int i = 0; i < 8; ++i) _mm256_store_ps(dst + (k + i) * NR + half * 8, r[i]);
+    }
+}
+
 // A~ strip: dst[k·6 + r] = x[m0 + r, k0 + k] (r >= mr: 0).
 void pack_a_strip(float* dst, const RowMat<const float>& x, int64_t m0, int64_t mr, int64_t k0, int64_t kc) {
   if (mr == MR) {
@@ -211,23 +254,18 @@ inline void kernel_6x16(int64_t kc, const float* a, const float* b, float* c, in
   }
 }
 
-// One column block [n0, n0 + nc) of out, all rows, all of K.
-template <DType WT, bool kTransposed>
-void gemm_block(const RowMat<const float>& x, const uint8_t* w, int64_t w_row_bytes, const RowMat<float>& out,
-                int64_t n0, int64_t nc, int64_t K, Scratch& s) {
+// One column block [n0, n0 + nc) of out, all rows, all of K. pack_b(dst, n, nr, k0, kc) packs the
+// B~ strip of weight rows [n, n + nr) and columns [k0, k0 + kc) (pack_b_strip and its kin).
+template <class PackB>
+void gemm_block(const RowMat<const float>& x, const PackB& pack_b, const RowMat<float>& out, int64_t n0, int64_t nc,
+                int64_t K, Scratch& s) {
   const int64_t M = x.rows;
   const int64_t strips = (nc + NR - 1) / NR;
   for (int64_t k0 = 0; k0 < K; k0 += KC) {
     const int64_t kc = std::min(KC, K - k0);
     const bool accumulate = k0 > 0;
-    for (int64_t j = 0; j < strips; ++j) {
-      float* dst = s.b.get() + j * kc * NR;
-      const int64_t nr = std::min(NR, nc - j * NR);
-      if constexpr (kTransposed)
-        pack_b_strip<WT>(dst, w, w_row_bytes, n0 + j * NR, nr, k0, kc);
-      else
-        pack_b_strip_kn<WT>(dst, w, w_row_bytes, n0 + j * NR, nr, k0, kc);
-    }
+    for (int64_t j = 0; j < strips; ++j)
+      pack_b(s.b.get() + j * kc * NR, n0 + j * NR, std::min(NR, nc - j * NR), k0, kc);
     for (int64_t m0 = 0; m0 < M; m0 += MC) {
       const int64_t mc = std::min(MC, M - m0);
       for (int64_t i = 0; i * MR < mc; ++i)
@@ -259,9 +297,8 @@ Scratch& thread_scratch() {
   return scratch;
 }
 
-template <DType WT>
-void gemm_typed(const RowMat<const float>& x, const uint8_t* w, int64_t w_row_bytes, const RowMat<float>& out,
-                int64_t N, int64_t K) {
+template <class PackB>
+void gemm_typed(const RowMat<const float>& x, const PackB& pack_b, const RowMat<float>& out, int64_t N, int64_t K) {
   const int64_t M = x.rows;
   const int64_t nthreads = omp_get_max_threads();
   // How to share the work between threads. Each thread packs what it reads, so one operand is
@@ -277,8 +314,7 @@ void gemm_typed(const RowMat<const float>& x, const uint8_t* w, int64_t w_row_by
       if (rows <= 0) continue;
       const RowMat<const float> xs{x.row(m0), rows, x.cols, x.stride};
       const RowMat<float> os{out.row(m0), rows, out.cols, out.stride};
-      for (int64_t n0 = 0; n0 < N; n0 += NC)
-        gemm_block<WT, true>(xs, w, w_row_bytes, os, n0, std::min(NC, N - n0), K, thread_scratch());
+      for (int64_t n0 = 0; n0 < N; n0 += NC) gemm_block(xs, pack_b, os, n0, std::min(NC, N - n0), K, thread_scratch());
     }
     return;
   }
@@ -291,8 +327,17 @@ void gemm_typed(const RowMat<const float>& x, const uint8_t* w, int64_t w_row_by
 #pragma omp parallel for schedule(static) if (blocks > 1)
   for (int64_t bi = 0; bi < blocks; ++bi) {
     const int64_t n0 = bi * nc;
-    gemm_block<WT, true>(x, w, w_row_bytes, out, n0, std::min(nc, N - n0), K, thread_scratch());
+    gemm_block(x, pack_b, out, n0, std::min(nc, N - n0), K, thread_scratch());
   }
+}
+
+template <DType WT>
+void gemm_float(const RowMat<const float>& x, const uint8_t* w, int64_t w_row_bytes, const RowMat<float>& out,
+                int64_t N, int64_t K) {
+  const auto pack = [&](float* dst, int64_t n, int64_t nr, int64_t k0, int64_t kc) {
+    pack_b_strip<WT>(dst, w, w_row_bytes, n, nr, k0, kc);
+  };
+  gemm_typed(x, pack, out, N, K);
 }
 
 }  // namespace
@@ -300,10 +345,20 @@ void gemm_typed(const RowMat<const float>& x, const uint8_t* w, int64_t w_row_by
 void gemm_xwt(const RowMat<const float>& x, const uint8_t* w, int64_t w_row_bytes, DType wt, const RowMat<float>& out,
               int64_t N, int64_t K) {
   switch (wt) {
-    case DType::BF16: return gemm_typed<DType::BF16>(x, w, w_row_bytes, out, N, K);
-    case DType::F16: return gemm_typed<DType::F16>(x, w, w_row_bytes, out, N, K);
-    default: return gemm_typed<DType::F32>(x, w, w_row_bytes, out, N, K);
+    case DType::BF16: return gemm_float<DType::BF16>(x, w, w_row_bytes, out, N, K);
+    case DType::F16: return gemm_float<DType::F16>(x, w, w_row_bytes, out, N, K);
+    default: return gemm_float<DType::F32>(x, w, w_row_bytes, out, N, K);
   }
+}
+
+void gemm_xwt_quant(const RowMat<const float>& x, const QuantRows& w, const RowMat<float>& out) {
+  const auto pack = [&](float* dst, int64_t n, int64_t nr, int64_t k0, int64_t kc) {
+    if (w.type == QuantType::Q8)
+      pack_b_strip_quant<QuantType::Q8>(dst, w, n, nr, k0, kc);
+    else
+      pack_b_strip_quant<QuantType::Q4>(dst, w, n, nr, k0, kc);
+  };
+  gemm_typed(x, pack, out, w.N, w.K);
 }
 
 void gemm_f32_serial(const RowMat<const float>& x, const RowMat<const float>& w, bool transposed,
@@ -314,9 +369,19 @@ void gemm_f32_serial(const RowMat<const float>& x, const RowMat<const float>& w,
   for (int64_t n0 = 0; n0 < N; n0 += NC) {
     const int64_t nc = std::min(NC, N - n0);
     if (transposed)
-      gemm_block<DType::F32, true>(x, wp, rb, out, n0, nc, K, thread_scratch());
+      gemm_block(
+          x,
+          [&](float* dst, int64_t n, int64_t nr, int64_t k0, int64_t kc) {
+            pack_b_strip<DType::F32>(dst, wp, rb, n, nr, k0, kc);
+          },
+          out, n0, nc, K, thread_scratch());
     else
-      gemm_block<DType::F32, false>(x, wp, rb, out, n0, nc, K, thread_scratch());
+      gemm_block(
+          x,
+          [&](float* dst, int64_t n, int64_t nr, int64_t k0, int64_t kc) {
+            pack_b_strip_kn<DType::F32>(dst, wp, rb, n, nr, k0, kc);
+          },
+          out, n0, nc, K, thread_scratch());
   }
 }
 

@@ -6,6 +6,7 @@
 #include <cstdint>
 
 #include "ops/cpu/cpu_util.h"
+#include "ops/cpu/quant_gemv.h"
 
 namespace sailvl::ops::cpu {
 
@@ -14,6 +15,10 @@ namespace sailvl::ops::cpu {
 // Threaded with OpenMP over column blocks of out. x, out: F32 row matrices (any row stride).
 void gemm_xwt(const RowMat<const float>& x, const uint8_t* w, int64_t w_row_bytes, DType wt, const RowMat<float>& out,
               int64_t N, int64_t K);
+
+// out = x · w'ᵀ for a quantised w (q8/q4): the same blocking, the weights unpacked to F32 (exactly
+// dequantize()'s values) while packing. Threaded like gemm_xwt.
+void gemm_xwt_quant(const RowMat<const float>& x, const QuantRows& w, const RowMat<float>& out);
 
 // The same kernel on the calling thread only (for callers that parallelise outside, such as
 // attention's per-head tasks), F32 operands:

@@ -16,10 +16,15 @@
 //    of <= 512 weight rows, convert each panel to F32 in a per-thread scratch buffer and multiply
 //    with Eigen's GEBP kernel: out[:, n0:n0+nb] = x · panelᵀ.
 //
+// Quantised weights (q8/q4, ops/quant.h) take the same two regimes: quant_gemv.cpp for M <= 4, and
+// the packed GEMM with the codes unpacked while packing (gemm_xwt_quant) for M > 4; builds without
+// AVX2 dequantise each panel into the scratch buffer instead of widening it.
+//
 // Accumulation error (both paths): F32 sums of K products, |err| <~ K·2^-24·Σ|x||w| (a bound; the
 // typical error is ~sqrt(K) times smaller). The bias is added in F32 after the dot product.
 // Preconditions: x F32 [..., K] and out F32 [..., N] with the same leading dims and contiguous,
-// collapsible rows; w [N, K] with contiguous rows; bias [N] any float dtype.
+// collapsible rows; w [N, K] with contiguous rows (quantised: quant_rows' checks); bias [N] any
+// float dtype.
 #include <omp.h>
 
 #include <Eigen/Core>
@@ -29,6 +34,7 @@
 #include "ops/cpu/cpu_ops.h"
 #include "ops/cpu/cpu_util.h"
 #include "ops/cpu/gemm.h"
+#include "ops/cpu/quant_gemv.h"
 
 namespace sailvl::ops::cpu {
 
@@ -136,7 +142,10 @@ using RowMajor = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::Row
 using ConstMapRM = Eigen::Map<const RowMajor, Eigen::Unaligned, Eigen::OuterStride<>>;
 using MapRM = Eigen::Map<RowMajor, Eigen::Unaligned, Eigen::OuterStride<>>;
 
-void gemm_panels(const Tensor& w, const RowMat<const float>& x, const RowMat<float>& o, int64_t N, int64_t K) {
+// w_row(n, dst) writes weight row n as K floats; float_rows (F32 weights) are used in place instead.
+template <class RowF32>
+void gemm_panels(const RowF32& w_row, const float* float_rows, int64_t w_row_elems, const RowMat<const float>& x,
+                 const RowMat<float>& o, int64_t N, int64_t K) {
   const int64_t M = x.rows;
   const int nthreads = omp_get_max_threads();
   // Panel height: small enough that every thread gets >= 2 panels, a multiple of 16 (Eigen's
@@ -146,10 +155,6 @@ void gemm_panels(const Tensor& w, const RowMat<const float>& x, const RowMat<flo
   int64_t nb = (N + 2 * nthreads - 1) / (2 * nthreads);
   nb = std::clamp<int64_t>((nb + 15) / 16 * 16, 16, cap);
   const int64_t panels = (N + nb - 1) / nb;
-  const DType wt = w.dtype();
-  const auto* wbase = static_cast<const uint8_t*>(w.raw_data());
-  const int64_t w_row_elems = w.stride(0);
-  const int64_t w_row_bytes = w_row_elems * static_cast<int64_t>(dtype_size(wt));
   const ConstMapRM X(x.p, M, K, Eigen::OuterStride<>(x.stride));
 
 #pragma omp parallel
@@ -161,12 +166,12 @@ void gemm_panels(const Tensor& w, const RowMat<const float>& x, const RowMat<flo
       const int64_t n0 = p * nb, rows = std::min(nb, N - n0);
       const float* panel;
       int64_t ld;
-      if (wt == DType::F32) {
-        panel = reinterpret_cast<const float*>(wbase + n0 * w_row_bytes);
+      if (float_rows) {
+        panel = float_rows + n0 * w_row_elems;
         ld = w_row_elems;
       } else {
         if (scratch.size() < static_cast<size_t>(rows * K)) scratch.resize(static_cast<size_t>(nb * K));
-        for (int64_t r = 0; r < rows; ++r) to_f32(scratch.data() + r * K, wbase + (n0 + r) * w_row_bytes, wt, K);
+        for (int64_t r = 0; r < rows; ++r) w_row(n0 + r, scratch.data() + r * K);
         panel = scratch.data();
         ld = K;
       }
@@ -181,14 +186,20 @@ void gemm_panels(const Tensor& w, const RowMat<const float>& x, const RowMat<flo
 
 }  // namespace
 
-void linear(const Tensor& out, const Tensor& x, const Tensor& w, const std::optional<Tensor>& bias) {
+void linear(const Tensor& out, const Tensor& x, const Weight& w, const std::optional<Tensor>& bias) {
   constexpr const char* op = "linear";
   check_dtype(out, DType::F32, op, "out");
   check_dtype(x, DType::F32, op, "x");
-  SAILVL_OP_CHECK(w.defined() && w.device().is_cpu() && w.dim() == 2 && is_weight_dtype(w.dtype()), op,
-                  "w must be a CPU [N, K] BF16/F16/F32 matrix, got ", w.defined() ? w.describe() : "undefined");
-  const int64_t N = w.size(0), K = w.size(1);
-  SAILVL_OP_CHECK(K <= 1 || w.stride(1) == 1, op, "w needs contiguous rows, got ", w.describe());
+  const Tensor& wt = w.data;
+  QuantRows q;
+  if (w.quantized()) {
+    q = quant_rows(w, op);
+  } else {
+    SAILVL_OP_CHECK(wt.defined() && wt.device().is_cpu() && wt.dim() == 2 && is_weight_dtype(wt.dtype()), op,
+                    "w must be a CPU [N, K] BF16/F16/F32 matrix, got ", wt.defined() ? wt.describe() : "undefined");
+    SAILVL_OP_CHECK(wt.size(1) <= 1 || wt.stride(1) == 1, op, "w needs contiguous rows, got ", wt.describe());
+  }
+  const int64_t N = w.rows(), K = w.cols();
   SAILVL_OP_CHECK(x.size(-1) == K, op, "x ", x.describe(), " does not match w ", w.describe());
   SAILVL_OP_CHECK(out.size(-1) == N && out.dim() == x.dim(), op, "out ", out.describe(), " does not match x ",
                   x.describe(), " and w ", w.describe());
@@ -198,22 +209,31 @@ void linear(const Tensor& out, const Tensor& x, const Tensor& w, const std::opti
   const auto om = as_rows(out, op, "out");
   const int64_t M = xm.rows;
   if (M == 0 || N == 0) return;
+  const auto* wb = static_cast<const uint8_t*>(wt.raw_data());
+  const int64_t rb = w.quantized() ? 0 : wt.stride(0) * static_cast<int64_t>(dtype_size(wt.dtype()));
   if (K == 0) {
     for (int64_t m = 0; m < M; ++m) std::fill(om.row(m), om.row(m) + N, 0.0f);
+  } else if (w.quantized() && M <= kGemvMaxM) {
+    quant_gemv(xm, q, om);
+  } else if (w.quantized()) {
+#ifdef SAILVL_CPU_AVX2
+    gemm_xwt_quant(xm, q, om);
+#else
+    gemm_panels([&](int64_t n, float* dst) { dequant_row(q, n, 0, K, dst); }, nullptr, 0, xm, om, N, K);
+#endif
   } else if (M <= kGemvMaxM) {
-    const auto* wb = static_cast<const uint8_t*>(w.raw_data());
-    const int64_t rb = w.stride(0) * static_cast<int64_t>(dtype_size(w.dtype()));
-    switch (w.dtype()) {
+    switch (wt.dtype()) {
       case DType::BF16: gemv_dispatch_m<DType::BF16>(wb, rb, xm, om, N, K); break;
       case DType::F16: gemv_dispatch_m<DType::F16>(wb, rb, xm, om, N, K); break;
       default: gemv_dispatch_m<DType::F32>(wb, rb, xm, om, N, K); break;
     }
   } else {
 #ifdef SAILVL_CPU_AVX2
-    gemm_xwt(xm, static_cast<const uint8_t*>(w.raw_data()), w.stride(0) * static_cast<int64_t>(dtype_size(w.dtype())),
-             w.dtype(), om, N, K);
+    gemm_xwt(xm, wb, rb, wt.dtype(), om, N, K);
 #else
-    gemm_panels(w, xm, om, N, K);
+    const float* f32_rows = wt.dtype() == DType::F32 ? static_cast<const float*>(wt.raw_data()) : nullptr;
+    gemm_panels([&](int64_t n, float* dst) { to_f32(dst, wb + n * rb, wt.dtype(), K); }, f32_rows, wt.stride(0), xm, om,
+                N, K);
 #endif
   }
   if (bias) {
