@@ -1,14 +1,14 @@
 // CPU op microbenchmarks at the real SAIL-VL shapes, each reported against a limit of this machine
 // measured first, in the same binary and run (docs/CONTRIBUTING.md item 13, docs/PERFORMANCE.md "How to measure").
 //
-// Probes (measured once before any row, best of several runs, with OMP_NUM_THREADS threads; they are
-// also the first rows of the output):
-//   probe/read_bw   multi-threaded AVX2 sum over 512 MiB read as the GEMV reads its weights, 8 rows
-//                   at a time (8 sequential streams per thread): GB/s a reader can stream
-//   probe/copy_bw   multi-threaded memcpy of 256 MiB: GB/s, bytes read + bytes written
-//   probe/fma_peak  every thread runs 12 independent chains of _mm256_fmadd_ps in registers
-//                   (12 ≥ 2 FMA pipes × 4-5 cycles of latency): GFLOP/s = threads × FMAs × 16 / s,
-//                   the compute limit of any F32 GEMM on this machine
+// Limits (ops/probes.h, the probes `sailvl bench` and `--profile` use, with 256 MiB buffers; measured
+// once before any row, best of 3 runs, with OMP_NUM_THREADS threads; the first row, probe/limits,
+// shows them):
+//   read_bw   multi-threaded sum over 512 MiB read as the GEMV reads its weights, 8 rows at a time
+//             (8 sequential streams per thread): GB/s a reader can stream
+//   copy_bw   multi-threaded memcpy of 256 MiB: GB/s, bytes read + bytes written
+//   fma_peak  every thread runs 12 independent chains of 8-wide FMAs in registers: GFLOP/s, the
+//             compute limit of any F32 GEMM on this machine
 // then ref/eigen_sgemm (Eigen's multi-threaded F32 GEMM at 1792×1536×1536: a reference row, not a
 // limit — our packed GEMM is faster), then every op of ops/ops.h, called as model/*.cpp calls it
 // (F32 activations, BF16 weights, F32 biases/norm weights) at the shapes of bench/bench_common.h:
@@ -77,14 +77,10 @@
 #include <string>
 #include <vector>
 
-#if defined(__AVX2__) && defined(__FMA__)
-#include <immintrin.h>
-#define BENCH_AVX2_FMA 1
-#endif
-
 #include "bench/bench_common.h"
 #include "ops/cpu/quant_gemv.h"
 #include "ops/ops.h"
+#include "ops/probes.h"
 
 using namespace sailvl;
 namespace bn = sailvl::bench;
@@ -236,124 +232,11 @@ Tensor vocab_matrix(int64_t V, int64_t D) {
 
 // ---- probes ----
 
-constexpr int64_t kReadFloats = int64_t{128} << 20;  // 512 MiB
-constexpr int64_t kCopyFloats = int64_t{64} << 20;   // 256 MiB each way
-
-// Read the way the GEMV reads its weights: the buffer is rows of kReadRow floats, each thread sums
-// groups of 8 consecutive rows as 8 concurrent sequential streams. (One stream per core reaches
-// ~25% less here; 8 streams a power of two apart collide in the DRAM banks.)
-constexpr int64_t kReadRow = 4104;  // 16 KiB + 32 B
-double read_bw_once(const float* p, int64_t n) {
-  const auto t0 = Clock::now();
-  const int64_t groups = n / (8 * kReadRow);
-  float total = 0;
-#pragma omp parallel reduction(+ : total)
-  {
-#ifdef BENCH_AVX2_FMA
-    __m256 a[8];
-    for (auto& v : a) v = _mm256_setzero_ps();
-#pragma omp for schedule(static)
-    for (int64_t g = 0; g < groups; ++g) {
-      const float* s = p + g * 8 * kReadRow;
-      for (int64_t i = 0; i < kReadRow; i += 8)
-        for (int j = 0; j < 8; ++j) a[j] = _mm256_add_ps(a[j], _mm256_loadu_ps(s + j * kReadRow + i));
-    }
-    float lanes[8];
-    _mm256_storeu_ps(lanes, _mm256_add_ps(_mm256_add_ps(_mm256_add_ps(a[0], a[1]), _mm256_add_ps(a[2], a[3])),
-                                          _mm256_add_ps(_mm256_add_ps(a[4], a[5]), _mm256_add_ps(a[6], a[7]))));
-    for (float l : lanes) total += l;
-#else
-    float acc[8] = {};
-#pragma omp for schedule(static)
-    for (int64_t g = 0; g < groups; ++g) {
-      const float* s = p + g * 8 * kReadRow;
-      for (int64_t i = 0; i < kReadRow; ++i)
-        for (int j = 0; j < 8; ++j) acc[j] += s[j * kReadRow + i];
-    }
-    for (float l : acc) total += l;
-#endif
-  }
-  benchmark::DoNotOptimize(total);
-  return static_cast<double>(groups * 8 * kReadRow) * 4 / seconds_since(t0) / 1e9;
-}
-
-double copy_bw_once(float* dst, const float* src, int64_t n) {
-  const auto t0 = Clock::now();
-#pragma omp parallel
-  {
-    const int T = omp_get_num_threads();
-    const int64_t per = (n + T - 1) / T, lo = std::min(n, per * omp_get_thread_num()), hi = std::min(n, lo + per);
-    if (hi > lo) std::memcpy(dst + lo, src + lo, static_cast<size_t>(hi - lo) * 4);
-  }
-  benchmark::ClobberMemory();
-  return static_cast<double>(n) * 8 / seconds_since(t0) / 1e9;  // read + written
-}
-
-// 12 independent FMA chains per thread, all in registers: acc = acc·m + c converges to c / (1 - m)
-// (finite, never denormal), and strict FP semantics keep the compiler from shortening the chains.
-constexpr int kFmaChains = 12;
-double fma_peak_once(int64_t iters) {
-  const auto t0 = Clock::now();
-  int threads = 1;
-  float sink = 0;
-#pragma omp parallel reduction(+ : sink)
-  {
-#pragma omp single
-    threads = omp_get_num_threads();
-#ifdef BENCH_AVX2_FMA
-    const __m256 m = _mm256_set1_ps(0.999f), c = _mm256_set1_ps(1e-3f);
-    __m256 a[kFmaChains];
-    for (int j = 0; j < kFmaChains; ++j) a[j] = _mm256_set1_ps(static_cast<float>(j + omp_get_thread_num()));
-    for (int64_t i = 0; i < iters; ++i) {
-      a[0] = _mm256_fmadd_ps(a[0], m, c);
-      a[1] = _mm256_fmadd_ps(a[1], m, c);
-      a[2] = _mm256_fmadd_ps(a[2], m, c);
-      a[3] = _mm256_fmadd_ps(a[3], m, c);
-      a[4] = _mm256_fmadd_ps(a[4], m, c);
-      a[5] = _mm256_fmadd_ps(a[5], m, c);
-      a[6] = _mm256_fmadd_ps(a[6], m, c);
-      a[7] = _mm256_fmadd_ps(a[7], m, c);
-      a[8] = _mm256_fmadd_ps(a[8], m, c);
-      a[9] = _mm256_fmadd_ps(a[9], m, c);
-      a[10] = _mm256_fmadd_ps(a[10], m, c);
-      a[11] = _mm256_fmadd_ps(a[11], m, c);
-    }
-    __m256 s = a[0];
-    for (int j = 1; j < kFmaChains; ++j) s = _mm256_add_ps(s, a[j]);
-    float lanes[8];
-    _mm256_storeu_ps(lanes, s);
-    for (float l : lanes) sink += l;
-#else
-    float a[kFmaChains * 8];
-    for (int j = 0; j < kFmaChains * 8; ++j) a[j] = static_cast<float>(j + omp_get_thread_num());
-    for (int64_t i = 0; i < iters; ++i)
-      for (int j = 0; j < kFmaChains * 8; ++j) a[j] = std::fma(a[j], 0.999f, 1e-3f);
-    for (float l : a) sink += l;
-#endif
-  }
-  benchmark::DoNotOptimize(sink);
-  return static_cast<double>(threads) * static_cast<double>(iters) * kFmaChains * 16 / seconds_since(t0) / 1e9;
-}
-constexpr int64_t kFmaIters = int64_t{20} << 20;  // ~40-50 ms per run at ~3 GHz
-
-struct Probes {
-  double read_gbs = 0, copy_gbs = 0, fma_gflops = 0;
-};
-
-// Measured once (best of 3 after a warm-up run) and reused by every pct_peak counter.
-const Probes& probes() {
-  static const Probes p = [] {
-    Probes r;
-    fma_peak_once(kFmaIters / 4);  // clocks up, threads spawned
-    for (int i = 0; i < 3; ++i) r.fma_gflops = std::max(r.fma_gflops, fma_peak_once(kFmaIters));
-    {
-      std::vector<float> buf(static_cast<size_t>(kReadFloats), 1.0f);
-      for (int i = 0; i < 3; ++i) r.read_gbs = std::max(r.read_gbs, read_bw_once(buf.data(), kReadFloats));
-    }
-    std::vector<float> a(static_cast<size_t>(kCopyFloats), 1.0f), b(static_cast<size_t>(kCopyFloats), 0.0f);
-    for (int i = 0; i < 3; ++i) r.copy_gbs = std::max(r.copy_gbs, copy_bw_once(b.data(), a.data(), kCopyFloats));
-    return r;
-  }();
+// The machine's limits (ops/probes.h: the same probes `sailvl bench` and `--profile` use), measured
+// once with 256 MiB buffers (512 MiB read, 2 × 256 MiB copied: far past any L3 this runs on) and
+// reused by every pct_peak counter.
+const ops::HostLimits& probes() {
+  static const ops::HostLimits p = ops::measure_host_limits(256);
   return p;
 }
 
@@ -388,7 +271,7 @@ double timed_loop_best(benchmark::State& st, Body&& body, double* best) {
 void report(benchmark::State& st, double secs, double flops, double bytes, Limit lim) {
   const double calls_per_s = static_cast<double>(st.iterations()) / std::max(secs, 1e-12);
   const double gflops = flops * calls_per_s / 1e9, gbs = bytes * calls_per_s / 1e9;
-  const Probes& p = probes();
+  const ops::HostLimits& p = probes();
   if (flops > 0) st.counters["GFLOP/s"] = gflops;
   if (bytes > 0) st.counters["GB/s"] = gbs;
   switch (lim) {
@@ -417,24 +300,14 @@ void report_best(benchmark::State& st, double best_secs, double bytes) {
 
 constexpr double F32 = 4, BF16 = 2;  // bytes per element
 
-// ---- probe rows (the same measurements, reported as rows) ----
+// ---- the probe row: the limits every pct_peak is of, as measured before the first row ----
 
-void BM_ReadBw(benchmark::State& st) {
-  std::vector<float> buf(static_cast<size_t>(kReadFloats), 1.0f);
-  const double secs = timed_loop(st, [&] { benchmark::DoNotOptimize(read_bw_once(buf.data(), kReadFloats)); });
-  report(st, secs, 0, static_cast<double>(kReadFloats / (8 * kReadRow) * 8 * kReadRow) * F32, Limit::None);
-}
-
-void BM_CopyBw(benchmark::State& st) {
-  std::vector<float> a(static_cast<size_t>(kCopyFloats), 1.0f), b(static_cast<size_t>(kCopyFloats), 0.0f);
-  const double secs = timed_loop(st, [&] { benchmark::DoNotOptimize(copy_bw_once(b.data(), a.data(), kCopyFloats)); });
-  report(st, secs, 0, 2 * kCopyFloats * F32, Limit::None);
-}
-
-void BM_FmaPeak(benchmark::State& st) {
-  int threads = omp_get_max_threads();
-  const double secs = timed_loop(st, [&] { benchmark::DoNotOptimize(fma_peak_once(kFmaIters)); });
-  report(st, secs, static_cast<double>(threads) * kFmaIters * kFmaChains * 16, 0, Limit::None);
+void BM_Limits(benchmark::State& st) {
+  const ops::HostLimits& p = probes();
+  for (auto _ : st) benchmark::DoNotOptimize(p.read_gbs);
+  st.counters["read_GB/s"] = p.read_gbs;
+  st.counters["copy_GB/s"] = p.copy_gbs;
+  st.counters["fma_GFLOP/s"] = p.fma_gflops;
 }
 
 // Eigen's F32 GEMM, out = x·wᵀ: a reference row (what a generic BLAS-like library reaches here).
@@ -813,9 +686,7 @@ void register_all(Registrar& R) {
   using bn::dims;
   const auto ms = benchmark::kMillisecond;
   // Probes first, then the reference GEMM.
-  row("probe/read_bw", BM_ReadBw, ms);
-  row("probe/copy_bw", BM_CopyBw, ms);
-  row("probe/fma_peak", BM_FmaPeak, ms);
+  row("probe/limits", BM_Limits, ms);
   row(
       "ref/eigen_sgemm/M:1792/N:1536/K:1536", [](benchmark::State& st) { BM_EigenSgemm(st, 1792, 1536, 1536); }, ms);
 
@@ -871,7 +742,7 @@ int main(int argc, char** argv) {
   }
   Registrar R;
   register_all(R);
-  const Probes& p = probes();
+  const ops::HostLimits& p = probes();
   std::printf(
       "bench_ops_cpu: %d threads; limits: read %.1f GB/s, copy %.1f GB/s (read + written), FMA peak %.1f GFLOP/s\n",
       omp_get_max_threads(), p.read_gbs, p.copy_gbs, p.fma_gflops);

@@ -54,20 +54,44 @@ void release(const uint8_t* p, size_t n) {
 
 // One output tensor (or a quantised pair) and where its input lives.
 struct Item {
-  std::string name;     // output name ("X.weight")
-  std::string source;   // input tensor it is made from
+  std::string name;    // output name ("X.weight")
+  std::string source;  // input tensor it is made from
   bool quantize = false;
 };
 
+// The rule for what `sailvl quantize` quantises: the language model's linears, and the vision
+// tower's and projector's with --vision (the K-multiple-of-the-group rule comes on top).
+bool quantised_part(const model::TensorSpec& t, bool vision) {
+  return t.linear && (vision || t.name.rfind("language_model.", 0) == 0);
+}
+
+// Stored bytes of a quantised [N, K] weight: the codes and one F16 scale per group.
+uint64_t quantised_bytes(int64_t N, int64_t K, ops::QuantType type) {
+  return static_cast<uint64_t>(N * (K / ops::quant_codes_per_byte(type)) + N * (K / ops::quant_group(type)) * 2);
+}
+
 }  // namespace
+
+uint64_t checkpoint_bytes(const model::ModelConfig& cfg, bool stored_head, std::optional<ops::QuantType> type,
+                          bool vision) {
+  uint64_t bytes = 0;
+  const int64_t G = type ? ops::quant_group(*type) : 1;
+  for (const model::TensorSpec& t : model::checkpoint_tensors(cfg, stored_head)) {
+    const bool q = type && quantised_part(t, vision) && t.shape.size() == 2 && t.shape[1] % G == 0;
+    bytes += q ? quantised_bytes(t.shape[0], t.shape[1], *type) : static_cast<uint64_t>(shape_numel(t.shape)) * 2;
+    if (type && !stored_head && t.name == kEmbed && t.shape[1] % G == 0)  // the head's quantised copy
+      bytes += quantised_bytes(t.shape[0], t.shape[1], *type);
+  }
+  return bytes;
+}
 
 QuantizeResult quantize_checkpoint(const QuantizeOptions& opt) {
   const fs::path in(opt.in_dir), out(opt.out_dir);
   SAILVL_CHECK(opt.type != ops::QuantType::None, Usage, "quantize: --type must be q8 or q4");
   const std::string cfg_text = read_file(in / "config.json");
   const model::ModelConfig cfg = model::parse_config(cfg_text, (in / "config.json").string());
-  SAILVL_CHECK(!cfg.quantized(), BadModel, opt.in_dir, " is already quantised (",
-               ops::quant_type_name(cfg.llm.quant), "); quantize the full-precision checkpoint instead");
+  SAILVL_CHECK(!cfg.quantized(), BadModel, opt.in_dir, " is already quantised (", ops::quant_type_name(cfg.llm.quant),
+               "); quantize the full-precision checkpoint instead");
   const loader::WeightMap w = loader::WeightMap::open(opt.in_dir);
   model::check_against_config(w, cfg);
 
@@ -75,14 +99,15 @@ QuantizeResult quantize_checkpoint(const QuantizeOptions& opt) {
   std::error_code ec;
   SAILVL_CHECK(!fs::exists(out, ec) || fs::is_directory(out, ec), Usage, opt.out_dir, " exists and is not a directory");
   if (fs::exists(out, ec)) {
-    SAILVL_CHECK(!fs::equivalent(in, out, ec), Usage, "quantize: the output directory is the input directory; "
-                                                      "write the quantised checkpoint somewhere else");
+    SAILVL_CHECK(!fs::equivalent(in, out, ec), Usage,
+                 "quantize: the output directory is the input directory; "
+                 "write the quantised checkpoint somewhere else");
     SAILVL_CHECK(opt.force || fs::is_empty(out, ec), Usage, opt.out_dir,
                  " is not empty; use --force to write the quantised checkpoint into it anyway");
   }
   fs::create_directories(out, ec);
-  SAILVL_CHECK(!ec && fs::is_directory(out), Usage, opt.out_dir, ": cannot create the output directory (",
-               ec.message(), ")");
+  SAILVL_CHECK(!ec && fs::is_directory(out), Usage, opt.out_dir, ": cannot create the output directory (", ec.message(),
+               ")");
   for (const auto& e : fs::directory_iterator(out)) {  // what an earlier run may have left
     const std::string n = e.path().filename().string();
     if (n == "model.safetensors.index.json" || n == "quantization_report.json" ||
@@ -93,9 +118,7 @@ QuantizeResult quantize_checkpoint(const QuantizeOptions& opt) {
   // ---- which tensors to quantise: the families' linears of the parts asked for ----
   std::set<std::string> linears;
   for (const model::TensorSpec& t : model::checkpoint_tensors(cfg, /*stored_head=*/true)) {
-    if (!t.linear) continue;
-    const bool llm = t.name.rfind("language_model.", 0) == 0;
-    if (llm || opt.vision) linears.insert(t.name);
+    if (quantised_part(t, opt.vision)) linears.insert(t.name);
   }
   const int64_t G = ops::quant_group(opt.type);
   QuantizeResult res;

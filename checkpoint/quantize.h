@@ -17,9 +17,11 @@
 
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
+#include "model/config.h"
 #include "ops/quant.h"
 
 namespace sailvl::checkpoint {
@@ -34,9 +36,9 @@ struct QuantizeOptions {
 };
 
 struct QuantizeResult {
-  uint64_t in_bytes = 0, out_bytes = 0;  // tensor data, both sides
-  int64_t quantized = 0, kept = 0;       // tensors quantised / copied as stored
-  bool head_added = false;               // a quantised copy of embed_tokens became lm_head.weight
+  uint64_t in_bytes = 0, out_bytes = 0;   // tensor data, both sides
+  int64_t quantized = 0, kept = 0;        // tensors quantised / copied as stored
+  bool head_added = false;                // a quantised copy of embed_tokens became lm_head.weight
   std::vector<std::string> kept_linears;  // linears left float (K not a multiple of the group)
   std::vector<std::string> files;         // safetensors files written
 };
@@ -45,5 +47,12 @@ struct QuantizeResult {
 // (input already quantised, not a SAIL-VL checkpoint, a weight the quantiser refuses: non-finite
 // values, a scale that overflows F16).
 QuantizeResult quantize_checkpoint(const QuantizeOptions& opt);
+
+// Bytes of tensor data (headers left out) of the full-precision checkpoint `cfg` describes, stored
+// as BF16 with or without a separate LM head, and of what quantize_checkpoint writes from it with
+// `type` (nullopt: as stored) and `vision`: the same rules as above, from the config alone. Exact
+// for a checkpoint that stores the family tables' tensors in BF16 (every released one; `make-model`).
+uint64_t checkpoint_bytes(const model::ModelConfig& cfg, bool stored_head, std::optional<ops::QuantType> type,
+                          bool vision);
 
 }  // namespace sailvl::checkpoint

@@ -20,6 +20,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "checkpoint/quantize.h"
 #include "cli/command.h"
 #include "cli/common.h"
 #include "loader/weights.h"
@@ -166,6 +167,11 @@ static int run_inspect(cli::Args& a) {
                            {"linears", q_linears},
                            {"code_bytes", q_code_bytes},
                            {"scale_bytes", q_scale_bytes}};
+    else
+      for (const ops::QuantType t : {ops::QuantType::Q8, ops::QuantType::Q4})
+        j["quantize_bytes"][ops::quant_type_name(t)] = {
+            {"llm", checkpoint::checkpoint_bytes(cfg, !tied, t, false)},
+            {"with_vision", checkpoint::checkpoint_bytes(cfg, !tied, t, true)}};
     nlohmann::ordered_json sh = nlohmann::ordered_json::array();
     for (const auto& s : w.shards())
       sh.push_back({{"file", std::filesystem::path(s->path()).filename().string()},
@@ -230,6 +236,13 @@ static int run_inspect(cli::Args& a) {
         ops::quant_type_name(cfg.llm.quant), (long long)ops::quant_group(cfg.llm.quant),
         cfg.vision.quant != ops::QuantType::None ? ", the vision tower's and projector's" : "", (long long)q_linears,
         human_bytes(q_code_bytes).c_str(), human_bytes(q_scale_bytes).c_str());
+  else
+    std::printf(
+        "quantize    tensor data after `sailvl quantize`: q8 %s, q4 %s (with --vision: q8 %s, q4 %s)\n",
+        human_bytes(static_cast<double>(checkpoint::checkpoint_bytes(cfg, !tied, ops::QuantType::Q8, false))).c_str(),
+        human_bytes(static_cast<double>(checkpoint::checkpoint_bytes(cfg, !tied, ops::QuantType::Q4, false))).c_str(),
+        human_bytes(static_cast<double>(checkpoint::checkpoint_bytes(cfg, !tied, ops::QuantType::Q8, true))).c_str(),
+        human_bytes(static_cast<double>(checkpoint::checkpoint_bytes(cfg, !tied, ops::QuantType::Q4, true))).c_str());
   std::printf("shards      %zu\n", w.shards().size());
   for (const auto& s : w.shards())
     std::printf("  %-40s %5zu tensors  %s\n", std::filesystem::path(s->path()).filename().string().c_str(),

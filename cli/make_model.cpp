@@ -8,7 +8,9 @@
 #include <string>
 
 #include "checkpoint/presets.h"
+#include "checkpoint/quantize.h"
 #include "cli/command.h"
+#include "model/config.h"
 
 using namespace sailvl;
 
@@ -28,14 +30,42 @@ static void setup_make_model(cli::Args& a) {
            "a stored head is the LM head even when the config ties it)");
   a.flag("-q,--quiet", "no progress on stderr");
   a.flag("--config-only", "write only config.json (e.g. to see a full-size preset's config)");
+  a.flag("--sizes",
+         "write nothing; print the preset's tensor bytes in BF16 and as `sailvl quantize` would store them "
+         "(q8, q4, with and without --vision), computed from the shapes");
   a.examples = {"sailvl make-model --preset tiny-aimv2 --out models/tiny-aimv2",
                 "sailvl make-model --preset sailvl-1d5-2b --out models/sailvl-1d5-2b   # 4.5 GB, for benchmarks",
-                "sailvl make-model --preset tiny-internvit --lm-head stored --out /tmp/stored-head"};
+                "sailvl make-model --preset tiny-internvit --lm-head stored --out /tmp/stored-head",
+                "sailvl make-model --preset sailvl-1d6-8b --sizes"};
+}
+
+// --sizes: one line per storage, bytes of tensor data (checkpoint/quantize.h: checkpoint_bytes).
+static int print_sizes(const cli::Args& a) {
+  const std::string preset = a.get("preset");
+  std::optional<bool> tie;
+  if (a.on("tie")) tie = true;
+  if (a.on("untie")) tie = false;
+  bool stored_head = checkpoint::default_stored_head(preset, tie);
+  if (a.has("lm-head")) stored_head = a.get("lm-head") == "stored";
+  const model::ModelConfig cfg = model::parse_config(checkpoint::preset_config(preset, tie).dump(), preset);
+  const uint64_t bf16 = checkpoint::checkpoint_bytes(cfg, stored_head, std::nullopt, false);
+  std::printf("%s: tensor data as stored (from the shapes; the files add a few KB of headers)\n", preset.c_str());
+  std::printf("  %-12s %15llu bytes  %6.2f GB\n", "bf16", static_cast<unsigned long long>(bf16), bf16 / 1e9);
+  for (const bool vision : {false, true})
+    for (const ops::QuantType t : {ops::QuantType::Q8, ops::QuantType::Q4}) {
+      const uint64_t b = checkpoint::checkpoint_bytes(cfg, stored_head, t, vision);
+      const std::string name = std::string(ops::quant_type_name(t)) + (vision ? " --vision" : "");
+      std::printf("  %-12s %15llu bytes  %6.2f GB  (%.1f %% of bf16)\n", name.c_str(),
+                  static_cast<unsigned long long>(b), b / 1e9,
+                  100.0 * static_cast<double>(b) / static_cast<double>(bf16));
+    }
+  return 0;
 }
 
 static int run_make_model(cli::Args& a) {
   checkpoint::MakeModelOptions opt;
   opt.preset = a.get("preset");
+  if (a.on("sizes")) return print_sizes(a);
   opt.out_dir = a.get("out");
   opt.seed = static_cast<uint64_t>(a.get_int("seed", 0, (1LL << 62)));
   if (a.has("shards")) opt.shards = static_cast<int>(a.get_int("shards", 1, 9999));

@@ -209,6 +209,34 @@ TEST(Inspect, ReportsVariantCountsAndShards) {
   EXPECT_NE(out.find("model-00002-of-00003.safetensors"), std::string::npos);
 }
 
+// --sizes writes nothing and prints BF16 = 2 bytes per parameter, then the four quantised
+// storages (their exactness against real files: test_quant_checkpoint, SizesPredicted...).
+TEST(MakeModel, SizesFlagPrintsEveryStorage) {
+  const fs::path dir = test::temp_dir("sizes-nothing-written");
+  std::string out, err;
+  ASSERT_EQ(test::run_command(test::sailvl_binary() + " make-model --preset sailvl-1d6-8b --sizes -o " + dir.string(),
+                              &out, &err),
+            0)
+      << err;
+  EXPECT_TRUE(fs::is_empty(dir));
+  const auto cfg = model::parse_config(checkpoint::preset_config("sailvl-1d6-8b").dump(), "p");
+  int64_t params = 0;
+  for (const auto& t : model::checkpoint_tensors(cfg, checkpoint::default_stored_head("sailvl-1d6-8b")))
+    params += shape_numel(t.shape);
+  const size_t bf16 = out.find("  bf16 ");
+  ASSERT_NE(bf16, std::string::npos) << out;
+  const std::string line = out.substr(bf16, out.find('\n', bf16) - bf16);
+  EXPECT_NE(line.find(" " + std::to_string(2 * params) + " bytes"), std::string::npos) << line;
+  for (const char* s : {"q8 ", "q4 ", "q8 --vision", "q4 --vision"}) EXPECT_NE(out.find(s), std::string::npos) << s;
+
+  ASSERT_EQ(test::run_command(test::sailvl_binary() + " inspect --json -m " + test::tiny_model("tiny-aimv2").string(),
+                              &out, &err),
+            0);
+  const auto j = nlohmann::json::parse(out);
+  EXPECT_GT(j["quantize_bytes"]["q8"]["llm"].get<uint64_t>(), j["quantize_bytes"]["q4"]["llm"].get<uint64_t>());
+  EXPECT_GT(j["quantize_bytes"]["q4"]["llm"].get<uint64_t>(), j["quantize_bytes"]["q4"]["with_vision"].get<uint64_t>());
+}
+
 TEST(Inspect, BadDirectoryIsOneLineErrorWithExitCode3) {
   const fs::path dir = test::temp_dir("inspect-bad");
   test::write_file(dir / "config.json", "{\"vision_config\": 1}");

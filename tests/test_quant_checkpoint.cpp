@@ -139,6 +139,36 @@ TEST(QuantizedCheckpoint, QuantisesExactlyTheLinearsAskedFor) {
   }
 }
 
+// Bytes of tensor data in a checkpoint's safetensors files (each file less its header).
+uint64_t data_bytes(const fs::path& dir) {
+  const loader::WeightMap w = loader::WeightMap::open(dir.string());
+  uint64_t b = 0;
+  for (const auto& sh : w.shards()) b += sh->file_size() - 8 - sh->header().header_len;
+  return b;
+}
+
+// checkpoint_bytes (what `make-model --sizes` and `inspect` print for every preset) predicts, from
+// the config alone, what quantize really writes: both tiny families, tied and stored heads, both
+// formats, with and without --vision.
+TEST(QuantizedCheckpoint, SizesPredictedFromTheConfigAreTheFilesSizes) {
+  for (const std::string preset : {"tiny-internvit", "tiny-aimv2", "tiny-internvit-stored-head"}) {
+    const fs::path src = test::tiny_model(preset);
+    const model::ModelConfig cfg = model::load_config(src.string());
+    const bool stored_head = loader::WeightMap::open(src.string()).contains("language_model.lm_head.weight");
+    EXPECT_EQ(checkpoint::checkpoint_bytes(cfg, stored_head, std::nullopt, false), data_bytes(src)) << preset;
+    for (const QuantType t : {QuantType::Q8, QuantType::Q4})
+      for (const bool vision : {false, true}) {
+        SCOPED_TRACE(preset + " " + ops::quant_type_name(t) + (vision ? " --vision" : ""));
+        const uint64_t want = checkpoint::checkpoint_bytes(cfg, stored_head, t, vision);
+        EXPECT_EQ(want, data_bytes(quantized(preset, t, vision)));
+        // Smaller, unless the quantiser added a head (tied presets: + a q8/q4 copy of the table).
+        if (stored_head) {
+          EXPECT_LT(want, data_bytes(src));
+        }
+      }
+  }
+}
+
 // The quantised model computes with w' = s·c exactly (ops/quant.h), so it must answer like a float
 // checkpoint holding those very values; only the F32 summation order differs (quantised GEMV vs
 // float GEMV). The tolerance allows that reordering through the tiny models (measured worst 1.4e-6
@@ -217,7 +247,8 @@ TEST(QuantizedCheckpoint, DriftCatchesASwappedNibbleLayout) {
   });
   checkpoint::DriftOptions d;
   d.tokens = 8;
-  const checkpoint::DriftReport r = checkpoint::measure_drift(test::tiny_model("tiny-internvit").string(), bad.string(), d);
+  const checkpoint::DriftReport r =
+      checkpoint::measure_drift(test::tiny_model("tiny-internvit").string(), bad.string(), d);
   EXPECT_GT(r.mean_kl, kQ4.mean_kl);
 }
 
@@ -250,9 +281,8 @@ TEST(QuantizedCheckpoint, InconsistentCheckpointsAreRefused) {
   EXPECT_NE(bad_model(load(other)).find("holds q4 codes but config.json's quantization_config says q8"),
             std::string::npos);
   // A missing scale tensor.
-  const fs::path no_scale = rewrite(q, "no-scale", [&](std::string& n, Tensor&, const loader::WeightMap&) {
-    return n != ops::quant_scale_name(wo);
-  });
+  const fs::path no_scale = rewrite(
+      q, "no-scale", [&](std::string& n, Tensor&, const loader::WeightMap&) { return n != ops::quant_scale_name(wo); });
   EXPECT_NE(bad_model(load(no_scale)).find("_scale\" are missing"), std::string::npos);
   // Codes of the wrong shape (a q4 tensor with K columns instead of K/2).
   const fs::path wide = rewrite(q, "wide-codes", [&](std::string& n, Tensor& t, const loader::WeightMap&) {
@@ -271,7 +301,9 @@ TEST(QuantizedCheckpoint, InconsistentCheckpointsAreRefused) {
   // Another tool's quantisation.
   const fs::path awq = rewrite(
       q, "awq", [](std::string&, Tensor&, const loader::WeightMap&) { return true; },
-      [](nlohmann::json& c) { c["quantization_config"] = {{"quant_method", "awq"}, {"bits", 4}}; });
+      [](nlohmann::json& c) {
+        c["quantization_config"] = {{"quant_method", "awq"}, {"bits", 4}};
+      });
   EXPECT_NE(bad_model(load(awq)).find("sailvl quantize"), std::string::npos);
 }
 
@@ -293,9 +325,10 @@ TEST(QuantizedCheckpoint, CommandLine) {
             2)
       << err;
   EXPECT_NE(err.find("--force"), std::string::npos) << err;
-  EXPECT_EQ(test::run_command(
-                bin + " quantize -q --no-report --force -m " + src.string() + " --type q4 -o " + src.string(), &out, &err),
-            2)
+  EXPECT_EQ(
+      test::run_command(bin + " quantize -q --no-report --force -m " + src.string() + " --type q4 -o " + src.string(),
+                        &out, &err),
+      2)
       << err;
   EXPECT_EQ(test::run_command(bin + " quantize -q --no-report -m " + q.string() + " --type q4 -o " +
                                   test::temp_dir("requant").string(),
@@ -303,16 +336,15 @@ TEST(QuantizedCheckpoint, CommandLine) {
             3)
       << err;
   EXPECT_NE(err.find("already quantised"), std::string::npos) << err;
-  EXPECT_EQ(test::run_command(bin + " quantize -q -m " + src.string() + " --type q5 -o " +
-                                  test::temp_dir("q5").string(),
-                              &out, &err),
+  EXPECT_EQ(test::run_command(
+                bin + " quantize -q -m " + src.string() + " --type q5 -o " + test::temp_dir("q5").string(), &out, &err),
             2)
       << err;
   // The report lands next to the weights; inspect shows the format.
   const fs::path with_report = test::temp_dir("quant-report");
-  ASSERT_EQ(test::run_command(bin + " quantize -q --report-tokens 4 -m " + src.string() + " --type q8 -o " +
-                                  with_report.string(),
-                              &out, &err),
+  ASSERT_EQ(test::run_command(
+                bin + " quantize -q --report-tokens 4 -m " + src.string() + " --type q8 -o " + with_report.string(),
+                &out, &err),
             0)
       << err;
   EXPECT_NE(out.find("top-1"), std::string::npos) << out;
