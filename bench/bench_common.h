@@ -97,6 +97,11 @@ inline std::vector<LinearRow> linear_rows() {
     r.push_back({t + "/decode/gate_up", 1, m.F, m.D, false});  // gate_proj, up_proj (each)
     r.push_back({t + "/decode/down", 1, m.D, m.F, false});     // down_proj
     r.push_back({t + "/decode/lm_head", 1, m.V, m.D, false});  // lm_head (also the prefill's last row)
+    // The server's batched decode: one step of 4 and of 8 sequences (the weights read once for all).
+    for (int64_t B : {4, 8}) {
+      r.push_back({t + "/batch" + std::to_string(B) + "/gate_up", B, m.F, m.D, false});
+      r.push_back({t + "/batch" + std::to_string(B) + "/down", B, m.D, m.F, false});
+    }
     // Prefill of a 7- / 13-tile prompt.
     for (int64_t T : kPrefillTokens) {
       const std::string p = t + "/prefill" + std::to_string(T);

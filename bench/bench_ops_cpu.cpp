@@ -327,7 +327,7 @@ void BM_EigenSgemm(benchmark::State& st, int64_t M, int64_t N, int64_t K) {
 
 void BM_Linear(benchmark::State& st, const bn::LinearRow& r) {
   RowData& d = data();
-  const bool gemv = r.M <= 4;  // ops/cpu/linear.cpp: M <= 4 streams the weights (GEMV)
+  const bool gemv = r.M <= 16;  // ops/cpu/linear.cpp: M <= 16 streams float weights (GEMV, grouped above 4)
   const Tensor x = d.in("x", {r.M, r.K}, DType::F32, 1), out = d.out("out", {r.M, r.N});
   const Tensor w = r.N > 100000 ? vocab_matrix(r.N, r.K) : d.in("w", {r.N, r.K}, DType::BF16, 2, 0.05f);
   std::optional<Tensor> b;
@@ -691,7 +691,7 @@ void register_all(Registrar& R) {
       "ref/eigen_sgemm/M:1792/N:1536/K:1536", [](benchmark::State& st) { BM_EigenSgemm(st, 1792, 1536, 1536); }, ms);
 
   for (const auto& r : bn::linear_rows())
-    R.add(r.M <= 4 ? "gemv" : "gemm", r, dims({{"M", r.M}, {"N", r.N}, {"K", r.K}}), r.flops(), BM_Linear, ms);
+    R.add(r.M <= 16 ? "gemv" : "gemm", r, dims({{"M", r.M}, {"N", r.N}, {"K", r.K}}), r.flops(), BM_Linear, ms);
   for (const auto& r : bn::quant_linear_rows()) {
     const std::string op = std::string(r.M <= 4 ? "gemv_" : "gemm_") + ops::quant_type_name(r.type);
     R.add(op, r, dims({{"M", r.M}, {"N", r.N}, {"K", r.K}}), r.flops(), BM_QuantLinear, ms);

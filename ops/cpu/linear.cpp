@@ -8,11 +8,16 @@
 //    long sequential streams) and walks R rows of w at a time (R = 8, 4, 2 for M = 1, 2, >=3, so
 //    M·R accumulators + M inputs fit in the 16 AVX2 registers). A BF16 weight is widened to F32
 //    with a 16-bit shift (vpmovzxwd + vpslld: exact), F16 with vcvtph2ps, and accumulated with FMA
-//    into 8-lane F32 registers; the 8 lanes are summed at the end of the row.
+//    into 8-lane F32 registers; the 8 lanes are summed at the end of the row. AVX-512 builds do
+//    the same 16 weights at a time in the 32 zmm registers with R = 8, 8, 6 (M = 1, 2, >= 3): R
+//    is also the number of concurrent weight streams per thread, and the memory system needs
+//    several (batched M = 4 rows went from 1.34× to ~1.0× the M = 1 time on the 1.5B's o/down
+//    shapes when R went from 2 to 6). The K % 16 tail is scalar FMAs. Every row's sum is formed in
+//    the same order for every M, so batching never changes a row's result.
 //    Batched decode (the server's continuous batching), kGemvMaxM < M <= kBatchedGemvMaxM (= 16),
 //    float weights: the same GEMV with the x rows in groups of <= 4 inside each block of R = 2
-//    weight rows, so a block is read from memory once and from L1 for the other groups (2 rows of
-//    K <= 8960 BF16 = 35 KB). One step of B sequences then costs about one weight stream plus the
+//    (AVX-512: 6) weight rows, so a block is read from memory once and from L1 or L2 for the other
+//    groups (6 rows of K <= 8960 BF16 = 105 KB). One step of B sequences then costs about one weight stream plus the
 //    extra FMAs, instead of the packing and F32 panel traffic of the GEMM.
 //
 // 2. Prefill / vision, M > kGemvMaxM (float weights: M > kBatchedGemvMaxM): compute-bound. AVX2 builds use our packed GEMM (gemm.cpp:
@@ -34,6 +39,7 @@
 
 #include <Eigen/Core>
 #include <algorithm>
+#include <cmath>
 #include <utility>
 #include <vector>
 
@@ -72,6 +78,32 @@ inline float hsum8(__m256 v) {
 }
 #endif
 
+// AVX-512 builds widen and multiply 16 weights per instruction instead of 8: half the µops per
+// weight, which is what the batched rows (M >= 2: M FMAs per widened weight vector) are bound by.
+// M = 1 takes the same path, so a row's result never depends on the batch it is computed in.
+#if defined(SAILVL_CPU_AVX2) && defined(__AVX512F__) && defined(__AVX512BW__)
+#define SAILVL_GEMV_AVX512 1
+// GCC 12's AVX-512 intrinsics pass an "undefined" vector as the source of their (unused) mask,
+// which -W(maybe-)uninitialized reports once inlined; the value is never read.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
+inline float hsum16(__m512 v) { return _mm512_reduce_add_ps(v); }
+
+template <DType WT>
+inline __m512 load16(const void* p, int64_t k) {
+  if constexpr (WT == DType::F32) {
+    return _mm512_loadu_ps(static_cast<const float*>(p) + k);
+  } else if constexpr (WT == DType::BF16) {
+    const __m256i h = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(static_cast<const uint16_t*>(p) + k));
+    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+  } else {
+    return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(static_cast<const uint16_t*>(p) + k)));
+  }
+}
+#pragma GCC diagnostic pop
+#endif
+
 template <DType WT>
 inline float wval(const void* row, int64_t k) {
   if constexpr (WT == DType::F32)
@@ -90,7 +122,21 @@ inline void gemv_block(const uint8_t* w, int64_t w_row_bytes, const RowMat<const
   for (int r = 0; r < R; ++r) wr[r] = w + (n + r) * w_row_bytes;
   float res[M][R];
   int64_t k = 0;
-#ifdef SAILVL_CPU_AVX2
+#if defined(SAILVL_GEMV_AVX512)
+  __m512 acc[M][R];
+  for (int m = 0; m < M; ++m)
+    for (int r = 0; r < R; ++r) acc[m][r] = _mm512_setzero_ps();
+  for (; k + 16 <= K; k += 16) {
+    __m512 xv[M];
+    for (int m = 0; m < M; ++m) xv[m] = _mm512_loadu_ps(x.row(m) + k);
+    for (int r = 0; r < R; ++r) {
+      const __m512 wv = load16<WT>(wr[r], k);
+      for (int m = 0; m < M; ++m) acc[m][r] = _mm512_fmadd_ps(wv, xv[m], acc[m][r]);
+    }
+  }
+  for (int m = 0; m < M; ++m)
+    for (int r = 0; r < R; ++r) res[m][r] = hsum16(acc[m][r]);
+#elif defined(SAILVL_CPU_AVX2)
   __m256 acc[M][R];
   for (int m = 0; m < M; ++m)
     for (int r = 0; r < R; ++r) acc[m][r] = _mm256_setzero_ps();
@@ -111,7 +157,7 @@ inline void gemv_block(const uint8_t* w, int64_t w_row_bytes, const RowMat<const
   for (; k < K; ++k)
     for (int r = 0; r < R; ++r) {
       const float wv = wval<WT>(wr[r], k);
-      for (int m = 0; m < M; ++m) res[m][r] += x.row(m)[k] * wv;
+      for (int m = 0; m < M; ++m) res[m][r] = std::fma(x.row(m)[k], wv, res[m][r]);  // fused for every M alike
     }
   for (int m = 0; m < M; ++m)
     for (int r = 0; r < R; ++r) o.row(m)[n + r] = res[m][r];
@@ -120,7 +166,13 @@ inline void gemv_block(const uint8_t* w, int64_t w_row_bytes, const RowMat<const
 template <DType WT, int M>
 void gemv(const uint8_t* w, int64_t w_row_bytes, const RowMat<const float>& x, const RowMat<float>& o, int64_t N,
           int64_t K) {
+#ifdef SAILVL_GEMV_AVX512
+  // 32 registers: M·R accumulators + M inputs + 1 weight vector; R rows are R concurrent memory
+  // streams per thread, and the bandwidth needs several (2 streams reach ~25 % less than 8).
+  constexpr int R = M <= 2 ? 8 : 6;
+#else
   constexpr int R = M == 1 ? 8 : M == 2 ? 4 : 2;
+#endif
   const int64_t blocks = N / R;
   // Static schedule: each thread streams one contiguous range of rows.
 #pragma omp parallel for schedule(static) if (N * K > 65536)
@@ -128,12 +180,16 @@ void gemv(const uint8_t* w, int64_t w_row_bytes, const RowMat<const float>& x, c
   for (int64_t n = blocks * R; n < N; ++n) gemv_block<WT, M, 1>(w, w_row_bytes, x, o, n, K);
 }
 
-// kGemvMaxM < M <= kBatchedGemvMaxM: blocks of R = 2 weight rows; for each, the x rows in groups
+// kGemvMaxM < M <= kBatchedGemvMaxM: blocks of R = 2 (AVX-512: 6) weight rows; for each, the x rows in groups
 // of up to 4 (the first group streams the block from memory, the others find it in L1).
 template <DType WT>
 void gemv_grouped(const uint8_t* w, int64_t w_row_bytes, const RowMat<const float>& x, const RowMat<float>& o,
                   int64_t N, int64_t K) {
+#ifdef SAILVL_GEMV_AVX512
+  constexpr int R = 6;  // as gemv's M = 4 blocks
+#else
   constexpr int R = 2;
+#endif
   const int64_t blocks = N / R, M = x.rows;
   auto group = [&](int64_t m0) {
     const int64_t g = std::min<int64_t>(4, M - m0);
