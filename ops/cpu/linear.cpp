@@ -11,8 +11,8 @@
 //    into 8-lane F32 registers; the 8 lanes are summed at the end of the row. AVX-512 builds do
 //    the same 16 weights at a time in the 32 zmm registers with R = 8, 8, 6 (M = 1, 2, >= 3): R
 //    is also the number of concurrent weight streams per thread, and the memory system needs
-//    several (batched M = 4 rows went from 1.34× to ~1.0× the M = 1 time on the 1.5B's o/down
-//    shapes when R went from 2 to 6). The K % 16 tail is scalar FMAs. Every row's sum is formed in
+//    several (the 1.5B's batch-4 down and gate/up rows took 1.46× and 1.45× the M = 1 time with
+//    AVX2 and R = 2, 1.10× and 1.34× with AVX-512 and R = 6; 2 threads).
 //    the same order for every M, so batching never changes a row's result.
 //    Batched decode (the server's continuous batching), kGemvMaxM < M <= kBatchedGemvMaxM (= 16),
 //    float weights: the same GEMV with the x rows in groups of <= 4 inside each block of R = 2
