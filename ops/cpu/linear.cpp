@@ -12,8 +12,9 @@
 //    the same 16 weights at a time in the 32 zmm registers with R = 8, 8, 6 (M = 1, 2, >= 3): R
 //    is also the number of concurrent weight streams per thread, and the memory system needs
 //    several (the 1.5B's batch-4 down and gate/up rows took 1.46× and 1.45× the M = 1 time with
-//    AVX2 and R = 2, 1.10× and 1.34× with AVX-512 and R = 6; 2 threads).
-//    the same order for every M, so batching never changes a row's result.
+//    AVX2 and R = 2, 1.10× and 1.34× with AVX-512 and R = 6; 2 threads). The K % 16 tail is
+//    scalar FMAs. Every row's sum is formed in the same order for every M, so batching never
+//    changes a row's result.
 //    Batched decode (the server's continuous batching), kGemvMaxM < M <= kBatchedGemvMaxM (= 16),
 //    float weights: the same GEMV with the x rows in groups of <= 4 inside each block of R = 2
 //    (AVX-512: 6) weight rows, so a block is read from memory once and from L1 or L2 for the other
