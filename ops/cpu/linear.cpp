@@ -58,7 +58,14 @@ constexpr int64_t kBatchedGemvMaxM = 16;
 
 // ---- GEMV: out[m, n] = Σ_k x[m, k] · w[n, k] for n in [n0, n1) ----
 
-#ifdef SAILVL_CPU_AVX2
+// AVX-512 builds widen and multiply 16 weights per instruction instead of 8: half the µops per
+// weight, which is what the batched rows (M >= 2: M FMAs per widened weight vector) are bound by.
+// M = 1 takes the same path, so a row's result never depends on the batch it is computed in.
+#if defined(SAILVL_CPU_AVX2) && defined(__AVX512F__) && defined(__AVX512BW__)
+#define SAILVL_GEMV_AVX512 1
+#endif
+
+#if defined(SAILVL_CPU_AVX2) && !defined(SAILVL_GEMV_AVX512)
 template <DType WT>
 inline __m256 load8(const void* p, int64_t k) {
   if constexpr (WT == DType::F32) {
@@ -79,11 +86,7 @@ inline float hsum8(__m256 v) {
 }
 #endif
 
-// AVX-512 builds widen and multiply 16 weights per instruction instead of 8: half the µops per
-// weight, which is what the batched rows (M >= 2: M FMAs per widened weight vector) are bound by.
-// M = 1 takes the same path, so a row's result never depends on the batch it is computed in.
-#if defined(SAILVL_CPU_AVX2) && defined(__AVX512F__) && defined(__AVX512BW__)
-#define SAILVL_GEMV_AVX512 1
+#ifdef SAILVL_GEMV_AVX512
 // GCC 12's AVX-512 intrinsics pass an "undefined" vector as the source of their (unused) mask,
 // which -W(maybe-)uninitialized reports once inlined; the value is never read.
 #pragma GCC diagnostic push
