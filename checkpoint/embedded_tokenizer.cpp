@@ -1,12 +1,13 @@
-// Embeds tests/data/sailvl-tokenizer/* with the GNU assembler's .incbin (no generated sources,
+// Embeds tests/data/sailvl-tokenizer/* (and the demo photo) with the GNU assembler's .incbin (no generated sources,
 // no xxd step; works for both the CPU-only and the CUDA build since this is a plain host .cpp).
 // Each file gets a begin and an end label; the bytes are read-only data of the binary.
 #include "checkpoint/embedded_tokenizer.h"
 
 #define SAILVL_TOKDIR SAILVL_SOURCE_DIR "/tests/data/sailvl-tokenizer/"
+#define SAILVL_DEMO_PHOTO SAILVL_SOURCE_DIR "/tests/data/images/demo/photo.jpg"
 
 // One file: sailvl_tok_<sym>_begin .. sailvl_tok_<sym>_end in .rodata.
-#define SAILVL_INCBIN(sym, file)                    \
+#define SAILVL_INCBIN(sym, path)                    \
   asm(".section .rodata\n"                          \
       ".balign 16\n"                                \
       ".global sailvl_tok_" #sym                    \
@@ -15,7 +16,7 @@
       "_begin\n"                                    \
       "sailvl_tok_" #sym                            \
       "_begin:\n"                                   \
-      ".incbin \"" SAILVL_TOKDIR file               \
+      ".incbin \"" path                             \
       "\"\n"                                        \
       ".global sailvl_tok_" #sym                    \
       "_end\n"                                      \
@@ -27,11 +28,12 @@
   extern "C" const char sailvl_tok_##sym##_begin[]; \
   extern "C" const char sailvl_tok_##sym##_end[]
 
-SAILVL_INCBIN(tokenizer_json, "tokenizer.json");
-SAILVL_INCBIN(vocab_json, "vocab.json");
-SAILVL_INCBIN(merges_txt, "merges.txt");
-SAILVL_INCBIN(added_tokens_json, "added_tokens.json");
-SAILVL_INCBIN(tokenizer_config_json, "tokenizer_config.json");
+SAILVL_INCBIN(tokenizer_json, SAILVL_TOKDIR "tokenizer.json");
+SAILVL_INCBIN(vocab_json, SAILVL_TOKDIR "vocab.json");
+SAILVL_INCBIN(merges_txt, SAILVL_TOKDIR "merges.txt");
+SAILVL_INCBIN(added_tokens_json, SAILVL_TOKDIR "added_tokens.json");
+SAILVL_INCBIN(tokenizer_config_json, SAILVL_TOKDIR "tokenizer_config.json");
+SAILVL_INCBIN(demo_photo_jpg, SAILVL_DEMO_PHOTO);
 
 namespace sailvl::checkpoint {
 
@@ -47,5 +49,7 @@ const std::vector<EmbeddedFile>& embedded_tokenizer_files() {
   };
   return files;
 }
+
+std::string_view embedded_demo_photo() { return span(sailvl_tok_demo_photo_jpg_begin, sailvl_tok_demo_photo_jpg_end); }
 
 }  // namespace sailvl::checkpoint

@@ -17,4 +17,8 @@ struct EmbeddedFile {
 // tokenizer.json, vocab.json, merges.txt, added_tokens.json, tokenizer_config.json.
 const std::vector<EmbeddedFile>& embedded_tokenizer_files();
 
+// tests/data/images/demo/photo.jpg (the README demo's picture; `sailvl quantize` asks about it in
+// its drift report).
+std::string_view embedded_demo_photo();
+
 }  // namespace sailvl::checkpoint

@@ -24,11 +24,11 @@
 
 #include "cli/common.h"
 #include "model/cost.h"
-#include "runtime/scheduler.h"
-#include "runtime/session.h"
 #include "ops/ops.h"
 #include "ops/probes.h"
 #include "runtime/chat_template.h"
+#include "runtime/scheduler.h"
+#include "runtime/session.h"
 #include "tensor/cuda_runtime.h"
 #include "tensor/observe.h"
 #include "tensor/stage.h"
@@ -85,8 +85,8 @@ int serve_bench(Args& a, const model::SailVL& m, const std::vector<int64_t>& lev
   nlohmann::json rows = nlohmann::json::array();
   double base = 0;
   if (!a.on("json"))
-    std::printf("%-8s %13s %7s %10s %9s %9s %7s\n", "streams", "decode tok/s", "x one", "e2e tok/s", "TTFT p50", "TTFT p99",
-                "batch");
+    std::printf("%-8s %13s %7s %10s %9s %9s %7s\n", "streams", "decode tok/s", "x one", "e2e tok/s", "TTFT p50",
+                "TTFT p99", "batch");
   for (int64_t n : levels) {
     runtime::SchedulerOptions so;
     so.slots = n;
@@ -124,19 +124,29 @@ int serve_bench(Args& a, const model::SailVL& m, const std::vector<int64_t>& lev
     const double agg = st.decode_seconds > 0 ? static_cast<double>(st.batched_rows) / st.decode_seconds : 0;
     const double e2e = static_cast<double>(tokens) / std::max(total_s, 1e-9);
     if (n == levels.front()) base = agg;
-    const double batch = st.decode_steps ? static_cast<double>(st.batched_rows) / static_cast<double>(st.decode_steps) : 0;
+    const double batch =
+        st.decode_steps ? static_cast<double>(st.batched_rows) / static_cast<double>(st.decode_steps) : 0;
     const double p50 = percentile(ttft, 0.5), p99 = percentile(ttft, 0.99);
-    rows.push_back({{"streams", n}, {"decode_tokens_per_s", agg}, {"speedup_vs_first", base > 0 ? agg / base : 0},
-                    {"end_to_end_tokens_per_s", e2e}, {"ttft_p50_s", p50}, {"ttft_p99_s", p99},
-                    {"mean_decode_batch", batch}, {"generated_tokens", tokens}, {"wall_s", total_s}});
+    rows.push_back({{"streams", n},
+                    {"decode_tokens_per_s", agg},
+                    {"speedup_vs_first", base > 0 ? agg / base : 0},
+                    {"end_to_end_tokens_per_s", e2e},
+                    {"ttft_p50_s", p50},
+                    {"ttft_p99_s", p99},
+                    {"mean_decode_batch", batch},
+                    {"generated_tokens", tokens},
+                    {"wall_s", total_s}});
     if (!a.on("json"))
       std::printf("%-8lld %13.2f %6.2fx %10.2f %8.2fs %8.2fs %7.2f\n", static_cast<long long>(n), agg,
                   base > 0 ? agg / base : 0, e2e, p50, p99, batch);
     std::fflush(stdout);
   }
   if (a.on("json"))
-    std::cout << nlohmann::json{{"model", m.config().describe()}, {"device", m.device().str()},
-                                {"threads", ops::num_threads()}, {"prompt_tokens", prompt}, {"gen", gen},
+    std::cout << nlohmann::json{{"model", m.config().describe()},
+                                {"device", m.device().str()},
+                                {"threads", ops::num_threads()},
+                                {"prompt_tokens", prompt},
+                                {"gen", gen},
                                 {"serve", rows}}
                      .dump(2)
               << "\n";
@@ -147,8 +157,8 @@ int run(Args& a) {
   install_interrupt_handler();
   apply_threads(a);
   Observation observe(a);  // --profile / --trace, checked now
-  const Device device = pick_device(a);
   const std::string dir = resolve_model_dir(a.get("model"));
+  const Device device = pick_device(a, dir);
   if (a.has("serve")) {
     SAILVL_CHECK(!a.on("profile") && !a.on("trace"), Usage,
                  "--profile and --trace watch one request on this thread; --serve runs requests on the scheduler's");
@@ -157,8 +167,8 @@ int run(Args& a) {
     for (std::string tok; std::getline(ss, tok, ',');) {
       char* end = nullptr;
       const long long v = std::strtoll(tok.c_str(), &end, 10);
-      SAILVL_CHECK(end && *end == 0 && v >= 1 && v <= 1024, Usage, "--serve takes concurrency levels like 1,2,4,8, got '",
-                   escape_for_print(tok), "'");
+      SAILVL_CHECK(end && *end == 0 && v >= 1 && v <= 1024, Usage,
+                   "--serve takes concurrency levels like 1,2,4,8, got '", escape_for_print(tok), "'");
       levels.push_back(v);
     }
     const model::SailVL m = model::SailVL::load(dir, device);

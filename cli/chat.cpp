@@ -150,8 +150,8 @@ int run(Args& a) {
   apply_threads(a);
   const runtime::GenerationOptions base = generation_options(a);
   Observation observe(a);  // --profile (a table after every answer) / --trace, checked now
-  const Device device = pick_device(a);
   const std::string dir = resolve_model_dir(a.get("model"));
+  const Device device = pick_device(a, dir);
   std::vector<runtime::ImageInput> pending = read_images(a, a.all("image"));  // attached, not asked about yet
   // Memory preflight: the history may grow to the whole context; at least one image's tiles.
   const int64_t images_given = std::max<int64_t>(static_cast<int64_t>(pending.size()), 1);

@@ -93,9 +93,21 @@ void add_image_flags(Args& a) {
   a.flag("--frames", "treat the -i files as video frames: one tile each, 'Frame-k: <image>' prompt");
 }
 
-Device pick_device(const Args& a) {
+Device pick_device(const Args& a, const std::string& model_dir) {
   const std::string d = a.get("device");
   if (d == "cpu") return Device::cpu();
+  // Quantised weights have CPU kernels only (docs/QUANTIZATION.md): say so before anything loads.
+  const model::ModelConfig cfg = model::load_config(model_dir);
+  if (cfg.quantized()) {
+    const char* q = ops::quant_type_name(cfg.llm.quant);
+    SAILVL_CHECK(d != "cuda", BadModel, model_dir, " is quantised (", q,
+                 "): the CUDA backend has no quantised kernels yet; run it with --device cpu, or use the BF16 "
+                 "checkpoint on the GPU");
+    if (d == "auto") {
+      if (cuda::available()) log(1, a, str_cat("sailvl: ", model_dir, " is quantised (", q, "): running on the CPU"));
+      return Device::cpu();
+    }
+  }
   if (d == "cuda") {
     SAILVL_CHECK(cuda::available(), Cuda, "--device cuda: ", cuda::status().reason, " (use --device cpu)");
     return Device::cuda(0);

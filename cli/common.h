@@ -38,7 +38,9 @@ void add_image_flags(Args& a);
 // --profile, --trace, --trace-layers
 void add_observe_flags(Args& a);
 
-Device pick_device(const Args& a);  // --device cpu|cuda|auto (auto: cuda when usable)
+// --device cpu|cuda|auto (auto: cuda when usable) for the checkpoint in `model_dir`. A quantised
+// checkpoint runs on the CPU only (auto picks it; cuda is ErrorKind::BadModel, exit 3).
+Device pick_device(const Args& a, const std::string& model_dir);
 
 // Tiles one image can become at most: --max-tiles plus the thumbnail (added when the grid has more
 // than one tile); one per frame with --frames.

@@ -98,6 +98,18 @@ static int run_inspect(cli::Args& a) {
     d.first += 1;
     d.second += ti.end - ti.begin;
   }
+  // Quantised linears (docs/QUANTIZATION.md): codes (I8/U8 "X.weight") and their F16 "X.weight_scale".
+  int64_t q_linears = 0;
+  uint64_t q_code_bytes = 0, q_scale_bytes = 0;
+  for (const std::string& name : w.names()) {
+    const loader::TensorInfo& ti = w.info(name);
+    if ((ti.dtype == DType::I8 || ti.dtype == DType::U8) && w.contains(ops::quant_scale_name(name))) {
+      const loader::TensorInfo& si = w.info(ops::quant_scale_name(name));
+      ++q_linears;
+      q_code_bytes += ti.end - ti.begin;
+      q_scale_bytes += si.end - si.begin;
+    }
+  }
   const uint64_t head_bytes =
       head ? w.info("language_model.lm_head.weight").end - w.info("language_model.lm_head.weight").begin : 0;
   const model::LmHeadSource head_src =
@@ -147,6 +159,13 @@ static int run_inspect(cli::Args& a) {
                     {"parameters", head},
                     {"bytes", head_bytes}};
     j["dtypes"] = dt;
+    if (cfg.quantized())
+      j["quantization"] = {{"format", ops::quant_type_name(cfg.llm.quant)},
+                           {"group_size", ops::quant_group(cfg.llm.quant)},
+                           {"vision", cfg.vision.quant != ops::QuantType::None},
+                           {"linears", q_linears},
+                           {"code_bytes", q_code_bytes},
+                           {"scale_bytes", q_scale_bytes}};
     nlohmann::ordered_json sh = nlohmann::ordered_json::array();
     for (const auto& s : w.shards())
       sh.push_back({{"file", std::filesystem::path(s->path()).filename().string()},
@@ -168,9 +187,11 @@ static int run_inspect(cli::Args& a) {
     nlohmann::ordered_json pf;
     pf["ctx"] = ctx;
     pf["tiles"] = wl.tiles;
-    for (size_t i = 0; i < plan_cuda.bytes.size(); ++i)
-      pf["cuda_bf16"][plan_key(static_cast<runtime::MemPart>(i))] = plan_cuda.bytes[i];
-    pf["cuda_bf16"]["total_bytes"] = plan_cuda.total();
+    if (!cfg.quantized()) {  // quantised checkpoints run on the CPU only
+      for (size_t i = 0; i < plan_cuda.bytes.size(); ++i)
+        pf["cuda_bf16"][plan_key(static_cast<runtime::MemPart>(i))] = plan_cuda.bytes[i];
+      pf["cuda_bf16"]["total_bytes"] = plan_cuda.total();
+    }
     pf["cpu_f32_needed_bytes"] = plan_cpu.needed();  // besides the mmapped weights
     j["preflight"] = pf;
     std::cout << j.dump(2) << "\n";
@@ -201,7 +222,15 @@ static int run_inspect(cli::Args& a) {
   std::printf("dtypes     ");
   for (const auto& [n, v] : dtypes)
     std::printf(" %s: %lld tensors, %s;", n.c_str(), (long long)v.first, human_bytes(v.second).c_str());
-  std::printf("\nshards      %zu\n", w.shards().size());
+  std::printf("\n");
+  if (cfg.quantized())
+    std::printf(
+        "quantized   %s, groups of %lld weights with F16 scales: the language model's linears and LM head%s; "
+        "%lld linears, %s of codes + %s of scales; CPU only\n",
+        ops::quant_type_name(cfg.llm.quant), (long long)ops::quant_group(cfg.llm.quant),
+        cfg.vision.quant != ops::QuantType::None ? ", the vision tower's and projector's" : "", (long long)q_linears,
+        human_bytes(q_code_bytes).c_str(), human_bytes(q_scale_bytes).c_str());
+  std::printf("shards      %zu\n", w.shards().size());
   for (const auto& s : w.shards())
     std::printf("  %-40s %5zu tensors  %s\n", std::filesystem::path(s->path()).filename().string().c_str(),
                 s->header().tensors.size(), human_bytes(s->file_size()).c_str());
@@ -215,8 +244,12 @@ static int run_inspect(cli::Args& a) {
       "cost        %.1f GFLOP per image tile (vision + projector); %.1f GFLOP for a %lld-token prefill; "
       "%s read per decoded token\n",
       tile_gflop, prefill_gflop, (long long)ctx, human_bytes(static_cast<double>(decode_bytes)).c_str());
-  std::printf("preflight   CUDA (BF16), %lld-token context, %lld tiles:\n%s", (long long)ctx, (long long)wl.tiles,
-              runtime::format_plan(plan_cuda, std::nullopt).c_str());
+  if (cfg.quantized())
+    std::printf("preflight   CUDA: none (quantised weights have CPU kernels only), %lld-token context, %lld tiles\n",
+                (long long)ctx, (long long)wl.tiles);
+  else
+    std::printf("preflight   CUDA (BF16), %lld-token context, %lld tiles:\n%s", (long long)ctx, (long long)wl.tiles,
+                runtime::format_plan(plan_cuda, std::nullopt).c_str());
   std::printf("  CPU (F32) needs %s besides the mmapped weights\n", runtime::format_bytes(plan_cpu.needed()).c_str());
   return 0;
 }

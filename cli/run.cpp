@@ -94,8 +94,8 @@ int run(Args& a) {
   const std::string question = read_prompt(a);
   runtime::GenerationOptions g = generation_options(a);
   Observation observe(a);  // --profile / --trace, checked now
-  const Device device = pick_device(a);
   const std::string dir = resolve_model_dir(a.get("model"));
+  const Device device = pick_device(a, dir);
   if (a.has("logits-out")) check_writable(a.get("logits-out"));
   const std::vector<runtime::ImageInput> images = read_images(a, a.all("image"));
   const int64_t markers = count_markers(question);

@@ -61,8 +61,8 @@ int run(Args& a) {
   sigaction(SIGTERM, &sa, nullptr);
   set_busy(true);
   apply_threads(a);
-  const Device device = pick_device(a);
   const std::string dir = resolve_model_dir(a.get("model"));
+  const Device device = pick_device(a, dir);
   const int64_t slots = a.get_int("parallel", 1, 1024);
 
   server::ServerOptions so;

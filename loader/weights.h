@@ -69,6 +69,11 @@ class WeightScope {
   // Absent -> nullopt; present -> checked as require().
   std::optional<Tensor> optional(const std::string& name, const Shape& shape) const;
   bool contains(const std::string& name) const;
+  // Unchecked access for bindings that check dtype and shape themselves (quantised linears,
+  // model/linear_weight.cpp): the header entry and the view. Absent -> BadModel naming the tensor.
+  const TensorInfo& info(const std::string& name) const { return map_->info(full_name(name)); }
+  Tensor get(const std::string& name) const { return map_->get(full_name(name)); }
+  const std::string& dir() const { return map_->dir(); }
 
  private:
   const WeightMap* map_;

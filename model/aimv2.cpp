@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <string>
 
+#include "model/linear_weight.h"
 #include "model/model.h"
 #include "ops/ops.h"
 #include "tensor/stage.h"
@@ -87,14 +88,14 @@ Aimv2 Aimv2::load(const loader::WeightMap& weights, const model::VisionConfig& c
     auto W = weights.scope("vision_model.trunk.blocks." + std::to_string(i));
     Aimv2Block B;
     B.norm_1 = place_as_activation(W.require("norm_1.weight", {C}), device);
-    B.qkv_w = place(W.require("attn.qkv.weight", {3 * C, C}), device);
+    B.qkv_w = linear_weight(W, "attn.qkv.weight", 3 * C, C, cfg.quant, device);
     B.qkv_b = optional_bias(W, cfg.qkv_bias, "attn.qkv.bias", 3 * C, device);
-    B.proj_w = place(W.require("attn.proj.weight", {C, C}), device);
+    B.proj_w = linear_weight(W, "attn.proj.weight", C, C, cfg.quant, device);
     B.proj_b = optional_bias(W, cfg.use_bias, "attn.proj.bias", C, device);
     B.norm_2 = place_as_activation(W.require("norm_2.weight", {C}), device);
-    B.fc1_w = place(W.require("mlp.fc1.weight", {F, C}), device);
-    B.fc3_w = place(W.require("mlp.fc3.weight", {F, C}), device);
-    B.fc2_w = place(W.require("mlp.fc2.weight", {C, F}), device);
+    B.fc1_w = linear_weight(W, "mlp.fc1.weight", F, C, cfg.quant, device);
+    B.fc3_w = linear_weight(W, "mlp.fc3.weight", F, C, cfg.quant, device);
+    B.fc2_w = linear_weight(W, "mlp.fc2.weight", C, F, cfg.quant, device);
     B.fc1_b = optional_bias(W, cfg.use_bias, "mlp.fc1.bias", F, device);
     B.fc3_b = optional_bias(W, cfg.use_bias, "mlp.fc3.bias", F, device);
     B.fc2_b = optional_bias(W, cfg.use_bias, "mlp.fc2.bias", C, device);
@@ -196,12 +197,12 @@ void tensors(const VisionConfig& v, std::vector<TensorSpec>& out) {
   out.push_back({pre + "patchifier.norm.weight", {C}});
   for (int64_t i = 0; i < v.layers; ++i) {
     const std::string B = "vision_model.trunk.blocks." + std::to_string(i) + ".";
-    out.push_back({B + "attn.qkv.weight", {3 * C, C}});
-    out.push_back({B + "attn.proj.weight", {C, C}});
+    out.push_back({B + "attn.qkv.weight", {3 * C, C}, true});
+    out.push_back({B + "attn.proj.weight", {C, C}, true});
     out.push_back({B + "norm_1.weight", {C}});
-    out.push_back({B + "mlp.fc1.weight", {F, C}});
-    out.push_back({B + "mlp.fc2.weight", {C, F}});
-    out.push_back({B + "mlp.fc3.weight", {F, C}});
+    out.push_back({B + "mlp.fc1.weight", {F, C}, true});
+    out.push_back({B + "mlp.fc2.weight", {C, F}, true});
+    out.push_back({B + "mlp.fc3.weight", {F, C}, true});
     out.push_back({B + "norm_2.weight", {C}});
   }
   out.push_back({"vision_model.trunk.post_trunk_norm.weight", {C}});

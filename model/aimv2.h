@@ -34,13 +34,13 @@ namespace sailvl::model {
 // One AIMv2Block; names relative to vision_model.trunk.blocks.{i}.
 struct Aimv2Block {
   Tensor norm_1;                              // norm_1.weight                        [C]
-  Tensor qkv_w;                               // attn.qkv.weight: rows 0:C q, C:2C k, 2C:3C v  [3C, C]
+  ops::Weight qkv_w;                          // attn.qkv.weight: rows 0:C q, C:2C k, 2C:3C v  [3C, C]
   std::optional<Tensor> qkv_b;                // attn.qkv.bias (qkv_bias only)        [3C]
-  Tensor proj_w;                              // attn.proj.weight                     [C, C]
+  ops::Weight proj_w;                         // attn.proj.weight                     [C, C]
   std::optional<Tensor> proj_b;               // attn.proj.bias (use_bias only)       [C]
   Tensor norm_2;                              // norm_2.weight                        [C]
-  Tensor fc1_w, fc3_w;                        // mlp.fc1 (gate), mlp.fc3 (up)         [F, C]
-  Tensor fc2_w;                               // mlp.fc2 (down)                       [C, F]
+  ops::Weight fc1_w, fc3_w;                   // mlp.fc1 (gate), mlp.fc3 (up)         [F, C]
+  ops::Weight fc2_w;                          // mlp.fc2 (down)                       [C, F]
   std::optional<Tensor> fc1_b, fc3_b, fc2_b;  // (use_bias only)
 };
 

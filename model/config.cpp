@@ -14,6 +14,7 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 #include <sstream>
 
 #include "loader/json_strict.h"
@@ -102,6 +103,25 @@ ModelConfig parse_config(std::string_view json_text, const std::string& display_
       BadModel, display_name, ": downsample_ratio ", c.downsample_ratio, " does not evenly divide the ", grid, "x",
       grid, " patch grid");
   c.num_image_token = static_cast<int64_t>(side) * static_cast<int64_t>(side);
+
+  // quantization_config: only sailvl's own formats load. AWQ/GPTQ/bitsandbytes repacks of SAIL-VL
+  // store other layouts under other names; say so instead of failing on a missing tensor later.
+  if (top.has("quantization_config")) {
+    const loader::JsonObject q = top.child("quantization_config");
+    const std::string method = q.string("quant_method", "");
+    SAILVL_CHECK(method == "sailvl", BadModel, q.key_name("quant_method"), " = \"", escape_for_print(method),
+                 "\": only checkpoints written by `sailvl quantize` (quant_method \"sailvl\") load; for AWQ, GPTQ "
+                 "or bitsandbytes repacks use the BF16 release and `sailvl quantize` it");
+    const std::string format = q.string("format", "");
+    const std::optional<ops::QuantType> t = ops::quant_type_from_name(format);
+    SAILVL_CHECK(t && *t != ops::QuantType::None, BadModel, q.key_name("format"), " = \"", escape_for_print(format),
+                 "\" (expected \"q8\" or \"q4\")");
+    const int64_t group = q.integer("group_size", ops::quant_group(*t), 1, 1 << 20);
+    SAILVL_CHECK(group == ops::quant_group(*t), BadModel, q.key_name("group_size"), " = ", group, ": the ", format,
+                 " format has groups of ", ops::quant_group(*t), " weights");
+    c.llm.quant = *t;
+    if (q.boolean("vision", false)) c.vision.quant = *t;
+  }
   return c;
 }
 

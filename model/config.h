@@ -12,6 +12,8 @@
 #include <string>
 #include <string_view>
 
+#include "ops/quant.h"
+
 namespace sailvl::model {
 
 struct VisionConfig {
@@ -30,6 +32,7 @@ struct VisionConfig {
   bool qk_normalization = false;
   std::string norm_type = "layer_norm";
   std::string hidden_act = "gelu";
+  ops::QuantType quant = ops::QuantType::None;  // stored format of the tower's and projector's linears
 };
 
 struct LlmConfig {
@@ -48,6 +51,7 @@ struct LlmConfig {
   int64_t bos_token_id = 151643;
   int64_t eos_token_id = 151645;
   std::string hidden_act = "silu";
+  ops::QuantType quant = ops::QuantType::None;  // stored format of the linear weights (LM head included)
 };
 
 struct ModelConfig {
@@ -63,6 +67,10 @@ struct ModelConfig {
   int64_t select_layer = -4;
   std::string template_name = "sailvl-chat";
   int64_t num_image_token = 256;  // (image/patch)^2 * downsample^2
+  // config.json's quantization_config (written by `sailvl quantize`, docs/QUANTIZATION.md) sets
+  // llm.quant, and vision.quant when it says "vision": true. The format is a checkpoint fact, not a
+  // choice: it is what the files hold.
+  bool quantized() const { return llm.quant != ops::QuantType::None; }
 
   // "SAIL-VL-1d5-2B-like: AIMv2 + Qwen2 1.5B" style one-line description for inspect/logs.
   std::string describe() const;

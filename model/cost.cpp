@@ -10,6 +10,9 @@ namespace {
 uint64_t u(int64_t v) { return static_cast<uint64_t>(v > 0 ? v : 0); }
 
 bool starts_with(const std::string& s, const char* p) { return s.rfind(p, 0) == 0; }
+bool ends_with(const std::string& s, const std::string& x) {
+  return s.size() >= x.size() && s.compare(s.size() - x.size(), x.size(), x) == 0;
+}
 
 void add(ParamCounts& p, const std::string& name, int64_t n) {
   if (starts_with(name, "vision_model.")) {
@@ -35,7 +38,15 @@ double linears_flops(const std::vector<LinearShape>& ls, double rows) {
 
 ParamCounts count_parameters(const loader::WeightMap& w) {
   ParamCounts p;
-  for (const std::string& name : w.names()) add(p, name, shape_numel(w.info(name).shape));
+  for (const std::string& name : w.names()) {
+    const loader::TensorInfo& ti = w.info(name);
+    // A quantised linear (docs/QUANTIZATION.md) counts its weights, not its storage: q4 codes hold two
+    // weights per byte, and the F16 scales beside them are not parameters of the model.
+    if (ti.dtype == DType::F16 && ends_with(name, ".weight_scale") && w.contains(name.substr(0, name.size() - 6)) &&
+        !is_floating(w.info(name.substr(0, name.size() - 6)).dtype))
+      continue;
+    add(p, name, shape_numel(ti.shape) * (ti.dtype == DType::U8 ? 2 : 1));
+  }
   return p;
 }
 

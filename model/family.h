@@ -117,7 +117,8 @@ class LanguageModel {
 
 struct TensorSpec {
   std::string name;
-  Shape shape;  // stored as BF16 in a full-precision checkpoint
+  Shape shape;          // stored as BF16 in a full-precision checkpoint
+  bool linear = false;  // the [N, K] weight of a linear layer: what `sailvl quantize` may quantise
 };
 
 struct LinearShape {

@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <string>
 
+#include "model/linear_weight.h"
 #include "model/model.h"
 #include "ops/ops.h"
 #include "tensor/stage.h"
@@ -92,17 +93,17 @@ InternViT InternViT::load(const loader::WeightMap& weights, const model::VisionC
     InternVitLayer L;
     L.norm1_w = place_as_activation(W.require("norm1.weight", {C}), device);
     L.norm1_b = place_as_activation(W.require("norm1.bias", {C}), device);
-    L.qkv_w = place(W.require("attn.qkv.weight", {3 * C, C}), device);
+    L.qkv_w = linear_weight(W, "attn.qkv.weight", 3 * C, C, cfg.quant, device);
     if (cfg.qkv_bias) L.qkv_b = place_as_activation(W.require("attn.qkv.bias", {3 * C}), device);
-    L.proj_w = place(W.require("attn.proj.weight", {C, C}), device);
+    L.proj_w = linear_weight(W, "attn.proj.weight", C, C, cfg.quant, device);
     L.proj_b = place_as_activation(W.require("attn.proj.bias", {C}), device);
     L.ls1 = place_as_activation(W.require("ls1", {C}), device);
     L.ls2 = place_as_activation(W.require("ls2", {C}), device);
     L.norm2_w = place_as_activation(W.require("norm2.weight", {C}), device);
     L.norm2_b = place_as_activation(W.require("norm2.bias", {C}), device);
-    L.fc1_w = place(W.require("mlp.fc1.weight", {F, C}), device);
+    L.fc1_w = linear_weight(W, "mlp.fc1.weight", F, C, cfg.quant, device);
     L.fc1_b = place_as_activation(W.require("mlp.fc1.bias", {F}), device);
-    L.fc2_w = place(W.require("mlp.fc2.weight", {C, F}), device);
+    L.fc2_w = linear_weight(W, "mlp.fc2.weight", C, F, cfg.quant, device);
     L.fc2_b = place_as_activation(W.require("mlp.fc2.bias", {C}), device);
     m.layers_.push_back(std::move(L));
   }
@@ -204,13 +205,13 @@ void tensors(const VisionConfig& v, std::vector<TensorSpec>& out) {
     const std::string L = "vision_model.encoder.layers." + std::to_string(i) + ".";
     out.push_back({L + "ls1", {C}});
     out.push_back({L + "ls2", {C}});
-    out.push_back({L + "attn.qkv.weight", {3 * C, C}});
+    out.push_back({L + "attn.qkv.weight", {3 * C, C}, true});
     if (v.qkv_bias) out.push_back({L + "attn.qkv.bias", {3 * C}});
-    out.push_back({L + "attn.proj.weight", {C, C}});
+    out.push_back({L + "attn.proj.weight", {C, C}, true});
     out.push_back({L + "attn.proj.bias", {C}});
-    out.push_back({L + "mlp.fc1.weight", {F, C}});
+    out.push_back({L + "mlp.fc1.weight", {F, C}, true});
     out.push_back({L + "mlp.fc1.bias", {F}});
-    out.push_back({L + "mlp.fc2.weight", {C, F}});
+    out.push_back({L + "mlp.fc2.weight", {C, F}, true});
     out.push_back({L + "mlp.fc2.bias", {C}});
     out.push_back({L + "norm1.weight", {C}});
     out.push_back({L + "norm1.bias", {C}});

@@ -29,13 +29,16 @@ namespace sailvl::model {
 // One InternVisionEncoderLayer; names relative to vision_model.encoder.layers.{i}.
 struct InternVitLayer {
   Tensor norm1_w, norm1_b;      // norm1.{weight,bias}        [C]
-  Tensor qkv_w;                 // attn.qkv.weight: rows 0:C q, C:2C k, 2C:3C v   [3C, C]
+  ops::Weight qkv_w;            // attn.qkv.weight: rows 0:C q, C:2C k, 2C:3C v   [3C, C]
   std::optional<Tensor> qkv_b;  // attn.qkv.bias, same order  [3C] (qkv_bias)
-  Tensor proj_w, proj_b;        // attn.proj.{weight,bias}    [C, C], [C]
+  ops::Weight proj_w;           // attn.proj.weight
+  Tensor proj_b;                // attn.proj.bias    [C, C], [C]
   Tensor ls1, ls2;              // layer scale                [C]
   Tensor norm2_w, norm2_b;      // norm2.{weight,bias}        [C]
-  Tensor fc1_w, fc1_b;          // mlp.fc1                    [F, C], [F]
-  Tensor fc2_w, fc2_b;          // mlp.fc2                    [C, F], [C]
+  ops::Weight fc1_w;            // mlp.fc1.weight             [F, C]
+  Tensor fc1_b;                 // mlp.fc1.bias               [F]
+  ops::Weight fc2_w;            // mlp.fc2.weight             [C, F]
+  Tensor fc2_b;                 // mlp.fc2.bias               [C]
 };
 
 class InternViT : public VisionTower {

@@ -3,6 +3,7 @@
 
 #include <cmath>
 
+#include "model/linear_weight.h"
 #include "model/model.h"
 #include "ops/ops.h"
 
@@ -22,9 +23,9 @@ Projector Projector::load(const loader::WeightMap& weights, const model::ModelCo
   auto M = weights.scope("mlp1");
   p.ln_w = place_as_activation(M.require("0.weight", {C4}), device);
   p.ln_b = place_as_activation(M.require("0.bias", {C4}), device);
-  p.w1 = place(M.require("1.weight", {D, C4}), device);
+  p.w1 = linear_weight(M, "1.weight", D, C4, cfg.vision.quant, device);
   p.b1 = place_as_activation(M.require("1.bias", {D}), device);
-  p.w3 = place(M.require("3.weight", {D, D}), device);
+  p.w3 = linear_weight(M, "3.weight", D, D, cfg.vision.quant, device);
   p.b3 = place_as_activation(M.require("3.bias", {D}), device);
   return p;
 }
@@ -70,9 +71,9 @@ void projector_tensors(const ModelConfig& c, std::vector<TensorSpec>& out) {
   const int64_t Cin = shuffled_channels(c), D = c.llm.hidden;
   out.push_back({"mlp1.0.weight", {Cin}});
   out.push_back({"mlp1.0.bias", {Cin}});
-  out.push_back({"mlp1.1.weight", {D, Cin}});
+  out.push_back({"mlp1.1.weight", {D, Cin}, true});
   out.push_back({"mlp1.1.bias", {D}});
-  out.push_back({"mlp1.3.weight", {D, D}});
+  out.push_back({"mlp1.3.weight", {D, D}, true});
   out.push_back({"mlp1.3.bias", {D}});
 }
 

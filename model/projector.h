@@ -42,8 +42,10 @@ class Projector {
   bool v1_ = false;
   float ln_eps_ = 1e-5f;
   Tensor ln_w, ln_b;  // mlp1.0.{weight,bias}  [4C]
-  Tensor w1, b1;      // mlp1.1.{weight,bias}  [D, 4C], [D]
-  Tensor w3, b3;      // mlp1.3.{weight,bias}  [D, D], [D]
+  ops::Weight w1;     // mlp1.1.weight         [D, 4C]
+  Tensor b1;          // mlp1.1.bias           [D]
+  ops::Weight w3;     // mlp1.3.weight         [D, D]
+  Tensor b3;          // mlp1.3.bias           [D]
 };
 
 // mlp1's tensors in state_dict order (docs/MODEL.md §9): LayerNorm(4C), Linear(4C, D), Linear(D, D).

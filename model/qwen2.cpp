@@ -3,6 +3,7 @@
 
 #include <string>
 
+#include "model/linear_weight.h"
 #include "model/model.h"
 #include "ops/ops.h"
 #include "tensor/log.h"
@@ -27,29 +28,30 @@ Qwen2 Qwen2::load(const loader::WeightMap& weights, const LlmConfig& cfg, const 
     auto W = M.scope("layers." + std::to_string(i));
     Qwen2Layer L;
     L.input_layernorm = place_as_activation(W.require("input_layernorm.weight", {D}), device);
-    L.wq = place(W.require("self_attn.q_proj.weight", {H * Dh, D}), device);
+    L.wq = linear_weight(W, "self_attn.q_proj.weight", H * Dh, D, cfg.quant, device);
     L.bq = place_as_activation(W.require("self_attn.q_proj.bias", {H * Dh}), device);
-    L.wk = place(W.require("self_attn.k_proj.weight", {Hkv * Dh, D}), device);
+    L.wk = linear_weight(W, "self_attn.k_proj.weight", Hkv * Dh, D, cfg.quant, device);
     L.bk = place_as_activation(W.require("self_attn.k_proj.bias", {Hkv * Dh}), device);
-    L.wv = place(W.require("self_attn.v_proj.weight", {Hkv * Dh, D}), device);
+    L.wv = linear_weight(W, "self_attn.v_proj.weight", Hkv * Dh, D, cfg.quant, device);
     L.bv = place_as_activation(W.require("self_attn.v_proj.bias", {Hkv * Dh}), device);
-    L.wo = place(W.require("self_attn.o_proj.weight", {D, H * Dh}), device);
+    L.wo = linear_weight(W, "self_attn.o_proj.weight", D, H * Dh, cfg.quant, device);
     L.post_attention_layernorm = place_as_activation(W.require("post_attention_layernorm.weight", {D}), device);
-    L.w_gate = place(W.require("mlp.gate_proj.weight", {F, D}), device);
-    L.w_up = place(W.require("mlp.up_proj.weight", {F, D}), device);
-    L.w_down = place(W.require("mlp.down_proj.weight", {D, F}), device);
+    L.w_gate = linear_weight(W, "mlp.gate_proj.weight", F, D, cfg.quant, device);
+    L.w_up = linear_weight(W, "mlp.up_proj.weight", F, D, cfg.quant, device);
+    L.w_down = linear_weight(W, "mlp.down_proj.weight", D, F, cfg.quant, device);
     m.layers_.push_back(std::move(L));
   }
   m.norm = place_as_activation(M.require("norm.weight", {D}), device);
 
   // The LM head: the stored tensor if there is one, else embed_tokens (lm_head_source in family.h).
-  const std::optional<Tensor> head = weights.scope("language_model").optional("lm_head.weight", {V, D});
-  m.head_source_ = lm_head_source(head.has_value(), cfg.tie_word_embeddings);
+  const loader::WeightScope lm = weights.scope("language_model");
+  const bool head_stored = lm.contains("lm_head.weight");
+  m.head_source_ = lm_head_source(head_stored, cfg.tie_word_embeddings);
   if (m.head_source_ == LmHeadSource::TiedAbsent)
     warn(weights.dir(),
          ": llm_config.tie_word_embeddings is false but the checkpoint stores no "
          "language_model.lm_head.weight; using embed_tokens as the LM head");
-  m.lm_head = head ? place(*head, device) : m.embed_tokens;
+  m.lm_head = head_stored ? linear_weight(lm, "lm_head.weight", V, D, cfg.quant, device) : ops::Weight(m.embed_tokens);
   return m;
 }
 
@@ -240,21 +242,21 @@ void tensors(const LlmConfig& l, bool stored_head, std::vector<TensorSpec>& out)
   out.push_back({"language_model.model.embed_tokens.weight", {V, D}});
   for (int64_t i = 0; i < l.layers; ++i) {
     const std::string L = "language_model.model.layers." + std::to_string(i) + ".";
-    out.push_back({L + "self_attn.q_proj.weight", {H * Dh, D}});
+    out.push_back({L + "self_attn.q_proj.weight", {H * Dh, D}, true});
     out.push_back({L + "self_attn.q_proj.bias", {H * Dh}});
-    out.push_back({L + "self_attn.k_proj.weight", {Hkv * Dh, D}});
+    out.push_back({L + "self_attn.k_proj.weight", {Hkv * Dh, D}, true});
     out.push_back({L + "self_attn.k_proj.bias", {Hkv * Dh}});
-    out.push_back({L + "self_attn.v_proj.weight", {Hkv * Dh, D}});
+    out.push_back({L + "self_attn.v_proj.weight", {Hkv * Dh, D}, true});
     out.push_back({L + "self_attn.v_proj.bias", {Hkv * Dh}});
-    out.push_back({L + "self_attn.o_proj.weight", {D, H * Dh}});
-    out.push_back({L + "mlp.gate_proj.weight", {F, D}});
-    out.push_back({L + "mlp.up_proj.weight", {F, D}});
-    out.push_back({L + "mlp.down_proj.weight", {D, F}});
+    out.push_back({L + "self_attn.o_proj.weight", {D, H * Dh}, true});
+    out.push_back({L + "mlp.gate_proj.weight", {F, D}, true});
+    out.push_back({L + "mlp.up_proj.weight", {F, D}, true});
+    out.push_back({L + "mlp.down_proj.weight", {D, F}, true});
     out.push_back({L + "input_layernorm.weight", {D}});
     out.push_back({L + "post_attention_layernorm.weight", {D}});
   }
   out.push_back({"language_model.model.norm.weight", {D}});
-  if (stored_head) out.push_back({"language_model.lm_head.weight", {V, D}});
+  if (stored_head) out.push_back({"language_model.lm_head.weight", {V, D}, true});
 }
 
 LlmShape shape(const LlmConfig& l) {

@@ -36,14 +36,17 @@ namespace sailvl::model {
 
 // One Qwen2DecoderLayer; names relative to language_model.model.layers.{i}.
 struct Qwen2Layer {
-  Tensor input_layernorm;           // input_layernorm.weight            [D]
-  Tensor wq, bq;                    // self_attn.q_proj.{weight,bias}    [H·Dh, D], [H·Dh]
-  Tensor wk, bk;                    // self_attn.k_proj.{weight,bias}    [Hkv·Dh, D], [Hkv·Dh]
-  Tensor wv, bv;                    // self_attn.v_proj.{weight,bias}    [Hkv·Dh, D], [Hkv·Dh]
-  Tensor wo;                        // self_attn.o_proj.weight           [D, H·Dh]
+  Tensor input_layernorm;  // input_layernorm.weight            [D]
+  ops::Weight wq;
+  Tensor bq;  // self_attn.q_proj.{weight,bias}    [H·Dh, D], [H·Dh]
+  ops::Weight wk;
+  Tensor bk;  // self_attn.k_proj.{weight,bias}    [Hkv·Dh, D], [Hkv·Dh]
+  ops::Weight wv;
+  Tensor bv;                        // self_attn.v_proj.{weight,bias}    [Hkv·Dh, D], [Hkv·Dh]
+  ops::Weight wo;                   // self_attn.o_proj.weight           [D, H·Dh]
   Tensor post_attention_layernorm;  // post_attention_layernorm.weight   [D]
-  Tensor w_gate, w_up;              // mlp.{gate,up}_proj.weight         [F, D]
-  Tensor w_down;                    // mlp.down_proj.weight              [D, F]
+  ops::Weight w_gate, w_up;         // mlp.{gate,up}_proj.weight         [F, D]
+  ops::Weight w_down;               // mlp.down_proj.weight              [D, F]
 };
 
 class Qwen2 : public LanguageModel {
@@ -69,8 +72,8 @@ class Qwen2 : public LanguageModel {
   LmHeadSource head_source_ = LmHeadSource::Stored;
   Tensor embed_tokens;  // language_model.model.embed_tokens.weight  [V, D]
   std::vector<Qwen2Layer> layers_;
-  Tensor norm;     // language_model.model.norm.weight           [D]
-  Tensor lm_head;  // language_model.lm_head.weight if stored, else embed_tokens  [V, D]
+  Tensor norm;          // language_model.model.norm.weight           [D]
+  ops::Weight lm_head;  // language_model.lm_head.weight if stored, else embed_tokens  [V, D]
 };
 
 // The family entry (model/families.cpp): llm_config.model_type "qwen2".

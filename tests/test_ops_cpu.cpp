@@ -113,7 +113,9 @@ INSTANTIATE_TEST_SUITE_P(
                       // of 4, N over several column blocks with a 16-column strip tail, K over two
                       // 256-deep blocks with a tail that is not a multiple of 8
                       LinearCase{130, 1030, 600, DType::BF16, true}, LinearCase{127, 70, 513, DType::F32, true},
-                      LinearCase{13, 35, 300, DType::F16, false}, LinearCase{6, 16, 256, DType::BF16, false}),
+                      LinearCase{13, 35, 300, DType::F16, false}, LinearCase{6, 16, 256, DType::BF16, false},
+                      // the batched-decode GEMV (5 <= M <= 16): full and partial groups of 4 x rows
+                      LinearCase{16, 129, 77, DType::F32, true}, LinearCase{11, 131, 264, DType::BF16, false}),
     [](const auto& info) {
       const auto& c = info.param;
       return "M" + std::to_string(c.M) + "_N" + std::to_string(c.N) + "_K" + std::to_string(c.K) + "_" +
@@ -160,6 +162,27 @@ TEST(Linear, GemvAndGemmAgree) {
   // Both are F32 sums of 1536 terms of size <= 1 in different orders: |diff| <= 2·K·u·Σ|xw|,
   // Σ|xw| ~ K/4 for uniform [-1, 1] inputs.
   EXPECT_CLOSE(small, big.narrow(0, 0, 4), 2.0 * K * kU * (K / 4.0), 0.0);
+}
+
+TEST(Linear, BatchedDecodeRowsEqualSingleRows) {
+  // Continuous batching runs one GEMV for B sequences (M = B <= 16). Each row's dot products are
+  // formed in the same order whatever M is, so a row's output is bit-identical to the M = 1 call:
+  // batching cannot change a sequence's logits through the linears.
+  const int64_t K = 1544, N = 97;  // K % 8 != 0 (the scalar tail), N odd (the 1-row tail block)
+  for (const DType wt : {DType::BF16, DType::F16, DType::F32}) {
+    Tensor w = rand_tensor({N, K}, 31, wt);
+    for (int64_t M : {2, 3, 4, 5, 8, 16}) {
+      SCOPED_TRACE(::testing::Message() << dtype_name(wt) << " M=" << M);
+      Tensor x = rand_tensor({M, K}, 32 + static_cast<uint32_t>(M));
+      Tensor all = Tensor::empty({M, N}, DType::F32);
+      cpu::linear(all, x, w, std::nullopt);
+      for (int64_t m = 0; m < M; ++m) {
+        Tensor one = Tensor::empty({1, N}, DType::F32);
+        cpu::linear(one, x.narrow(0, m, 1), w, std::nullopt);
+        EXPECT_CLOSE(all.narrow(0, m, 1), one, 0.0, 0.0);
+      }
+    }
+  }
 }
 
 TEST(Linear, RejectsBadShapes) {

@@ -9,8 +9,13 @@
 //    M·R accumulators + M inputs fit in the 16 AVX2 registers). A BF16 weight is widened to F32
 //    with a 16-bit shift (vpmovzxwd + vpslld: exact), F16 with vcvtph2ps, and accumulated with FMA
 //    into 8-lane F32 registers; the 8 lanes are summed at the end of the row.
+//    Batched decode (the server's continuous batching), kGemvMaxM < M <= kBatchedGemvMaxM (= 16),
+//    float weights: the same GEMV with the x rows in groups of <= 4 inside each block of R = 2
+//    weight rows, so a block is read from memory once and from L1 for the other groups (2 rows of
+//    K <= 8960 BF16 = 35 KB). One step of B sequences then costs about one weight stream plus the
+//    extra FMAs, instead of the packing and F32 panel traffic of the GEMM.
 //
-// 2. Prefill / vision, M > kGemvMaxM: compute-bound. AVX2 builds use our packed GEMM (gemm.cpp:
+// 2. Prefill / vision, M > kGemvMaxM (float weights: M > kBatchedGemvMaxM): compute-bound. AVX2 builds use our packed GEMM (gemm.cpp:
 //    BLIS-style 6 × 16 micro-kernel, the BF16 → F32 conversion fused into the weight packing, so
 //    the model is never copied to F32). Builds without AVX2 cut the N output columns into panels
 //    of <= 512 weight rows, convert each panel to F32 in a per-thread scratch buffer and multiply
@@ -29,6 +34,7 @@
 
 #include <Eigen/Core>
 #include <algorithm>
+#include <utility>
 #include <vector>
 
 #include "ops/cpu/cpu_ops.h"
@@ -41,8 +47,7 @@ namespace sailvl::ops::cpu {
 namespace {
 
 constexpr int64_t kGemvMaxM = 4;
-constexpr int64_t kPanelMaxRows = 512;
-constexpr int64_t kPanelMaxFloats = int64_t{1} << 19;
+constexpr int64_t kBatchedGemvMaxM = 16;
 
 // ---- GEMV: out[m, n] = Σ_k x[m, k] · w[n, k] for n in [n0, n1) ----
 
@@ -123,6 +128,34 @@ void gemv(const uint8_t* w, int64_t w_row_bytes, const RowMat<const float>& x, c
   for (int64_t n = blocks * R; n < N; ++n) gemv_block<WT, M, 1>(w, w_row_bytes, x, o, n, K);
 }
 
+// kGemvMaxM < M <= kBatchedGemvMaxM: blocks of R = 2 weight rows; for each, the x rows in groups
+// of up to 4 (the first group streams the block from memory, the others find it in L1).
+template <DType WT>
+void gemv_grouped(const uint8_t* w, int64_t w_row_bytes, const RowMat<const float>& x, const RowMat<float>& o,
+                  int64_t N, int64_t K) {
+  constexpr int R = 2;
+  const int64_t blocks = N / R, M = x.rows;
+  auto group = [&](int64_t m0) {
+    const int64_t g = std::min<int64_t>(4, M - m0);
+    return std::pair{RowMat<const float>{x.p + m0 * x.stride, g, x.cols, x.stride},
+                     RowMat<float>{o.p + m0 * o.stride, g, o.cols, o.stride}};
+  };
+  auto run = [&]<int Rb>(int64_t n) {
+    for (int64_t m0 = 0; m0 < M; m0 += 4) {
+      const auto [xg, og] = group(m0);
+      switch (xg.rows) {
+        case 1: gemv_block<WT, 1, Rb>(w, w_row_bytes, xg, og, n, K); break;
+        case 2: gemv_block<WT, 2, Rb>(w, w_row_bytes, xg, og, n, K); break;
+        case 3: gemv_block<WT, 3, Rb>(w, w_row_bytes, xg, og, n, K); break;
+        default: gemv_block<WT, 4, Rb>(w, w_row_bytes, xg, og, n, K); break;
+      }
+    }
+  };
+#pragma omp parallel for schedule(static)
+  for (int64_t b = 0; b < blocks; ++b) run.template operator()<R>(b * R);
+  for (int64_t n = blocks * R; n < N; ++n) run.template operator()<1>(n);
+}
+
 template <DType WT>
 void gemv_dispatch_m(const uint8_t* w, int64_t w_row_bytes, const RowMat<const float>& x, const RowMat<float>& o,
                      int64_t N, int64_t K) {
@@ -130,13 +163,17 @@ void gemv_dispatch_m(const uint8_t* w, int64_t w_row_bytes, const RowMat<const f
     case 1: return gemv<WT, 1>(w, w_row_bytes, x, o, N, K);
     case 2: return gemv<WT, 2>(w, w_row_bytes, x, o, N, K);
     case 3: return gemv<WT, 3>(w, w_row_bytes, x, o, N, K);
-    default: return gemv<WT, 4>(w, w_row_bytes, x, o, N, K);
+    case 4: return gemv<WT, 4>(w, w_row_bytes, x, o, N, K);
+    default: return gemv_grouped<WT>(w, w_row_bytes, x, o, N, K);
   }
 }
 
 // ---- GEMM over weight panels (the portable fallback) ----
 
 #ifndef SAILVL_CPU_AVX2
+
+constexpr int64_t kPanelMaxRows = 512;
+constexpr int64_t kPanelMaxFloats = int64_t{1} << 19;
 
 using RowMajor = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
 using ConstMapRM = Eigen::Map<const RowMajor, Eigen::Unaligned, Eigen::OuterStride<>>;
@@ -221,7 +258,7 @@ void linear(const Tensor& out, const Tensor& x, const Weight& w, const std::opti
 #else
     gemm_panels([&](int64_t n, float* dst) { dequant_row(q, n, 0, K, dst); }, nullptr, 0, xm, om, N, K);
 #endif
-  } else if (M <= kGemvMaxM) {
+  } else if (M <= kBatchedGemvMaxM) {
     switch (wt.dtype()) {
       case DType::BF16: gemv_dispatch_m<DType::BF16>(wb, rb, xm, om, N, K); break;
       case DType::F16: gemv_dispatch_m<DType::F16>(wb, rb, xm, om, N, K); break;

@@ -258,9 +258,9 @@ TEST(CudaOps, AttentionMatchesCpu) {
   for (const bool wmma : {false, true})
     for (const auto& c : cases) {
       gpu::dev::use_wmma_prefill(wmma);
-      SCOPED_TRACE(::testing::Message() << (wmma ? "wmma" : "mma") << " T=" << c.T
-                                        << " S=" << c.S << " H=" << c.H << " Hkv=" << c.Hkv << " D=" << c.D
-                                        << " causal=" << c.causal << " q_offset=" << c.q_offset);
+      SCOPED_TRACE(::testing::Message() << (wmma ? "wmma" : "mma") << " T=" << c.T << " S=" << c.S << " H=" << c.H
+                                        << " Hkv=" << c.Hkv << " D=" << c.D << " causal=" << c.causal
+                                        << " q_offset=" << c.q_offset);
       Tensor q = rnd({c.T, c.H, c.D}, 40, 2.f);
       Tensor kc = rnd({c.cache_rows, c.Hkv, c.D}, 41, 2.f), vc = rnd({c.cache_rows, c.Hkv, c.D}, 42, 1.f);
       Tensor k = kc.narrow(0, 0, c.S), v = vc.narrow(0, 0, c.S);
