@@ -4,7 +4,6 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdlib>
-#include <sstream>
 
 namespace sailvl::runtime {
 
@@ -34,8 +33,12 @@ std::string statistic(const Tensor& t) {
 
 std::vector<int64_t> parse_trace_layers(const std::string& text, const std::string& flag) {
   std::vector<int64_t> out;
-  std::stringstream ss(text);
-  for (std::string tok; std::getline(ss, tok, ',');) {
+  // Split at every comma, so an empty item anywhere ("1,", ",1", "1,,2") is refused too.
+  for (size_t at = 0; at <= text.size();) {
+    size_t comma = text.find(',', at);
+    if (comma == std::string::npos) comma = text.size();
+    const std::string tok = text.substr(at, comma - at);
+    at = comma + 1;
     char* end = nullptr;
     const long long v = std::strtoll(tok.c_str(), &end, 10);
     SAILVL_CHECK(!tok.empty() && end && *end == 0 && v > -100000 && v < 100000, Usage, flag,
@@ -43,7 +46,6 @@ std::vector<int64_t> parse_trace_layers(const std::string& text, const std::stri
                  "'");
     out.push_back(v);
   }
-  SAILVL_CHECK(!out.empty(), Usage, flag, " needs at least one layer number");
   return out;
 }
 
@@ -70,15 +72,13 @@ bool Tracer::shown(int64_t layer, int64_t layers) const {
                      [&](int64_t l) { return l == layer || (l < 0 && layers + l == layer); });
 }
 
-void Tracer::print(int indent, const std::string& text) {
-  std::fprintf(out_, "%*s%s\n", 2 * indent, "", text.c_str());
-}
+void Tracer::print(int indent, const std::string& text) { std::fprintf(out_, "%*s%s\n", 2 * indent, "", text.c_str()); }
 
 void Tracer::flush_skipped() {
   if (skip_first_ < 0) return;
-  print(1, skip_first_ == skip_last_ ? str_cat("... layer ", skip_first_, " not shown (", skip_ops_, " ops)")
-                                     : str_cat("... layers ", skip_first_, "-", skip_last_, " not shown (",
-                                               skip_ops_, " ops)"));
+  print(1, skip_first_ == skip_last_
+               ? str_cat("... layer ", skip_first_, " not shown (", skip_ops_, " ops)")
+               : str_cat("... layers ", skip_first_, "-", skip_last_, " not shown (", skip_ops_, " ops)"));
   skip_first_ = skip_last_ = -1;
   skip_ops_ = 0;
 }
