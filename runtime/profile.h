@@ -25,7 +25,9 @@
 //
 // with the limits measured in-process by the probes `sailvl bench` uses (ops/probes.h): on the CPU
 // the read-bandwidth probe (the faster of its two bandwidth probes, so no op is flattered) and the
-// F32 FMA probe; on CUDA the device-to-device copy and the cuBLASLt BF16 GEMM probes. The row
+// F32 FMA probe; on CUDA the device-to-device copy and the cuBLASLt BF16 GEMM probes. The memory
+// limit is the DRAM's: an op whose operands were still in cache (a small tensor written by the op
+// before) can show more than 100 %. The row
 // "(outside ops)" is the stage's time in no op: host work between ops (tensor copies, allocation,
 // the decode loop's bookkeeping). Op times:
 //   CPU   steady clock before and after each op (CPU ops return when done);

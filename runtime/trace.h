@@ -18,8 +18,9 @@
 // A stage's name starts a line at the margin (a decode step is its own "decode step N"); ops
 // outside the layer loops are indented once, a stack's layers once with their ops twice. Each op
 // line: the op, its inputs (name dtype[shape], in argument order), "->" and its output's
-// dtype[shape], then a note in parentheses when the shapes do not say everything (attention's mask,
-// a quantised weight's format). For ops outside the layers and in the first and last layer of each
+// dtype[shape] (a quantised weight: its format, logical shape and group, "w q4[896, 4864] g32"),
+// then a note in parentheses when the shapes do not say everything (attention's mask and cached
+// keys, the sampler's mode). For ops outside the layers and in the first and last layer of each
 // stack, "| mean m std s max|x| a" summarises the output (over all its elements, in double), so a
 // reader can watch the values flow; in the other layers the statistic is left out (it costs a pass
 // over the output, and on a GPU a copy to the host and a wait). `layers` keeps only those layers of
