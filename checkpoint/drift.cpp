@@ -50,8 +50,8 @@ Answer answer(const model::SailVL& m, const DriftPrompt& p, const DriftOptions& 
     const std::string_view jpg = embedded_demo_photo();
     runtime::ImageInput in;
     in.source = "the demo photo";
-    in.rgb = std::make_shared<const image::RgbImage>(image::decode_image(
-        {reinterpret_cast<const uint8_t*>(jpg.data()), jpg.size()}, in.source));
+    in.rgb = std::make_shared<const image::RgbImage>(
+        image::decode_image({reinterpret_cast<const uint8_t*>(jpg.data()), jpg.size()}, in.source));
     images.push_back(std::move(in));
   }
   const size_t ids = static_cast<size_t>(m.tokenizer().size());
@@ -161,8 +161,8 @@ nlohmann::ordered_json DriftReport::to_json() const {
 std::string DriftReport::table() const {
   std::string s;
   char line[256];
-  std::snprintf(line, sizeof line, "%-8s %9s %7s %10s %10s %12s\n", "prompt", "positions", "top-1", "mean KL",
-                "max KL", "max |dlogit|");
+  std::snprintf(line, sizeof line, "%-8s %9s %7s %10s %10s %12s\n", "prompt", "positions", "top-1", "mean KL", "max KL",
+                "max |dlogit|");
   s += line;
   auto row = [&](const std::string& name, int64_t n, double t, double mk, double xk, double le) {
     std::snprintf(line, sizeof line, "%-8s %9lld %6.1f%% %10.2e %10.2e %12.4f\n", name.c_str(),

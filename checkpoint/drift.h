@@ -31,10 +31,10 @@ struct DriftPrompt {
   std::string question;  // as the user typed it
   bool image = false;    // about the embedded demo photo
   int64_t positions = 0;
-  double top1 = 0;                        // fraction of positions where the greedy choices agree
-  double mean_kl = 0, max_kl = 0;         // nats
-  double max_logit_error = 0;             // over positions and ids
-  std::vector<int64_t> source_tokens;     // the source's greedy answer (the forced tokens)
+  double top1 = 0;                     // fraction of positions where the greedy choices agree
+  double mean_kl = 0, max_kl = 0;      // nats
+  double max_logit_error = 0;          // over positions and ids
+  std::vector<int64_t> source_tokens;  // the source's greedy answer (the forced tokens)
 };
 
 struct DriftReport {

@@ -54,8 +54,8 @@ void release(const uint8_t* p, size_t n) {
 
 // One output tensor (or a quantised pair) and where its input lives.
 struct Item {
-  std::string name;     // output name ("X.weight")
-  std::string source;   // input tensor it is made from
+  std::string name;    // output name ("X.weight")
+  std::string source;  // input tensor it is made from
   bool quantize = false;
 };
 
@@ -66,8 +66,8 @@ QuantizeResult quantize_checkpoint(const QuantizeOptions& opt) {
   SAILVL_CHECK(opt.type != ops::QuantType::None, Usage, "quantize: --type must be q8 or q4");
   const std::string cfg_text = read_file(in / "config.json");
   const model::ModelConfig cfg = model::parse_config(cfg_text, (in / "config.json").string());
-  SAILVL_CHECK(!cfg.quantized(), BadModel, opt.in_dir, " is already quantised (",
-               ops::quant_type_name(cfg.llm.quant), "); quantize the full-precision checkpoint instead");
+  SAILVL_CHECK(!cfg.quantized(), BadModel, opt.in_dir, " is already quantised (", ops::quant_type_name(cfg.llm.quant),
+               "); quantize the full-precision checkpoint instead");
   const loader::WeightMap w = loader::WeightMap::open(opt.in_dir);
   model::check_against_config(w, cfg);
 
@@ -75,14 +75,15 @@ QuantizeResult quantize_checkpoint(const QuantizeOptions& opt) {
   std::error_code ec;
   SAILVL_CHECK(!fs::exists(out, ec) || fs::is_directory(out, ec), Usage, opt.out_dir, " exists and is not a directory");
   if (fs::exists(out, ec)) {
-    SAILVL_CHECK(!fs::equivalent(in, out, ec), Usage, "quantize: the output directory is the input directory; "
-                                                      "write the quantised checkpoint somewhere else");
+    SAILVL_CHECK(!fs::equivalent(in, out, ec), Usage,
+                 "quantize: the output directory is the input directory; "
+                 "write the quantised checkpoint somewhere else");
     SAILVL_CHECK(opt.force || fs::is_empty(out, ec), Usage, opt.out_dir,
                  " is not empty; use --force to write the quantised checkpoint into it anyway");
   }
   fs::create_directories(out, ec);
-  SAILVL_CHECK(!ec && fs::is_directory(out), Usage, opt.out_dir, ": cannot create the output directory (",
-               ec.message(), ")");
+  SAILVL_CHECK(!ec && fs::is_directory(out), Usage, opt.out_dir, ": cannot create the output directory (", ec.message(),
+               ")");
   for (const auto& e : fs::directory_iterator(out)) {  // what an earlier run may have left
     const std::string n = e.path().filename().string();
     if (n == "model.safetensors.index.json" || n == "quantization_report.json" ||

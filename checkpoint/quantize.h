@@ -34,9 +34,9 @@ struct QuantizeOptions {
 };
 
 struct QuantizeResult {
-  uint64_t in_bytes = 0, out_bytes = 0;  // tensor data, both sides
-  int64_t quantized = 0, kept = 0;       // tensors quantised / copied as stored
-  bool head_added = false;               // a quantised copy of embed_tokens became lm_head.weight
+  uint64_t in_bytes = 0, out_bytes = 0;   // tensor data, both sides
+  int64_t quantized = 0, kept = 0;        // tensors quantised / copied as stored
+  bool head_added = false;                // a quantised copy of embed_tokens became lm_head.weight
   std::vector<std::string> kept_linears;  // linears left float (K not a multiple of the group)
   std::vector<std::string> files;         // safetensors files written
 };

@@ -61,13 +61,18 @@ static int run_quantize(cli::Args& a) {
   progress.done("quantize");
   const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   if (!quiet) {
-    std::fprintf(stderr, "quantize: %s -> %s (%s%s): %.3f GB -> %.3f GB (%.0f%% of the source), %lld tensors quantised, %.1f s\n",
-                 o.in_dir.c_str(), o.out_dir.c_str(), type.c_str(), o.vision ? ", vision too" : "", r.in_bytes / 1e9,
-                 r.out_bytes / 1e9, 100.0 * static_cast<double>(r.out_bytes) / static_cast<double>(std::max<uint64_t>(r.in_bytes, 1)),
-                 static_cast<long long>(r.quantized), secs);
+    std::fprintf(
+        stderr,
+        "quantize: %s -> %s (%s%s): %.3f GB -> %.3f GB (%.0f%% of the source), %lld tensors quantised, %.1f s\n",
+        o.in_dir.c_str(), o.out_dir.c_str(), type.c_str(), o.vision ? ", vision too" : "", r.in_bytes / 1e9,
+        r.out_bytes / 1e9,
+        100.0 * static_cast<double>(r.out_bytes) / static_cast<double>(std::max<uint64_t>(r.in_bytes, 1)),
+        static_cast<long long>(r.quantized), secs);
     if (r.head_added)
-      std::fprintf(stderr, "quantize: the LM head was tied to embed_tokens; a %s copy is stored as "
-                           "language_model.lm_head.weight (embed_tokens stays as it was)\n", type.c_str());
+      std::fprintf(stderr,
+                   "quantize: the LM head was tied to embed_tokens; a %s copy is stored as "
+                   "language_model.lm_head.weight (embed_tokens stays as it was)\n",
+                   type.c_str());
     for (const std::string& n : r.kept_linears)
       std::fprintf(stderr, "quantize: %s kept as stored (K is not a multiple of the group)\n", n.c_str());
   }
@@ -75,7 +80,8 @@ static int run_quantize(cli::Args& a) {
 
   checkpoint::DriftOptions d;
   d.tokens = report_tokens;
-  if (!quiet) d.progress = [](const std::string& what) { std::fprintf(stderr, "quantize: drift report, %s\n", what.c_str()); };
+  if (!quiet)
+    d.progress = [](const std::string& what) { std::fprintf(stderr, "quantize: drift report, %s\n", what.c_str()); };
   const checkpoint::DriftReport rep = checkpoint::measure_drift(o.in_dir, o.out_dir, d);
   nlohmann::ordered_json j;
   j["source"] = o.in_dir;

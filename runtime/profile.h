@@ -77,8 +77,8 @@ struct ProfileStage {
   std::string name;
   int64_t entries = 0;  // times the stage was entered (decode: one per forward step)
   double ms = 0;
-  double share = 0;  // % of the profiled span
-  std::vector<ProfileOp> ops;  // slowest first
+  double share = 0;                          // % of the profiled span
+  std::vector<ProfileOp> ops;                // slowest first
   double outside_ms = 0, outside_share = 0;  // the stage's time in no op
   uint64_t launches = 0;                     // every kernel launch inside the stage
   // decode: forward steps and samples (the sampling steps counted in it), and per token

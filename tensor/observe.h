@@ -38,14 +38,14 @@ struct OpArg {
 
 // One op call, described from its shapes before it runs.
 struct OpCall {
-  const char* op = nullptr;  // the op's name in ops/ops.h ("linear", "attention", ...), or a host step's
-  Device device;             // where it runs
+  const char* op = nullptr;     // the op's name in ops/ops.h ("linear", "attention", ...), or a host step's
+  Device device;                // where it runs
   const Tensor* out = nullptr;  // the tensor it writes (the same as an input when in place); nullptr: none
   std::array<OpArg, 4> in{};    // its inputs in argument order
   int n_in = 0;
-  std::string note;   // what the shapes do not say: "causal, 12 cached keys"; empty: nothing
-  double flops = 0;   // 2 per multiply-add, for the ops model/cost.h counts (linear, attention, patch_embed)
-  double bytes = 0;   // every operand read once and every output written once (ops/op_cost.h)
+  std::string note;     // what the shapes do not say: "causal, 12 cached keys"; empty: nothing
+  double flops = 0;     // 2 per multiply-add, for the ops model/cost.h counts (linear, attention, patch_embed)
+  double bytes = 0;     // every operand read once and every output written once (ops/op_cost.h)
   int64_t result = -1;  // sample: the token chosen (set before op_end)
 
   void add_input(const char* name, const Tensor* t, std::string text = {}) {

@@ -217,7 +217,8 @@ TEST(QuantizedCheckpoint, DriftCatchesASwappedNibbleLayout) {
   });
   checkpoint::DriftOptions d;
   d.tokens = 8;
-  const checkpoint::DriftReport r = checkpoint::measure_drift(test::tiny_model("tiny-internvit").string(), bad.string(), d);
+  const checkpoint::DriftReport r =
+      checkpoint::measure_drift(test::tiny_model("tiny-internvit").string(), bad.string(), d);
   EXPECT_GT(r.mean_kl, kQ4.mean_kl);
 }
 
@@ -250,9 +251,8 @@ TEST(QuantizedCheckpoint, InconsistentCheckpointsAreRefused) {
   EXPECT_NE(bad_model(load(other)).find("holds q4 codes but config.json's quantization_config says q8"),
             std::string::npos);
   // A missing scale tensor.
-  const fs::path no_scale = rewrite(q, "no-scale", [&](std::string& n, Tensor&, const loader::WeightMap&) {
-    return n != ops::quant_scale_name(wo);
-  });
+  const fs::path no_scale = rewrite(
+      q, "no-scale", [&](std::string& n, Tensor&, const loader::WeightMap&) { return n != ops::quant_scale_name(wo); });
   EXPECT_NE(bad_model(load(no_scale)).find("_scale\" are missing"), std::string::npos);
   // Codes of the wrong shape (a q4 tensor with K columns instead of K/2).
   const fs::path wide = rewrite(q, "wide-codes", [&](std::string& n, Tensor& t, const loader::WeightMap&) {
@@ -271,7 +271,9 @@ TEST(QuantizedCheckpoint, InconsistentCheckpointsAreRefused) {
   // Another tool's quantisation.
   const fs::path awq = rewrite(
       q, "awq", [](std::string&, Tensor&, const loader::WeightMap&) { return true; },
-      [](nlohmann::json& c) { c["quantization_config"] = {{"quant_method", "awq"}, {"bits", 4}}; });
+      [](nlohmann::json& c) {
+        c["quantization_config"] = {{"quant_method", "awq"}, {"bits", 4}};
+      });
   EXPECT_NE(bad_model(load(awq)).find("sailvl quantize"), std::string::npos);
 }
 
@@ -293,9 +295,10 @@ TEST(QuantizedCheckpoint, CommandLine) {
             2)
       << err;
   EXPECT_NE(err.find("--force"), std::string::npos) << err;
-  EXPECT_EQ(test::run_command(
-                bin + " quantize -q --no-report --force -m " + src.string() + " --type q4 -o " + src.string(), &out, &err),
-            2)
+  EXPECT_EQ(
+      test::run_command(bin + " quantize -q --no-report --force -m " + src.string() + " --type q4 -o " + src.string(),
+                        &out, &err),
+      2)
       << err;
   EXPECT_EQ(test::run_command(bin + " quantize -q --no-report -m " + q.string() + " --type q4 -o " +
                                   test::temp_dir("requant").string(),
@@ -303,16 +306,15 @@ TEST(QuantizedCheckpoint, CommandLine) {
             3)
       << err;
   EXPECT_NE(err.find("already quantised"), std::string::npos) << err;
-  EXPECT_EQ(test::run_command(bin + " quantize -q -m " + src.string() + " --type q5 -o " +
-                                  test::temp_dir("q5").string(),
-                              &out, &err),
+  EXPECT_EQ(test::run_command(
+                bin + " quantize -q -m " + src.string() + " --type q5 -o " + test::temp_dir("q5").string(), &out, &err),
             2)
       << err;
   // The report lands next to the weights; inspect shows the format.
   const fs::path with_report = test::temp_dir("quant-report");
-  ASSERT_EQ(test::run_command(bin + " quantize -q --report-tokens 4 -m " + src.string() + " --type q8 -o " +
-                                  with_report.string(),
-                              &out, &err),
+  ASSERT_EQ(test::run_command(
+                bin + " quantize -q --report-tokens 4 -m " + src.string() + " --type q8 -o " + with_report.string(),
+                &out, &err),
             0)
       << err;
   EXPECT_NE(out.find("top-1"), std::string::npos) << out;

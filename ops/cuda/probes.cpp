@@ -61,9 +61,11 @@ DeviceLimits measure_device_limits(const Device& device) {
     constexpr size_t kCopyBytes = size_t{1} << 30;
     Buffer src(kCopyBytes), dst(kCopyBytes);
     CUDA_CHECK(cudaMemsetAsync(src.get(), 0, kCopyBytes, s));
-    r.copy_gbs = 2.0 * kCopyBytes / best_seconds(s, [&] {
-                   CUDA_CHECK(cudaMemcpyAsync(dst.get(), src.get(), kCopyBytes, cudaMemcpyDeviceToDevice, s));
-                 }) / 1e9;
+    r.copy_gbs =
+        2.0 * kCopyBytes /
+        best_seconds(
+            s, [&] { CUDA_CHECK(cudaMemcpyAsync(dst.get(), src.get(), kCopyBytes, cudaMemcpyDeviceToDevice, s)); }) /
+        1e9;
   }
   {
     constexpr int64_t n = 8192;

@@ -34,10 +34,10 @@ namespace sailvl::cuda {
 // After a kernel launch: catches bad launch configurations immediately, and counts the launch
 // (cuda::launches() in tensor/cuda_runtime.h; one per CUDA_CHECK_LAUNCH, so a launcher that picks
 // one of several kernels checks once after the choice).
-#define CUDA_CHECK_LAUNCH()                \
-  do {                                     \
-    ::sailvl::cuda::count_launches();      \
-    CUDA_CHECK(cudaGetLastError());        \
+#define CUDA_CHECK_LAUNCH()           \
+  do {                                \
+    ::sailvl::cuda::count_launches(); \
+    CUDA_CHECK(cudaGetLastError());   \
   } while (0)
 
 namespace sailvl::cuda {
