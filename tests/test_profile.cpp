@@ -11,7 +11,7 @@
 //     the output statistic only in the first and last layer, and --trace-layers keeps only the
 //     layers asked for plus one "not shown" line per stack;
 //   - the CLI: --profile in run/chat/bench (--json under "profile"), --trace on stderr, and the
-//     usage errors (exit 2) of the flags that do not go together.
+//     usage errors (exit 2) of the flags that do not go together (on the CPU: --device cpu).
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -613,7 +613,7 @@ TEST(ProfileCli, RunJsonCarriesTheProfileAndStderrTheTable) {
   const fs::path model = test::tiny_model("tiny-internvit");
   const std::string img = test::data_path("images/chat/a.png").string();
   std::string out, err;
-  ASSERT_EQ(test::run_command(bin() + " run --json -q -t 2 --profile -m " + model.string() + " -i " + img +
+  ASSERT_EQ(test::run_command(bin() + " run --json -q -t 2 --device cpu --profile -m " + model.string() + " -i " + img +
                                   " --max-tiles 1 -n 3 -p 'What is it?'",
                               &out, &err),
             0)
@@ -636,7 +636,9 @@ TEST(ProfileCli, RunJsonCarriesTheProfileAndStderrTheTable) {
   EXPECT_NE(err.find("\ndecode "), std::string::npos) << err;
   EXPECT_NE(err.find("% limit"), std::string::npos) << err;
   // Without --profile there is no profile.
-  ASSERT_EQ(test::run_command(bin() + " run --json -q -t 2 -m " + model.string() + " -n 2 -p hi", &out, &err), 0);
+  ASSERT_EQ(
+      test::run_command(bin() + " run --json -q -t 2 --device cpu -m " + model.string() + " -n 2 -p hi", &out, &err),
+      0);
   EXPECT_FALSE(json::parse(out).contains("profile"));
   EXPECT_EQ(err.find("profile:"), std::string::npos) << err;
 }
@@ -647,8 +649,8 @@ TEST(ProfileCli, ChatProfilesEachTurn) {
   const fs::path script = test::temp_dir("profile-chat") / "in.txt";
   test::write_file(script, "/image " + img + "\nWhat is it?\nAnd then?\n/exit\n");
   std::string out, err;
-  ASSERT_EQ(test::run_command(bin() + " chat --json -q -t 2 --profile -m " + model.string() + " --max-tiles 1 -n 2 < " +
-                                  script.string(),
+  ASSERT_EQ(test::run_command(bin() + " chat --json -q -t 2 --device cpu --profile -m " + model.string() +
+                                  " --max-tiles 1 -n 2 < " + script.string(),
                               &out, &err),
             0)
       << err;
@@ -665,10 +667,11 @@ TEST(ProfileCli, ChatProfilesEachTurn) {
 TEST(ProfileCli, BenchJsonCarriesTheProfile) {
   const fs::path model = test::tiny_model("tiny-internvit");
   std::string out, err;
-  ASSERT_EQ(test::run_command(bin() + " bench -m " + model.string() +
-                                  " -t 2 --image-tiles 0 --prompt-tokens 64 --gen 3 --repeat 2 --json --profile",
-                              &out, &err),
-            0)
+  ASSERT_EQ(
+      test::run_command(bin() + " bench -m " + model.string() +
+                            " -t 2 --device cpu --image-tiles 0 --prompt-tokens 64 --gen 3 --repeat 2 --json --profile",
+                        &out, &err),
+      0)
       << err;
   const json j = json::parse(out);
   ASSERT_TRUE(j.contains("profile")) << out;
@@ -683,8 +686,9 @@ TEST(ProfileCli, BenchJsonCarriesTheProfile) {
 TEST(ProfileCli, TracePrintsTheForwardPassOnStderr) {
   const fs::path model = test::tiny_model("tiny-internvit");
   std::string out, err;
-  ASSERT_EQ(test::run_command(bin() + " run -q -t 2 -m " + model.string() + " -n 2 -p hi --trace --trace-layers 0,-1",
-                              &out, &err),
+  ASSERT_EQ(test::run_command(
+                bin() + " run -q -t 2 --device cpu -m " + model.string() + " -n 2 -p hi --trace --trace-layers 0,-1",
+                &out, &err),
             0)
       << err;
   for (const char* want : {"\nprefill\n", "\n  layer 0 of 3\n", "\n  ... layer 1 not shown (15 ops)\n",
