@@ -30,6 +30,8 @@
 #include "runtime/scheduler.h"
 #include "runtime/session.h"
 #include "tensor/cuda_runtime.h"
+#include "tensor/observe.h"
+#include "tensor/stage.h"
 
 namespace sailvl::cli {
 namespace {
@@ -49,9 +51,11 @@ void setup(Args& a) {
            "instead: the serving benchmark, N concurrent text requests through the continuous-batching scheduler "
            "for each N (aggregate decode tok/s, TTFT p50/p99)");
   a.flag("--json", "print one JSON object");
+  add_observe_flags(a);
   a.examples = {"sailvl bench -m models/sailvl-1d5-2b                       # 7 tiles, 64 tokens",
                 "sailvl bench -m DIR --image-tiles 0 --prompt-tokens 1024 --gen 128 --json",
-                "sailvl bench -m DIR --device cuda --repeat 5"};
+                "sailvl bench -m DIR --device cuda --repeat 5",
+                "sailvl bench -m DIR --gen 16 --profile          # + time per stage and op, % of limit"};
 }
 
 int64_t peak_rss_bytes() {
@@ -152,9 +156,12 @@ int serve_bench(Args& a, const model::SailVL& m, const std::vector<int64_t>& lev
 int run(Args& a) {
   install_interrupt_handler();
   apply_threads(a);
+  Observation observe(a);  // --profile / --trace, checked now
   const std::string dir = resolve_model_dir(a.get("model"));
   const Device device = pick_device(a, dir);
   if (a.has("serve")) {
+    SAILVL_CHECK(!a.on("profile") && !a.on("trace"), Usage,
+                 "--profile and --trace watch one request on this thread; --serve runs requests on the scheduler's");
     std::vector<int64_t> levels;
     std::stringstream ss(a.get("serve"));
     for (std::string tok; std::getline(ss, tok, ',');) {
@@ -177,6 +184,7 @@ int run(Args& a) {
   const auto& c = m.config();
 
   // Preprocessing cost of a realistic photo-sized input, for the TTFT split.
+  observe.begin(device);  // --profile covers the preprocessing and every repetition
   double preprocess_ms = 0;
   if (tiles > 0) {
     image::RgbImage img;
@@ -187,9 +195,12 @@ int run(Args& a) {
     for (auto& p : img.pixels) p = static_cast<uint8_t>(rng() & 0xff);
     image::PreprocessOptions po;
     po.max_tiles = std::max<int64_t>(1, tiles - 1);
+    StageScope stage("preprocess");
+    HostStep step("resize+normalize");
     const auto t = Clock::now();
-    (void)image::preprocess_decoded({img}, po);
+    const image::PixelBatch px = image::preprocess_decoded({img}, po);
     preprocess_ms = ms_since(t);
+    step.out = &px.pixels;
   }
 
   // Synthetic pixels [tiles, 3, 448, 448] in the normalised range.
@@ -204,10 +215,14 @@ int run(Args& a) {
     // As HF's benchmark (and the model card) does: pixels in the model's activation dtype on the
     // model's device before the clock starts; the copy is added to the preprocess share of TTFT.
     if (device.is_cuda()) {
+      StageScope stage("preprocess");
+      HostStep step("upload");
+      step.bytes = static_cast<double>(pixels.numel()) * 2;  // BF16
       const auto t = Clock::now();
       pixels = pixels.to(DType::BF16).to(device);
       cuda::synchronize();
       preprocess_ms += ms_since(t);
+      step.out = &pixels;
     }
   }
   runtime::ChatRequest req;
@@ -239,6 +254,7 @@ int run(Args& a) {
     // Skip the first decode step (warm-up) when there are enough.
     for (size_t i = t.token_ms.size() > 4 ? 1 : 0; i < t.token_ms.size(); ++i) tok_ms.push_back(t.token_ms[i]);
   }
+  observe.stop();
 
   // Bytes read per decoded token (model/cost.h): the weights as stored, + the KV cache at the mean context.
   const double mean_ctx = static_cast<double>(ids.size()) + static_cast<double>(last.tokens.size()) / 2;
@@ -297,6 +313,8 @@ int run(Args& a) {
       {"peak_host_bytes", peak_host},
       {"peak_device_bytes", cuda::mem_stats().peak},
   };
+  const nlohmann::ordered_json profile = observe.end();  // --profile: the table on stderr
+  if (!profile.is_null()) j["profile"] = nlohmann::json::parse(profile.dump());
   if (a.on("json")) {
     std::cout << j.dump(2) << "\n";
     return 0;

@@ -52,6 +52,7 @@ void setup(Args& a) {
   a.option("--image-cache", "MiB", "image-embedding cache bound (default 512 on CPU, 1024 on a GPU)");
   a.option("--resume", "FILE", "continue a conversation saved with /save");
   a.flag("--json", "one JSON object per turn on stdout (JSON Lines: run --json's fields + turn number)");
+  add_observe_flags(a);
   a.examples = {"sailvl chat -m ~/models/SAIL-VL-1d5-2B -i cat.jpg",
                 "printf '/image a.jpg\\nWhat is this?\\nWhy?\\n' | sailvl chat -m DIR --json",
                 "sailvl chat -m DIR --resume talk.json -c 8192"};
@@ -148,6 +149,7 @@ int run(Args& a) {
   install_interrupt_handler();
   apply_threads(a);
   const runtime::GenerationOptions base = generation_options(a);
+  Observation observe(a);  // --profile (a table after every answer) / --trace, checked now
   const std::string dir = resolve_model_dir(a.get("model"));
   const Device device = pick_device(a, dir);
   std::vector<runtime::ImageInput> pending = read_images(a, a.all("image"));  // attached, not asked about yet
@@ -221,20 +223,25 @@ int run(Args& a) {
         std::fflush(stdout);
       };
     try {
+      observe.begin(device);
       const runtime::TurnResult r = session.ask(q, pending, g);
+      observe.stop();
       progress.clear();
       if (!r.kept) {
         std::cout << (json ? "" : "\n") << std::flush;
+        observe.end();
         std::cerr << "[interrupted: this turn is dropped, the conversation is unchanged]\n";
         pending.clear();
         continue;
       }
       pending.clear();
       if (json) {
-        std::cout << turn_json(r.generation, r.response, r.turn) << "\n" << std::flush;
+        const nlohmann::ordered_json profile = observe.end();  // --profile: the table on stderr
+        std::cout << turn_json(r.generation, r.response, r.turn, &profile) << "\n" << std::flush;
       } else {
         if (r.generation.stop == runtime::StopReason::ContextFull) std::cout << " [context full]";
         std::cout << "\n" << std::flush;
+        observe.end();  // --profile: the table on stderr, after the answer's line
       }
       log(2, a, summary_line(r.generation.timings));
     } catch (const Error& e) {

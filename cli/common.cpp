@@ -79,6 +79,14 @@ void add_generation_flags(Args& a) {
   a.option("-c,--ctx-size", "N", "tokens a conversation may hold (0 = the model's max_position_embeddings)", "0");
 }
 
+void add_observe_flags(Args& a) {
+  a.flag("--profile",
+         "after the answer, a table on stderr (and in --json under \"profile\"): time per stage and per op, "
+         "bytes, FLOPs, rates and % of this machine's limits");
+  a.flag("--trace", "print the forward pass on stderr as it runs: one line per op with shapes and values");
+  a.option("--trace-layers", "L,L,...", "with --trace: only these layers of each stack (e.g. 0,1,-1; -1 = the last)");
+}
+
 void add_image_flags(Args& a) {
   a.multi("-i,--image", "IMG", "image file (PNG, JPEG, WebP)");
   a.option("--max-tiles", "N", "most 448x448 tiles per image (the card's max_num)", "10");
@@ -287,7 +295,8 @@ std::string summary_line(const runtime::Timings& t) {
   return s + " | " + ttft + " | " + plural(t.new_tokens, "token", "tokens") + rate + "]";
 }
 
-std::string turn_json(const runtime::GenerationResult& r, const std::string& text, int64_t turn) {
+std::string turn_json(const runtime::GenerationResult& r, const std::string& text, int64_t turn,
+                      const nlohmann::ordered_json* profile) {
   const runtime::Timings& t = r.timings;
   nlohmann::ordered_json j;
   if (turn >= 0) j["turn"] = turn;
@@ -302,7 +311,43 @@ std::string turn_json(const runtime::GenerationResult& r, const std::string& tex
   j["timings"] = {{"vision_ms", t.vision_ms},   {"projector_ms", t.projector_ms},
                   {"prefill_ms", t.prefill_ms}, {"ttft_ms", t.vision_ms + t.projector_ms + t.prefill_ms},
                   {"decode_ms", t.decode_ms},   {"decode_tokens_per_s", t.decode_tokens_per_s()}};
+  if (profile && !profile->is_null()) j["profile"] = *profile;
   return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
+Observation::Observation(const Args& a) : profile_(a.on("profile")), trace_(a.on("trace")) {
+  SAILVL_CHECK(!(profile_ && trace_), Usage,
+               "--profile and --trace do not go together: the trace's printing would be in the profile's times");
+  if (a.has("trace-layers")) {
+    SAILVL_CHECK(trace_, Usage, "--trace-layers needs --trace");
+    trace_opt_.layers = runtime::parse_trace_layers(a.get("trace-layers"));
+  }
+}
+
+Observation::~Observation() = default;
+
+void Observation::begin(const Device& device) {
+  if (!profile_ && !trace_) return;
+  if (!scope_) {
+    device_ = device;
+    if (profile_) profiler_ = std::make_unique<runtime::Profiler>(device);
+    if (trace_) tracer_ = std::make_unique<runtime::Tracer>(stderr, trace_opt_);
+    scope_.emplace(profiler_ ? static_cast<Observer*>(profiler_.get()) : tracer_.get());
+  }
+  if (profiler_) profiler_->begin();
+}
+
+void Observation::stop() {
+  if (profiler_) profiler_->end();
+}
+
+nlohmann::ordered_json Observation::end() {
+  if (!profiler_) return nullptr;
+  profiler_->end();
+  if (!limits_) limits_ = runtime::measure_limits(device_);
+  const runtime::Profile p = profiler_->result(*limits_);
+  std::cerr << runtime::format_profile(p) << std::flush;
+  return runtime::profile_json(p);
 }
 
 }  // namespace sailvl::cli

@@ -5,6 +5,8 @@
 
 #include <atomic>
 #include <memory>
+#include <nlohmann/json_fwd.hpp>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -14,7 +16,9 @@
 #include "model/sail_vl.h"
 #include "runtime/generate.h"
 #include "runtime/memory_plan.h"
+#include "runtime/profile.h"
 #include "runtime/session.h"
+#include "runtime/trace.h"
 #include "tensor/storage.h"
 
 namespace sailvl::cli {
@@ -31,6 +35,8 @@ void add_model_flags(Args& a);
 void add_generation_flags(Args& a);
 // -i, --max-tiles, --frames
 void add_image_flags(Args& a);
+// --profile, --trace, --trace-layers
+void add_observe_flags(Args& a);
 
 // --device cpu|cuda|auto (auto: cuda when usable) for the checkpoint in `model_dir`. A quantised
 // checkpoint runs on the CPU only (auto picks it; cuda is ErrorKind::BadModel, exit 3).
@@ -77,7 +83,34 @@ void request_stop();
 
 // One-line summary: prompt tokens (cached), image tiles (encoded), TTFT split, decode tok/s.
 std::string summary_line(const runtime::Timings& t);
-// --json fields shared by run and chat (text, tokens, counts, stop and finish reason, timings).
-std::string turn_json(const runtime::GenerationResult& r, const std::string& text, int64_t turn = -1);
+// --json fields shared by run and chat (text, tokens, counts, stop and finish reason, timings, and
+// the profile when given).
+std::string turn_json(const runtime::GenerationResult& r, const std::string& text, int64_t turn = -1,
+                      const nlohmann::ordered_json* profile = nullptr);
+
+// What --profile or --trace asks for (runtime/profile.h, runtime/trace.h). The flags are checked
+// when it is made, before anything loads; begin() installs the observer on this thread (once: made
+// after the load, so loading is neither profiled nor traced) and starts a profiled span; end()
+// closes it (if stop() has not), prints the profile table on stderr and returns its JSON (null
+// without --profile). The
+// limits are measured at the first end() (after the answer, so the probes do not disturb it).
+class Observation {
+ public:
+  explicit Observation(const Args& a);
+  ~Observation();
+  bool profiling() const { return profiler_ != nullptr; }
+  void begin(const Device& device);
+  void stop();  // ends the span now (end() ends it if this was not called)
+  nlohmann::ordered_json end();
+
+ private:
+  bool profile_ = false, trace_ = false;
+  runtime::TraceOptions trace_opt_;
+  Device device_;
+  std::unique_ptr<runtime::Profiler> profiler_;
+  std::unique_ptr<runtime::Tracer> tracer_;
+  std::optional<ObserverScope> scope_;
+  std::optional<runtime::Limits> limits_;
+};
 
 }  // namespace sailvl::cli

@@ -40,9 +40,12 @@ void setup(Args& a) {
   a.flag("--json", "print one JSON object (text, tokens, prompt_tokens, image_tiles, stop, timings) instead");
   a.option("--logits-out", "FILE", "write the last prompt position's logits (F32 safetensors, tensor 'logits')");
   a.option("--dump", "DIR", "write every stage (pixels, vision, projector, prompt ids, logits) as safetensors");
+  add_observe_flags(a);
   a.examples = {"sailvl run -m ~/models/SAIL-VL-1d5-2B -i cat.jpg -p 'What is in the picture?'",
                 "sailvl run -m DIR -i a.jpg -i b.jpg -p 'What differs between the two images?' --temp 1 --seed 7",
-                "sailvl run -m DIR -p @question.txt --json -n 256 > answer.json"};
+                "sailvl run -m DIR -p @question.txt --json -n 256 > answer.json",
+                "sailvl run -m DIR -i cat.jpg -p 'Describe it.' -n 8 --profile",
+                "sailvl run -m DIR -p 'Hi' -n 2 --trace --trace-layers 0,-1"};
 }
 
 // The prompt text: -p TEXT, -p @FILE or -p -; a file or stdin loses one trailing newline (what
@@ -90,6 +93,7 @@ int run(Args& a) {
   // ---- every check that needs no weights ----
   const std::string question = read_prompt(a);
   runtime::GenerationOptions g = generation_options(a);
+  Observation observe(a);  // --profile / --trace, checked now
   const std::string dir = resolve_model_dir(a.get("model"));
   const Device device = pick_device(a, dir);
   if (a.has("logits-out")) check_writable(a.get("logits-out"));
@@ -143,7 +147,9 @@ int run(Args& a) {
 
   runtime::TurnResult r;
   try {
+    observe.begin(device);
     r = session.ask(question, images, g);
+    observe.stop();
   } catch (const Error& e) {
     progress.clear();
     if (e.kind() != ErrorKind::Cancelled) throw;
@@ -153,11 +159,13 @@ int run(Args& a) {
   progress.clear();
   if (first_logits) loader::write_safetensors(a.get("logits-out"), {{"logits", *first_logits}});
   if (json) {
-    std::cout << turn_json(r.generation, r.response) << "\n";
+    const nlohmann::ordered_json profile = observe.end();  // --profile: the table on stderr
+    std::cout << turn_json(r.generation, r.response, -1, &profile) << "\n";
   } else {
     if (r.generation.stop == runtime::StopReason::ContextFull) std::cout << " [context full]";
     std::cout << "\n";
     std::cout.flush();
+    observe.end();  // --profile: the table on stderr, after the answer's line
   }
   log(1, a, summary_line(r.generation.timings));
   if (stdout_closed) return 0;

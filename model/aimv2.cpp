@@ -7,6 +7,7 @@
 #include "model/linear_weight.h"
 #include "model/model.h"
 #include "ops/ops.h"
+#include "tensor/stage.h"
 
 namespace sailvl::model {
 
@@ -141,7 +142,8 @@ Tensor Aimv2::forward(const Tensor& pixels, const RunControl& ctl) const {
 
     const int64_t nb = static_cast<int64_t>(blocks_.size()), passes = (T + P - 1) / P;
     for (int64_t b = 0; b < nb; ++b) {
-      ctl.check();  // cancelled: stop before the next block
+      ctl.check();              // cancelled: stop before the next block
+      LayerScope layer(b, nb);  // for an observer (--profile, --trace)
       attention_block(v, blocks_[static_cast<size_t>(b)], cfg_, N);
       mlp_block(v, blocks_[static_cast<size_t>(b)], cfg_);
       ctl.report((t0 / P) * nb + b + 1, passes * nb);

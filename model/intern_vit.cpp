@@ -7,6 +7,7 @@
 #include "model/linear_weight.h"
 #include "model/model.h"
 #include "ops/ops.h"
+#include "tensor/stage.h"
 
 namespace sailvl::model {
 
@@ -144,7 +145,8 @@ Tensor InternViT::forward(const Tensor& pixels, const RunControl& ctl) const {
 
     const int64_t nl = static_cast<int64_t>(layers_.size()), passes = (T + P - 1) / P;
     for (int64_t l = 0; l < nl; ++l) {
-      ctl.check();  // cancelled: stop before the next layer
+      ctl.check();              // cancelled: stop before the next layer
+      LayerScope layer(l, nl);  // for an observer (--profile, --trace)
       attention_block(v, layers_[static_cast<size_t>(l)], cfg_, N);
       mlp_block(v, layers_[static_cast<size_t>(l)], cfg_);
       ctl.report((t0 / P) * nl + l + 1, passes * nl);

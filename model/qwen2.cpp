@@ -7,6 +7,7 @@
 #include "model/model.h"
 #include "ops/ops.h"
 #include "tensor/log.h"
+#include "tensor/stage.h"
 
 namespace sailvl::model {
 
@@ -176,6 +177,7 @@ void Qwen2::forward(const Tensor& x_in, std::span<const SeqRows> seqs, LlmWorksp
   const int64_t nl = static_cast<int64_t>(layers_.size());
   for (int64_t l = 0; l < nl; ++l) {
     if (opt.control) opt.control->check();  // cancelled: the caches keep their lengths
+    LayerScope layer(l, nl);                // for an observer (--profile, --trace)
     attention_block(ws, layers_[static_cast<size_t>(l)], seqs, starts, l, T);
     mlp_block(ws, layers_[static_cast<size_t>(l)], T);
     if (opt.layer_outputs) opt.layer_outputs->push_back(x.clone());  // hidden state after layer l

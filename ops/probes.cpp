@@ -9,6 +9,8 @@
 #include <cstring>
 #include <vector>
 
+#include "tensor/error.h"
+
 #if defined(__AVX2__) && defined(__FMA__)
 #include <immintrin.h>
 #define SAILVL_PROBE_AVX2 1
@@ -137,5 +139,11 @@ HostLimits measure_host_limits(int64_t buffer_mib) {
   for (int i = 0; i < 3; ++i) r.copy_gbs = std::max(r.copy_gbs, copy_bw_once(b.data(), a.data(), floats));
   return r;
 }
+
+#ifndef SAILVL_HAS_CUDA
+DeviceLimits measure_device_limits(const Device& device) {
+  fail(ErrorKind::Cuda, "cannot measure ", device.str(), ": sailvl was built without CUDA");
+}
+#endif  // with CUDA: ops/cuda/probes.cpp
 
 }  // namespace sailvl::ops

@@ -8,9 +8,16 @@
 //               the FMA latency on both pipes of an AVX2 core): GFLOP/s, 2 per FMA lane
 //
 // Each is the best of 3 runs after a warm-up, with the OpenMP threads in effect (ops::num_threads).
+//
+// On a CUDA device, the probes of bench/bench_ops_cuda, in-process:
+//   copy_gbs     cudaMemcpyAsync of 1 GiB device to device: GB/s, bytes read + bytes written
+//   gemm_tflops  cuBLASLt BF16 8192³ GEMM, F32 accumulation (the kernel behind ops::linear): TFLOP/s
+// each the best of 3 after a warm-up, timed with events on the op stream.
 #pragma once
 
 #include <cstdint>
+
+#include "tensor/storage.h"
 
 namespace sailvl::ops {
 
@@ -21,5 +28,13 @@ struct HostLimits {
 // `buffer_mib` sizes the bandwidth buffers (the read probe uses 2×, the copy probe two of them):
 // 64 is enough to leave a 32 MiB L3 behind and takes ~0.3 s; the microbenchmarks use 256.
 HostLimits measure_host_limits(int64_t buffer_mib = 64);
+
+struct DeviceLimits {
+  double copy_gbs = 0, gemm_tflops = 0;
+};
+
+// Needs 2 GiB free on the device while it runs (the copy's source and destination; freed after):
+// ErrorKind::OutOfMemory if they are not, ErrorKind::Cuda without the CUDA backend.
+DeviceLimits measure_device_limits(const Device& device);
 
 }  // namespace sailvl::ops

@@ -7,6 +7,7 @@
 
 #include "model/model.h"
 #include "runtime/chat.h"
+#include "tensor/observe.h"
 #include "tensor/sha256.h"
 #include "tensor/stage.h"
 
@@ -16,6 +17,16 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 double ms_since(Clock::time_point t0) { return std::chrono::duration<double, std::milli>(Clock::now() - t0).count(); }
+
+// The pixels on the model's device (the same tensor on the CPU); a host step for an observer.
+Tensor upload_pixels(const Tensor& pixels, const Device& device) {
+  if (pixels.device() == device) return pixels;
+  HostStep step("upload");
+  Tensor out = pixels.to(device);
+  step.out = &out;
+  step.bytes = static_cast<double>(pixels.nbytes());
+  return out;
+}
 
 }  // namespace
 
@@ -117,9 +128,19 @@ Tensor Session::rows_of(const ImageInput& img, Timings& tm, const model::RunCont
   const ImageKey key{img.key};
   if (std::optional<Tensor> hit = cache_->find(key)) return *hit;
   const auto t0 = Clock::now();
-  image::PixelBatch px = image::preprocess_decoded({*img.rgb}, p);
-  const double preprocess_ms = ms_since(t0);
-  const Tensor pixels = px.pixels.to(m_->device());
+  double preprocess_ms = 0;
+  Tensor pixels;
+  {
+    StageScope stage("preprocess");
+    image::PixelBatch px;
+    {
+      HostStep step("resize+normalize");  // for an observer (--profile, --trace)
+      px = image::preprocess_decoded({*img.rgb}, p);
+      step.out = &px.pixels;
+    }
+    preprocess_ms = ms_since(t0);
+    pixels = upload_pixels(px.pixels, m_->device());
+  }
   model::ImageStages st;
   const Tensor rows = m_->encode_images(pixels, &st, ctl);  // [T, 256, D]
   ++vision_passes_;
@@ -134,17 +155,25 @@ Tensor Session::rows_of(const ImageInput& img, Timings& tm, const model::RunCont
 ImageRows Session::encode_for_taps(const std::vector<ImageInput>& all, Timings& tm, const model::RunControl& ctl,
                                    const Taps& taps) {
   // Every image of the prompt in one pass, each stage written (runtime/taps.h), no cache.
-  std::vector<Tensor> parts;
-  for (const ImageInput& img : all)
-    parts.push_back(image::preprocess_decoded({*img.rgb}, preprocess_for(img, opt_.preprocess)).pixels);
-  int64_t T = 0;
-  for (const Tensor& t : parts) T += t.size(0);
-  Tensor pixels = Tensor::empty({T, parts[0].size(1), parts[0].size(2), parts[0].size(3)}, parts[0].dtype());
-  for (int64_t at = 0; const Tensor& t : parts) {
-    pixels.narrow(0, at, t.size(0)).copy_from(t);
-    at += t.size(0);
+  Tensor pixels;
+  {
+    StageScope stage("preprocess");
+    std::vector<Tensor> parts;
+    for (const ImageInput& img : all) {
+      HostStep step("resize+normalize");  // for an observer (--profile, --trace)
+      parts.push_back(image::preprocess_decoded({*img.rgb}, preprocess_for(img, opt_.preprocess)).pixels);
+      step.out = &parts.back();
+    }
+    int64_t T = 0;
+    for (const Tensor& t : parts) T += t.size(0);
+    pixels = Tensor::empty({T, parts[0].size(1), parts[0].size(2), parts[0].size(3)}, parts[0].dtype());
+    for (int64_t at = 0; const Tensor& t : parts) {
+      pixels.narrow(0, at, t.size(0)).copy_from(t);
+      at += t.size(0);
+    }
+    pixels = upload_pixels(pixels, m_->device());
   }
-  pixels = pixels.to(m_->device());
+  const int64_t T = pixels.size(0);
   model::ImageStages st;
   const Tensor rows = m_->encode_images(pixels, &st, ctl);
   ++vision_passes_;

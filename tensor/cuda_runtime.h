@@ -6,6 +6,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <string>
 
 namespace sailvl::cuda {
@@ -45,5 +46,12 @@ void memcpy_h2d(void* dst, const void* src, size_t n);
 void memcpy_d2h(void* dst, const void* src, size_t n);
 void memcpy_d2d(void* dst, const void* src, size_t n);
 void synchronize();
+
+// Kernel launches this thread has issued (0 without the CUDA backend): every launch in ops/cuda is
+// followed by CUDA_CHECK_LAUNCH(), which counts it, and a library call that launches work on its
+// own (a cuBLASLt matmul, a cub sort) counts as one. `--profile` reports launches per op and per
+// decoded token from the difference of two readings. Copies (cudaMemcpy) are not launches.
+uint64_t launches();
+void count_launches(uint64_t n = 1) noexcept;  // called by the launchers
 
 }  // namespace sailvl::cuda

@@ -2,6 +2,7 @@
 #include "tensor/stage.h"
 
 #include "tensor/error.h"
+#include "tensor/observe.h"
 
 namespace sailvl {
 
@@ -17,9 +18,23 @@ std::string stage_label(const Stage& s) {
   return s.step >= 0 ? str_cat(s.name, " step ", s.step) : std::string(s.name);
 }
 
-StageScope::StageScope(const char* name, int64_t step) noexcept : prev_(t_stage) { t_stage = Stage{name, step}; }
+StageScope::StageScope(const char* name, int64_t step) noexcept : prev_(t_stage) {
+  t_stage = Stage{name, step};
+  if (Observer* o = observer()) o->stage_entered(t_stage);
+}
 
-StageScope::~StageScope() { t_stage = prev_; }
+StageScope::~StageScope() {
+  if (Observer* o = observer()) o->stage_left(t_stage);
+  t_stage = prev_;
+}
+
+LayerScope::LayerScope(int64_t layer, int64_t layers) noexcept : layer_(layer), layers_(layers) {
+  if (Observer* o = observer()) o->layer_entered(layer_, layers_);
+}
+
+LayerScope::~LayerScope() {
+  if (Observer* o = observer()) o->layer_left(layer_, layers_);
+}
 
 std::string cuda_error_message(const char* what, const char* expr, const char* file, int line) {
   const std::string stage = stage_label(current_stage());

@@ -11,6 +11,16 @@
 // loop can set one every step. Scopes nest; leaving one restores the stage that was current when
 // it was entered. The CUDA checks (tensor/cuda/check.h) read it through cuda_error_message().
 // Nothing here depends on CUDA.
+//
+// Inside a stage, the model's loops over a stack of layers mark each layer with a LayerScope:
+//
+//   for (int64_t l = 0; l < nl; ++l) {
+//     LayerScope layer(l, nl);                              // layer l of the nl this stack runs
+//     ...
+//   }
+//
+// Both scopes tell the thread's Observer (tensor/observe.h: --profile, --trace) when one is
+// installed; when none is, a LayerScope costs one thread-local load and a branch.
 #pragma once
 
 #include <cstdint>
@@ -39,6 +49,18 @@ class StageScope {
 
  private:
   Stage prev_;
+};
+
+// Layer `layer` of a stack of `layers` (a vision tower's, the LLM's), for the Observer.
+class LayerScope {
+ public:
+  LayerScope(int64_t layer, int64_t layers) noexcept;
+  ~LayerScope();
+  LayerScope(const LayerScope&) = delete;
+  LayerScope& operator=(const LayerScope&) = delete;
+
+ private:
+  int64_t layer_, layers_;
 };
 
 // The message of a failed CUDA / cuBLAS call: the current stage, the error's name, the call

@@ -229,6 +229,7 @@ void lt_matmul(const LtCall& c) {
   const float alpha = 1.f, beta = 0.f;
   CUBLAS_CHECK(cublasLtMatmul(ctx.lt(), p.desc, &alpha, c.w, p.a, c.x, p.b, &beta, c.out, p.d, c.out, p.d, &p.algo,
                               ctx.lt_workspace(), ctx.lt_workspace_bytes(), ctx.stream()));
+  sailvl::cuda::count_launches();  // one library call (cuda::launches counts it as one launch)
   if (c.bias && !epi_bias) {
     constexpr int threads = 256;
     const unsigned grid = grid_for(c.M * c.N, threads, ctx);

@@ -265,6 +265,7 @@ int64_t sample(const Tensor& logits, const SamplingParams& p, uint64_t step) {
     temper_kernel<<<grid_for(n, threads, ctx), threads, 0, s>>>(l, mask, n, p.temperature, kin, vin, bad);
     CUDA_CHECK_LAUNCH();
     CUDA_CHECK(cub::DeviceRadixSort::SortPairsDescending(base + o_cub, cub_bytes, kin, kout, vin, vout, ni, 0, 32, s));
+    sailvl::cuda::count_launches();  // one library call (its passes are several kernels)
     select_kernel<<<1, 1, 0, s>>>(kout, n, n - nb_in_range, p.top_k, res + 1);
     CUDA_CHECK_LAUNCH();
     weight_kernel<<<grid_for(n, threads, ctx), threads, 0, s>>>(kout, res + 1, w);

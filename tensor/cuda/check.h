@@ -10,6 +10,7 @@
 
 #include <utility>
 
+#include "tensor/cuda_runtime.h"
 #include "tensor/error.h"
 
 namespace sailvl::cuda {
@@ -30,8 +31,14 @@ namespace sailvl::cuda {
     if (st_ != CUBLAS_STATUS_SUCCESS) ::sailvl::cuda::throw_cuda(#expr, __FILE__, __LINE__, cublasGetStatusName(st_)); \
   } while (0)
 
-// After a kernel launch: catches bad launch configurations immediately.
-#define CUDA_CHECK_LAUNCH() CUDA_CHECK(cudaGetLastError())
+// After a kernel launch: catches bad launch configurations immediately, and counts the launch
+// (cuda::launches() in tensor/cuda_runtime.h; one per CUDA_CHECK_LAUNCH, so a launcher that picks
+// one of several kernels checks once after the choice).
+#define CUDA_CHECK_LAUNCH()           \
+  do {                                \
+    ::sailvl::cuda::count_launches(); \
+    CUDA_CHECK(cudaGetLastError());   \
+  } while (0)
 
 namespace sailvl::cuda {
 

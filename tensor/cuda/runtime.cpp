@@ -16,6 +16,13 @@
 namespace sailvl {
 namespace cuda {
 
+namespace {
+thread_local uint64_t t_launches = 0;  // kernel launches issued by this thread (launches())
+}  // namespace
+
+uint64_t launches() { return t_launches; }
+void count_launches(uint64_t n) noexcept { t_launches += n; }
+
 void throw_cuda(const char* expr, const char* file, int line, const char* what) {
   throw Error(ErrorKind::Cuda, cuda_error_message(what, expr, file, line));
 }
