@@ -51,8 +51,7 @@ namespace sailvl::ops::cpu {
 
 namespace {
 
-constexpr int64_t kChunk = 32;   // weights per inner step: 16 code bytes of q4, 32 of q8
-constexpr int64_t kSBatch = 16;  // scales converted to F32 per batch
+constexpr int64_t kChunk = 32;  // weights per inner step: 16 code bytes of q4, 32 of q8
 
 // A kernel: rows [n, n + R) of out for M rows of x (row m at x + m * xs; q4 vector kernels get the
 // permuted xp).
@@ -88,6 +87,8 @@ void rows_scalar(const QuantRows& w, const float* x, int64_t xs, const RowMat<fl
 }
 
 #ifdef SAILVL_CPU_AVX2
+
+constexpr int64_t kSBatch = 16;  // scales converted to F32 per batch
 
 // F32 scales (and zeros) of R rows for the groups [g0, g0 + gn), gn <= kSBatch.
 template <int R>
