@@ -10,8 +10,13 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/deps.sh
 jobs=${SAILVL_JOBS:-$(nproc)}
+# The run needs a few GB of disk (three build trees, tiny checkpoints, the quantisation tests'
+# checkpoints while they run); say so up front rather than fail a test with ENOSPC.
+free_gb=$(df -Pk . | awk 'NR == 2 { print int($4 / 1048576) }')
+[ "$free_gb" -ge 5 ] || echo "warning: only ${free_gb} GB free on this disk; the suite needs about 5 GB" >&2
 start=$(date +%s)
-phase() { echo "== $1 ($(( $(date +%s) - start )) s) =="; }
+# Each phase line also shows the disk left: a full disk fails tests in ways that look like bugs.
+phase() { echo "== $1 ($(( $(date +%s) - start )) s; $(df -Pk . | awk 'NR == 2 { printf "%.1f GB free", $4 / 1048576 }')) =="; }
 
 cuda_args=(-DSAILVL_CUDA=AUTO)
 [ -n "${SAILVL_CUDA_ARCHS:-}" ] && cuda_args+=("-DCMAKE_CUDA_ARCHITECTURES=${SAILVL_CUDA_ARCHS}")
@@ -26,6 +31,9 @@ for b in build/bench_*; do
   "$b" --benchmark_min_time=0.01 --benchmark_filter="${SAILVL_BENCH_SMOKE_FILTER:-.}" >/dev/null || { echo "FAILED: $b"; exit 1; }
   echo "ok: $b"
 done
+# A passing run leaves no test_tmp behind (tests/testutil.cpp); the CUDA tree's tiny checkpoints are not
+# needed by the later steps, so hand their disk back too: CI machines' disks are not large.
+rm -rf build/test_models build/test_tmp
 
 phase "build: CPU-only, ASan + UBSan (build-cpu/)"
 bash scripts/build.sh build-cpu -DSAILVL_CUDA=OFF -DSAILVL_SANITIZE=ON -DSAILVL_BUILD_BENCH=OFF

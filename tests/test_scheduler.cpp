@@ -174,22 +174,7 @@ TEST(Scheduler, ServerRequestRendersLikeTheChat) {
   const runtime::ChatPrompt want = chat.render("And this one?", {b});
 
   auto data_url = [](const std::string& path) {
-    const std::string bytes = test::read_file(path);
-    static const char* k = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    std::string out;
-    size_t i = 0;
-    for (; i + 2 < bytes.size(); i += 3) {
-      const uint32_t v = (uint8_t(bytes[i]) << 16) | (uint8_t(bytes[i + 1]) << 8) | uint8_t(bytes[i + 2]);
-      for (int s = 18; s >= 0; s -= 6) out += k[(v >> s) & 63];
-    }
-    if (i + 1 == bytes.size()) {
-      const uint32_t v = uint8_t(bytes[i]) << 16;
-      out += std::string{k[(v >> 18) & 63], k[(v >> 12) & 63], '=', '='};
-    } else if (i + 2 == bytes.size()) {
-      const uint32_t v = (uint8_t(bytes[i]) << 16) | (uint8_t(bytes[i + 1]) << 8);
-      out += std::string{k[(v >> 18) & 63], k[(v >> 12) & 63], k[(v >> 6) & 63], '='};
-    }
-    return "data:image/png;base64," + out;
+    return "data:image/png;base64," + test::base64(test::read_file(path));
   };
   nlohmann::json body = {
       {"messages",

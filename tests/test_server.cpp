@@ -72,24 +72,6 @@ std::string chat_body(const std::vector<json>& messages, int max_tokens = 8, boo
   return json{{"messages", json(messages)}, {"temperature", 0}, {"max_tokens", max_tokens}, {"stream", stream}}.dump();
 }
 
-std::string base64(const std::string& bytes) {
-  static const char* k = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-  std::string out;
-  size_t i = 0;
-  for (; i + 2 < bytes.size(); i += 3) {
-    const uint32_t v = (uint8_t(bytes[i]) << 16) | (uint8_t(bytes[i + 1]) << 8) | uint8_t(bytes[i + 2]);
-    for (int s = 18; s >= 0; s -= 6) out += k[(v >> s) & 63];
-  }
-  if (i + 1 == bytes.size()) {
-    const uint32_t v = uint8_t(bytes[i]) << 16;
-    out += std::string{k[(v >> 18) & 63], k[(v >> 12) & 63], '=', '='};
-  } else if (i + 2 == bytes.size()) {
-    const uint32_t v = (uint8_t(bytes[i]) << 16) | (uint8_t(bytes[i + 1]) << 8);
-    out += std::string{k[(v >> 18) & 63], k[(v >> 12) & 63], k[(v >> 6) & 63], '='};
-  }
-  return out;
-}
-
 // The content deltas of an SSE stream, joined; `done` whether it ended with [DONE].
 std::string sse_text(const std::string& body, bool* done, json* last_usage = nullptr, std::string* finish = nullptr) {
   std::istringstream in(body);
@@ -148,10 +130,11 @@ TEST(Serve, AnswersStreamedAndNotImagesAndConversations) {
 
   // An image as a data URL, then a second turn about it.
   const std::string png = test::read_file(test::data_path("images/chat/a.png"));
-  const json img_msg = {{"role", "user"},
-                        {"content",
-                         {{{"type", "text"}, {"text", "Describe the image."}},
-                          {{"type", "image_url"}, {"image_url", {{"url", "data:image/png;base64," + base64(png)}}}}}}};
+  const json img_msg = {
+      {"role", "user"},
+      {"content",
+       {{{"type", "text"}, {"text", "Describe the image."}},
+        {{"type", "image_url"}, {"image_url", {{"url", "data:image/png;base64," + test::base64(png)}}}}}}};
   ASSERT_EQ(s.post("/v1/chat/completions", chat_body({img_msg}), &out), 200) << out;
   const json r1 = json::parse(out);
   EXPECT_GT(r1["usage"]["prompt_tokens"].get<int>(), 256) << "the image's 256 rows are in the prompt";
@@ -167,7 +150,7 @@ TEST(Serve, HostileRequestsGetTheirStatusAndTheServerKeepsServing) {
   const fs::path files = test::temp_dir("serve-files");
   Server s("--parallel 2 --max-tiles 2 --api-key k3y --max-body 1 --max-images 2 --allow-files " + files.string());
   const std::string key = "-H 'Authorization: Bearer k3y'";
-  const std::string junk_b64 = "data:image/png;base64," + base64("this is not an image at all");
+  const std::string junk_b64 = "data:image/png;base64," + test::base64("this is not an image at all");
   auto img = [](const std::string& url) {
     return json{
         {"role", "user"},

@@ -1,5 +1,6 @@
 #include "tests/testutil.h"
 
+#include <gtest/gtest.h>
 #include <sys/wait.h>
 
 #include <unistd.h>
@@ -7,8 +8,11 @@
 #include <atomic>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <fstream>
+#include <mutex>
 #include <sstream>
+#include <vector>
 
 namespace sailvl::test {
 
@@ -16,16 +20,65 @@ namespace fs = std::filesystem;
 
 fs::path data_path(const std::string& rel) { return fs::path(SAILVL_SOURCE_DIR) / "tests" / "data" / rel; }
 
+namespace {
+
+// Every directory temp_dir() made in this process. When the process ends (each ctest entry is one
+// test in its own process) they are removed, unless a test failed (then they stay, to be looked at)
+// or SAILVL_KEEP_TEST_TMP=1. Without this the suite leaves gigabytes behind: the quantisation tests
+// write whole checkpoints, and a CI machine's disk is not unlimited.
+class TempDirs {
+ public:
+  ~TempDirs() {
+    const char* keep = std::getenv("SAILVL_KEEP_TEST_TMP");
+    if (keep && std::string(keep) == "1") return;
+    if (::getpid() != owner_) return;  // a forked child (death test, server test) leaves the parent's dirs alone
+    if (::testing::UnitTest::GetInstance()->Failed()) return;
+    std::error_code ec;
+    for (const fs::path& p : dirs_) fs::remove_all(p, ec);
+  }
+  void add(const fs::path& p) {
+    const std::lock_guard<std::mutex> lock(mu_);
+    dirs_.push_back(p);
+  }
+
+ private:
+  std::mutex mu_;
+  std::vector<fs::path> dirs_;
+  pid_t owner_ = ::getpid();
+};
+
+}  // namespace
+
 fs::path temp_dir(const std::string& tag) {
   static std::atomic<int> counter{0};
+  static TempDirs made;
   fs::path p = fs::path(SAILVL_BUILD_DIR) / "test_tmp" /
                (tag + "_" + std::to_string(::getpid()) + "_" + std::to_string(counter++));
   fs::remove_all(p);
   fs::create_directories(p);
+  made.add(p);
   return p;
 }
 
 std::string sailvl_binary() { return SAILVL_BINARY; }
+
+std::string base64(const std::string& bytes) {
+  static const char* k = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  std::string out;
+  size_t i = 0;
+  for (; i + 2 < bytes.size(); i += 3) {
+    const uint32_t v = (uint8_t(bytes[i]) << 16) | (uint8_t(bytes[i + 1]) << 8) | uint8_t(bytes[i + 2]);
+    for (int s = 18; s >= 0; s -= 6) out += k[(v >> s) & 63];
+  }
+  if (i + 1 == bytes.size()) {
+    const uint32_t v = uint8_t(bytes[i]) << 16;
+    out += std::string{k[(v >> 18) & 63], k[(v >> 12) & 63], '=', '='};
+  } else if (i + 2 == bytes.size()) {
+    const uint32_t v = (uint8_t(bytes[i]) << 16) | (uint8_t(bytes[i + 1]) << 8);
+    out += std::string{k[(v >> 18) & 63], k[(v >> 12) & 63], k[(v >> 6) & 63], '='};
+  }
+  return out;
+}
 
 int run_command(const std::string& cmd, std::string* out, std::string* err) {
   fs::path errfile;

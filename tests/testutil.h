@@ -26,7 +26,8 @@ namespace sailvl::test {
 
 // tests/data/<rel> in the source tree.
 std::filesystem::path data_path(const std::string& rel);
-// A fresh empty directory under the build dir's test_tmp/, unique per call.
+// A fresh empty directory under the build dir's test_tmp/, unique per call. Removed when the test
+// process exits, unless a test failed or SAILVL_KEEP_TEST_TMP=1.
 std::filesystem::path temp_dir(const std::string& tag);
 // The built `sailvl` binary.
 std::string sailvl_binary();
@@ -41,6 +42,9 @@ std::filesystem::path golden_model(const std::string& name);
 // Run a shell command; returns exit status and captures stdout (stderr goes to `err` if given).
 int run_command(const std::string& cmd, std::string* out = nullptr, std::string* err = nullptr);
 std::string read_file(const std::filesystem::path& p);
+// Standard base64 (RFC 4648, with padding) of bytes: data: URLs for the server tests. Written here,
+// apart from the server's decoder, so the two cannot share a mistake.
+std::string base64(const std::string& bytes);
 void write_file(const std::filesystem::path& p, const std::string& bytes);
 
 // |got - want| <= atol + rtol * |want| elementwise (both converted to float on the host).
