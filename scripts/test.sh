@@ -13,7 +13,7 @@ jobs=${SAILVL_JOBS:-$(nproc)}
 # The run needs a few GB of disk (three build trees, tiny checkpoints, the quantisation tests'
 # checkpoints while they run); say so up front rather than fail a test with ENOSPC.
 free_gb=$(df -Pk . | awk 'NR == 2 { print int($4 / 1048576) }')
-[ "$free_gb" -ge 5 ] || echo "warning: only ${free_gb} GB free on this disk; the suite needs about 5 GB" >&2
+[ "$free_gb" -ge 5 ] || echo "warning: only ${free_gb} GB free on this disk; the suite peaks at ~3.2 GB (plus headroom)" >&2
 start=$(date +%s)
 # Each phase line also shows the disk left: a full disk fails tests in ways that look like bugs.
 phase() { echo "== $1 ($(( $(date +%s) - start )) s; $(df -Pk . | awk 'NR == 2 { printf "%.1f GB free", $4 / 1048576 }')) =="; }
