@@ -78,14 +78,6 @@ std::vector<int64_t> golden_logit_ids(const json& meta, int64_t vocab) {
   return {ids.begin(), ids.end()};
 }
 
-// The model of one preset, loaded once per test binary.
-const model::SailVL& tiny(const std::string& preset) {
-  static std::map<std::string, std::unique_ptr<model::SailVL>> cache;
-  auto& m = cache[preset];
-  if (!m) m = std::make_unique<model::SailVL>(model::SailVL::load(test::golden_model(preset).string()));
-  return *m;
-}
-
 // tests/data/models/<preset>, or $SAILVL_MODEL_GOLDENS/<preset> to check goldens regenerated elsewhere
 // (tools/reference/make_model_goldens.py --out DIR writes DIR/models/<preset>).
 fs::path golden_dir(const std::string& preset) {
@@ -136,7 +128,7 @@ class ModelCpu : public ::testing::TestWithParam<const char*> {
 
 TEST_P(ModelCpu, VisionStagesMatchOracle) {
   const std::string preset = GetParam();
-  const model::SailVL& m = tiny(preset);
+  const model::SailVL& m = test::golden_sailvl(preset);
   const Tensor pixels = golden(test::data_path("images/chat/a_pixels.safetensors"), "pixels");  // BF16 values
   model::ImageStages st;
   m.encode_images(pixels, &st);
@@ -150,7 +142,7 @@ TEST_P(ModelCpu, VisionStagesMatchOracle) {
 // output: isolates mlp1 from the vision tower.
 TEST_P(ModelCpu, ProjectorAloneMatchesOracle) {
   const std::string preset = GetParam();
-  const model::SailVL& m = tiny(preset);
+  const model::SailVL& m = test::golden_sailvl(preset);
   const fs::path g = golden_dir(preset) / "vision_a.safetensors";
   Tensor shuffled;
   const Tensor rows = m.projector().forward(golden(g, "features"), &shuffled);
@@ -171,7 +163,7 @@ class ModelCase : public ::testing::TestWithParam<CaseParam> {
 // Prompt ids, embeddings, every layer, logits and 32 greedy tokens of one chat case.
 TEST_P(ModelCase, PrefillAndGreedyMatchOracle) {
   const CaseParam cp = GetParam();
-  const model::SailVL& m = tiny(cp.preset);
+  const model::SailVL& m = test::golden_sailvl(cp.preset);
   const fs::path dir = golden_dir(cp.preset);
   const json meta = read_json(dir / (std::string(cp.name) + ".json"));
   const fs::path gt = dir / (std::string(cp.name) + ".safetensors");
@@ -241,7 +233,7 @@ TEST_P(ModelCase, PrefillAndGreedyMatchOracle) {
 // margin is outside the logits tolerance is compared, also after an earlier near-tie.
 TEST_P(ModelCase, TeacherForcedGreedyMatchesOracleAtEverySafeStep) {
   const CaseParam cp = GetParam();
-  const model::SailVL& m = tiny(cp.preset);
+  const model::SailVL& m = test::golden_sailvl(cp.preset);
   const json meta = read_json(golden_dir(cp.preset) / (std::string(cp.name) + ".json"));
   const image::PixelBatch px = case_pixels(meta, /*oracle_pixels=*/true);
   const auto ids = meta["prompt_ids"].get<std::vector<int64_t>>();
@@ -264,7 +256,7 @@ TEST_P(ModelCase, TeacherForcedGreedyMatchesOracleAtEverySafeStep) {
 // chat() end to end: the response is the oracle's decoded text, cut and stripped; history grows.
 TEST_P(ModelCase, ChatResponseMatchesOracle) {
   const CaseParam cp = GetParam();
-  const model::SailVL& m = tiny(cp.preset);
+  const model::SailVL& m = test::golden_sailvl(cp.preset);
   const json meta = read_json(golden_dir(cp.preset) / (std::string(cp.name) + ".json"));
   // End to end: the images go through image::preprocess_images too.
   const image::PixelBatch px = case_pixels(meta, /*oracle_pixels=*/false);
@@ -292,15 +284,15 @@ std::vector<CaseParam> all_cases() {
 // The fixture really is the case it is meant to be: the config ties, a head is stored, its values
 // differ from embed_tokens, and the loaded model uses it.
 TEST(ModelLmHead, StoredHeadWinsOverTiedConfig) {
-  const model::SailVL& m = tiny("tiny-internvit-stored-head");
+  const model::SailVL& m = test::golden_sailvl("tiny-internvit-stored-head");
   EXPECT_TRUE(m.config().llm.tie_word_embeddings);
   ASSERT_TRUE(m.weights().contains("language_model.lm_head.weight"));
   EXPECT_EQ(m.llm().head_source(), model::LmHeadSource::Stored);
   const Tensor head = m.weights().get("language_model.lm_head.weight");
   const Tensor emb = m.weights().get("language_model.model.embed_tokens.weight");
   EXPECT_NE(head.to_floats(), emb.to_floats());
-  EXPECT_EQ(tiny("tiny-internvit").llm().head_source(), model::LmHeadSource::Tied);
-  EXPECT_EQ(tiny("tiny-aimv2").llm().head_source(), model::LmHeadSource::Stored);
+  EXPECT_EQ(test::golden_sailvl("tiny-internvit").llm().head_source(), model::LmHeadSource::Tied);
+  EXPECT_EQ(test::golden_sailvl("tiny-aimv2").llm().head_source(), model::LmHeadSource::Stored);
   EXPECT_EQ(model::lm_head_source(false, false), model::LmHeadSource::TiedAbsent);
 }
 
@@ -328,7 +320,7 @@ std::vector<int64_t> text_prompt(const model::SailVL& m, const std::string& q) {
 
 TEST(ModelGenerate, SeededSamplingIsReproducibleEndToEnd) {
   ops::set_num_threads(2);
-  const model::SailVL& m = tiny("tiny-internvit");
+  const model::SailVL& m = test::golden_sailvl("tiny-internvit");
   const auto ids = text_prompt(m, "Tell me a story.");
   runtime::GenerationOptions go;
   go.max_new_tokens = 24;
@@ -354,7 +346,7 @@ TEST(ModelGenerate, SeededSamplingIsReproducibleEndToEnd) {
 // -n is a cap: a prompt only has to fit the context (checked before any compute, with the numbers);
 // an answer that fills the context stops there with StopReason::ContextFull.
 TEST(ModelGenerate, ContextBudget) {
-  const model::SailVL& m = tiny("tiny-internvit");
+  const model::SailVL& m = test::golden_sailvl("tiny-internvit");
   const auto ids = text_prompt(m, "Hi");
   const int64_t S = static_cast<int64_t>(ids.size());
   runtime::GenerationOptions go;
@@ -382,7 +374,7 @@ TEST(ModelGenerate, ContextBudget) {
 }
 
 TEST(ModelGenerate, ImageTokenCountMustMatchTiles) {
-  const model::SailVL& m = tiny("tiny-internvit");
+  const model::SailVL& m = test::golden_sailvl("tiny-internvit");
   auto ids = text_prompt(m, "Hi");
   ids.insert(ids.begin() + 3, 255, m.special().img_context);  // 255, not 256
   const Tensor pixels = Tensor::zeros({1, 3, 448, 448}, DType::F32);
@@ -398,7 +390,7 @@ TEST(ModelGenerate, ImageTokenCountMustMatchTiles) {
 }
 
 TEST(ModelGenerate, CancellationStopsBeforeTheNextToken) {
-  const model::SailVL& m = tiny("tiny-aimv2");
+  const model::SailVL& m = test::golden_sailvl("tiny-aimv2");
   const auto ids = text_prompt(m, "Count to ten.");
   std::atomic<bool> cancel{false};
   runtime::GenerationOptions go;
@@ -418,7 +410,7 @@ TEST(ModelGenerate, CancellationStopsBeforeTheNextToken) {
 TEST(ModelGenerate, IncrementalDecodeMatchesFullPrefill) {
   // Logits after prefill(S) + decode(1) equal the last-position logits of one prefill over S+1.
   ops::set_num_threads(2);
-  const model::SailVL& m = tiny("tiny-aimv2");
+  const model::SailVL& m = test::golden_sailvl("tiny-aimv2");
   auto ids = text_prompt(m, "What is 2+2?");
   const int64_t S = static_cast<int64_t>(ids.size()), V = m.config().llm.vocab;
   std::vector<int64_t> ids1 = ids;

@@ -44,27 +44,6 @@ std::string preset_name(std::string n) {
   return n;
 }
 
-const model::SailVL& tiny(const std::string& preset) {
-  static std::map<std::string, std::unique_ptr<model::SailVL>> cache;
-  auto& m = cache[preset];
-  if (!m) m = std::make_unique<model::SailVL>(model::SailVL::load(test::golden_model(preset).string()));
-  return *m;
-}
-
-// One turn about images/chat/a.png (one tile: --max-tiles 1), `tokens` greedy tokens, in one
-// prefill chunk, watched by `o`.
-runtime::TurnResult ask_watched(const model::SailVL& m, Observer* o, int64_t tokens) {
-  runtime::SessionOptions so;
-  so.preprocess.max_tiles = 1;
-  so.prefill_chunk = 4096;
-  runtime::Session s(m, so);
-  runtime::GenerationOptions g;
-  g.max_new_tokens = tokens;
-  ObserverScope watch(o);
-  return s.ask("Describe the picture.", {runtime::ImageInput::from_file(test::data_path("images/chat/a.png").string())},
-               g);
-}
-
 const runtime::ProfileStage* stage_of(const runtime::Profile& p, const std::string& name) {
   for (const auto& st : p.stages)
     if (st.name == name) return &st;
@@ -129,12 +108,9 @@ class ProfileCpu : public ::testing::TestWithParam<const char*> {
 };
 
 TEST_P(ProfileCpu, ListsEveryOpKindTheModelCallsPerStage) {
-  const model::SailVL& m = tiny(GetParam());
-  runtime::Profiler prof(Device::cpu());
-  prof.begin();
-  const runtime::TurnResult r = ask_watched(m, &prof, 4);
-  prof.end();
-  const runtime::Profile p = prof.result(runtime::Limits{});
+  const model::SailVL& m = test::golden_sailvl(GetParam());
+  runtime::TurnResult r;
+  const runtime::Profile p = test::profile_turn(m, 4, runtime::Limits{}, &r);
 
   ASSERT_EQ(r.generation.timings.image_tiles, 1);
   // Every sampled token was sampled once; every token but the last was fed back by a forward step.
@@ -156,12 +132,9 @@ TEST_P(ProfileCpu, ListsEveryOpKindTheModelCallsPerStage) {
 }
 
 TEST_P(ProfileCpu, SharesAddUpAndEveryOpFitsInItsStage) {
-  const model::SailVL& m = tiny(GetParam());
-  runtime::Profiler prof(Device::cpu());
-  prof.begin();
-  const runtime::TurnResult r = ask_watched(m, &prof, 3);
-  prof.end();
-  const runtime::Profile p = prof.result(runtime::Limits{});
+  const model::SailVL& m = test::golden_sailvl(GetParam());
+  runtime::TurnResult r;
+  const runtime::Profile p = test::profile_turn(m, 3, runtime::Limits{}, &r);
 
   double stage_shares = 0, stage_ms = 0;
   for (const auto& st : p.stages) {
@@ -196,12 +169,8 @@ TEST_P(ProfileCpu, SharesAddUpAndEveryOpFitsInItsStage) {
 // one-tile turn, by hand. On the CPU activations and biases are F32 (model::activation_dtype), the
 // weights BF16 as the checkpoint stores them.
 TEST_P(ProfileCpu, LinearRowBytesAndFlopsAreTheHandComputedValues) {
-  const model::SailVL& m = tiny(GetParam());
-  runtime::Profiler prof(Device::cpu());
-  prof.begin();
-  (void)ask_watched(m, &prof, 1);
-  prof.end();
-  const runtime::Profile p = prof.result(runtime::Limits{});
+  const model::SailVL& m = test::golden_sailvl(GetParam());
+  const runtime::Profile p = test::profile_turn(m, 1, runtime::Limits{});
   const runtime::ProfileStage* st = stage_of(p, "projector");
   ASSERT_NE(st, nullptr);
   const runtime::ProfileOp* lin = nullptr;
@@ -431,7 +400,7 @@ std::string trace_of(const model::SailVL& m, const runtime::TraceOptions& opt, i
                      runtime::TurnResult* r = nullptr) {
   std::FILE* f = std::tmpfile();
   runtime::Tracer tracer(f, opt);
-  runtime::TurnResult res = ask_watched(m, &tracer, tokens);
+  runtime::TurnResult res = test::ask_watched(m, &tracer, tokens);
   if (r) *r = std::move(res);
   std::rewind(f);
   std::string text;
@@ -459,7 +428,7 @@ class TraceCpu : public ::testing::TestWithParam<const char*> {
 };
 
 TEST_P(TraceCpu, EveryLayerPrintsTheOpsOfItsCodeWithTheConfigsShapes) {
-  const model::SailVL& m = tiny(GetParam());
+  const model::SailVL& m = test::golden_sailvl(GetParam());
   const auto& c = m.config();
   runtime::TurnResult r;
   const ParsedTrace t = parse_trace(trace_of(m, {}, 2, &r));
@@ -534,7 +503,7 @@ TEST_P(TraceCpu, EveryLayerPrintsTheOpsOfItsCodeWithTheConfigsShapes) {
 }
 
 TEST_P(TraceCpu, TraceLayersShowsOnlyThoseLayersAndOneNotShownLinePerStack) {
-  const model::SailVL& m = tiny(GetParam());
+  const model::SailVL& m = test::golden_sailvl(GetParam());
   const auto& c = m.config();
   ASSERT_EQ(c.llm.layers, 3) << "the cases below are written for a 3-layer LLM";
   ASSERT_EQ(c.vision.layers, 2);

@@ -20,13 +20,6 @@ namespace {
 
 constexpr double kLogitsAtol = 3e-5, kLogitsRtol = 1e-5;
 
-const model::SailVL& tiny(const std::string& preset) {
-  static std::map<std::string, std::unique_ptr<model::SailVL>> cache;
-  auto& m = cache[preset];
-  if (!m) m = std::make_unique<model::SailVL>(model::SailVL::load(test::golden_model(preset).string()));
-  return *m;
-}
-
 runtime::Job text_job(const model::SailVL& m, const std::string& question, int64_t max_new,
                       const std::vector<runtime::ChatTurn>& history = {}) {
   runtime::ChatRequest req;
@@ -63,7 +56,7 @@ double top2_margin(const std::vector<float>& l) {
 
 TEST(Scheduler, BatchedRequestsEqualRequestsServedAlone) {
   ops::set_num_threads(2);
-  const model::SailVL& m = tiny("tiny-aimv2");
+  const model::SailVL& m = test::golden_sailvl("tiny-aimv2");
   const std::vector<std::string> questions = {"Hello, who are you?", "Tell me about the sea.", "What is two plus two?",
                                               "Name a colour.",      "Write a haiku.",         "Why is the sky blue?"};
   // Alone: one slot, one request at a time; logits recorded for the margins.
@@ -112,7 +105,7 @@ TEST(Scheduler, BatchedRequestsEqualRequestsServedAlone) {
 }
 
 TEST(Scheduler, AContinuedConversationReusesItsSlot) {
-  const model::SailVL& m = tiny("tiny-internvit");
+  const model::SailVL& m = test::golden_sailvl("tiny-internvit");
   runtime::SchedulerOptions so;
   so.slots = 2;
   so.context = 512;
@@ -127,7 +120,7 @@ TEST(Scheduler, AContinuedConversationReusesItsSlot) {
 }
 
 TEST(Scheduler, CancelFreesTheSlotQueueFullRefusesAndAFailureEndsAlone) {
-  const model::SailVL& m = tiny("tiny-internvit");
+  const model::SailVL& m = test::golden_sailvl("tiny-internvit");
   runtime::SchedulerOptions so;
   so.slots = 1;
   so.context = 512;
@@ -161,7 +154,7 @@ TEST(Scheduler, CancelFreesTheSlotQueueFullRefusesAndAFailureEndsAlone) {
 
 // The server's request path and `sailvl chat` render the same conversation to the same ids.
 TEST(Scheduler, ServerRequestRendersLikeTheChat) {
-  const model::SailVL& m = tiny("tiny-internvit");
+  const model::SailVL& m = test::golden_sailvl("tiny-internvit");
   runtime::SessionOptions so;
   so.preprocess.max_tiles = 2;
   runtime::Session chat(m, so);

@@ -26,13 +26,6 @@ namespace {
 
 constexpr double kLogitsAtol = 3e-5, kLogitsRtol = 1e-5;  // tests/data/README.md, CPU vs the F32 oracle
 
-const model::SailVL& tiny(const std::string& preset) {
-  static std::map<std::string, std::unique_ptr<model::SailVL>> cache;
-  auto& m = cache[preset];
-  if (!m) m = std::make_unique<model::SailVL>(model::SailVL::load(test::golden_model(preset).string()));
-  return *m;
-}
-
 runtime::ImageInput chat_image(const std::string& name) {
   return runtime::ImageInput::from_file(test::data_path("images/chat/" + name).string());
 }
@@ -74,7 +67,7 @@ class SessionCpu : public ::testing::TestWithParam<const char*> {
 
 // Three turns (image + question, two follow-ups) against recomputing each turn from scratch.
 TEST_P(SessionCpu, ThreeTurnsEqualRecomputingEveryTurn) {
-  const model::SailVL& m = tiny(GetParam());
+  const model::SailVL& m = test::golden_sailvl(GetParam());
   runtime::SessionOptions so;
   so.preprocess.max_tiles = 2;
   so.prefill_chunk = 64;  // several chunks per turn, so chunk boundaries are exercised too
@@ -139,7 +132,7 @@ INSTANTIATE_TEST_SUITE_P(Tiny, SessionCpu, ::testing::Values("tiny-internvit", "
 });
 
 TEST(Session, SameImageAgainCostsNoVisionWork) {
-  const model::SailVL& m = tiny("tiny-aimv2");
+  const model::SailVL& m = test::golden_sailvl("tiny-aimv2");
   runtime::SessionOptions so;
   so.preprocess.max_tiles = 2;
   runtime::Session s(m, so);
@@ -162,7 +155,7 @@ TEST(Session, SameImageAgainCostsNoVisionWork) {
 }
 
 TEST(Session, FailedTurnLeavesTheConversationIntact) {
-  const model::SailVL& m = tiny("tiny-internvit");
+  const model::SailVL& m = test::golden_sailvl("tiny-internvit");
   runtime::SessionOptions so;
   so.context = 400;
   so.preprocess.max_tiles = 2;
@@ -221,7 +214,7 @@ struct CancelFromThread {
 };
 
 TEST(Session, CancelDuringVisionAndPrefillStopsEarlyAndKeepsTheSession) {
-  const model::SailVL& m = tiny("tiny-aimv2");
+  const model::SailVL& m = test::golden_sailvl("tiny-aimv2");
   runtime::SessionOptions so;
   so.preprocess.max_tiles = 2;
   so.prefill_chunk = 16;
@@ -283,7 +276,7 @@ TEST(Session, CancelDuringVisionAndPrefillStopsEarlyAndKeepsTheSession) {
 }
 
 TEST(Session, CancelDuringDecodeDropsTheTurn) {
-  const model::SailVL& m = tiny("tiny-internvit");
+  const model::SailVL& m = test::golden_sailvl("tiny-internvit");
   runtime::Session s(m);
   std::atomic<bool> flag{false};
   runtime::GenerationOptions g;

@@ -10,9 +10,17 @@
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
+#include <map>
+#include <memory>
 #include <mutex>
 #include <sstream>
+#include <utility>
 #include <vector>
+
+#include "model/sail_vl.h"
+#include "runtime/profile.h"
+#include "runtime/session.h"
+#include "tensor/observe.h"
 
 namespace sailvl::test {
 
@@ -127,6 +135,36 @@ fs::path tiny_model(const std::string& preset, const std::string& extra_args, co
 fs::path golden_model(const std::string& name) {
   if (name == "tiny-internvit-stored-head") return tiny_model("tiny-internvit", "--lm-head stored", "-stored-head");
   return tiny_model(name);
+}
+
+const model::SailVL& golden_sailvl(const std::string& name, const Device& device) {
+  static std::mutex mu;
+  static std::map<std::string, std::unique_ptr<model::SailVL>> cache;
+  const std::lock_guard<std::mutex> lock(mu);
+  auto& m = cache[name + "@" + device.str()];
+  if (!m) m = std::make_unique<model::SailVL>(model::SailVL::load(golden_model(name).string(), device));
+  return *m;
+}
+
+runtime::TurnResult ask_watched(const model::SailVL& m, Observer* o, int64_t tokens) {
+  runtime::SessionOptions so;
+  so.preprocess.max_tiles = 1;
+  so.prefill_chunk = 4096;
+  runtime::Session s(m, so);
+  runtime::GenerationOptions g;
+  g.max_new_tokens = tokens;
+  ObserverScope watch(o);
+  return s.ask("Describe the picture.", {runtime::ImageInput::from_file(data_path("images/chat/a.png").string())}, g);
+}
+
+runtime::Profile profile_turn(const model::SailVL& m, int64_t tokens, const runtime::Limits& limits,
+                              runtime::TurnResult* r) {
+  runtime::Profiler prof(m.device());
+  prof.begin();
+  runtime::TurnResult turn = ask_watched(m, &prof, tokens);
+  prof.end();
+  if (r) *r = std::move(turn);
+  return prof.result(limits);
 }
 
 std::string read_file(const fs::path& p) {

@@ -8,6 +8,18 @@
 
 #include "tensor/tensor.h"
 
+namespace sailvl {
+class Observer;
+namespace model {
+class SailVL;
+}
+namespace runtime {
+struct Limits;
+struct Profile;
+struct TurnResult;
+}  // namespace runtime
+}  // namespace sailvl
+
 // True in ASan builds (GCC and clang): timing limits and `ulimit -v` tests are meaningless there
 // (ASan reserves terabytes of shadow address space and slows code several-fold); those tests run
 // in the plain build of the same suite.
@@ -39,6 +51,15 @@ std::filesystem::path tiny_model(const std::string& preset, const std::string& e
 // with extra make-model flags (tools/reference/make_model_goldens.py VARIANTS):
 //   tiny-internvit-stored-head = tiny-internvit with --lm-head stored (tied config, stored head).
 std::filesystem::path golden_model(const std::string& name);
+// golden_model(name) loaded on `device`, once per test process (later calls return the same model).
+const model::SailVL& golden_sailvl(const std::string& name, const Device& device = Device::cpu());
+// One chat turn about images/chat/a.png (one tile: max_tiles 1) asking "Describe the picture.",
+// `tokens` greedy tokens, the prompt in one prefill chunk, watched by `o` (the profile/trace tests).
+runtime::TurnResult ask_watched(const model::SailVL& m, Observer* o, int64_t tokens);
+// ask_watched under a runtime::Profiler on m's device: the profile against `limits`; the turn in *r
+// when r is given.
+runtime::Profile profile_turn(const model::SailVL& m, int64_t tokens, const runtime::Limits& limits,
+                              runtime::TurnResult* r = nullptr);
 // Run a shell command; returns exit status and captures stdout (stderr goes to `err` if given).
 int run_command(const std::string& cmd, std::string* out = nullptr, std::string* err = nullptr);
 std::string read_file(const std::filesystem::path& p);

@@ -49,20 +49,13 @@ double rel_l2(const Tensor& got, const Tensor& want) {
   return std::sqrt(num / std::max(den, 1e-30));
 }
 
-const model::SailVL& tiny_cuda(const std::string& preset) {
-  static std::map<std::string, std::unique_ptr<model::SailVL>> cache;
-  auto& m = cache[preset];
-  if (!m) m = std::make_unique<model::SailVL>(model::SailVL::load(test::golden_model(preset).string(), Device::cuda()));
-  return *m;
-}
-
 class ModelCuda : public ::testing::TestWithParam<const char*> {};
 
 TEST_P(ModelCuda, VisionStagesWithinBf16Tolerance) {
   REQUIRE_GPU();
   const std::string preset = GetParam();
   if (preset == "tiny-internvit-stored-head") GTEST_SKIP() << "same vision tower as tiny-internvit";
-  const model::SailVL& m = tiny_cuda(preset);
+  const model::SailVL& m = test::golden_sailvl(preset, Device::cuda());
   const fs::path g = test::data_path("models/" + preset + "/vision_a.safetensors");
   const Tensor pixels =
       golden(test::data_path("images/chat/a_pixels.safetensors"), "pixels").to(DType::BF16).to(Device::cuda());
@@ -76,7 +69,7 @@ TEST_P(ModelCuda, VisionStagesWithinBf16Tolerance) {
 TEST_P(ModelCuda, ChatCasesLogitsAndGreedyTokens) {
   REQUIRE_GPU();
   const std::string preset = GetParam();
-  const model::SailVL& m = tiny_cuda(preset);
+  const model::SailVL& m = test::golden_sailvl(preset, Device::cuda());
   // The stored-head variant (tied config, stored lm_head) has goldens for the first two cases only.
   const bool variant = preset == "tiny-internvit-stored-head";
   std::vector<const char*> names = {"a_text", "b_one_image"};

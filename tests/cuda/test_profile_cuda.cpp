@@ -30,35 +30,6 @@ namespace {
     if (!cuda::available()) GTEST_SKIP() << "no GPU: " << cuda::status().reason; \
   } while (0)
 
-const model::SailVL& tiny_on(const std::string& preset, const Device& d) {
-  static std::map<std::string, std::unique_ptr<model::SailVL>> cache;
-  auto& m = cache[preset + d.str()];
-  if (!m) m = std::make_unique<model::SailVL>(model::SailVL::load(test::golden_model(preset).string(), d));
-  return *m;
-}
-
-// One turn about images/chat/a.png (one tile), `tokens` greedy tokens, one prefill chunk.
-runtime::TurnResult ask_watched(const model::SailVL& m, Observer* o, int64_t tokens) {
-  runtime::SessionOptions so;
-  so.preprocess.max_tiles = 1;
-  so.prefill_chunk = 4096;
-  runtime::Session s(m, so);
-  runtime::GenerationOptions g;
-  g.max_new_tokens = tokens;
-  ObserverScope watch(o);
-  return s.ask("Describe the picture.", {runtime::ImageInput::from_file(test::data_path("images/chat/a.png").string())},
-               g);
-}
-
-runtime::Profile profile_of(const model::SailVL& m, int64_t tokens, const runtime::Limits& limits,
-                            runtime::TurnResult* r) {
-  runtime::Profiler prof(m.device());
-  prof.begin();
-  *r = ask_watched(m, &prof, tokens);
-  prof.end();
-  return prof.result(limits);
-}
-
 const runtime::ProfileStage* stage_of(const runtime::Profile& p, const std::string& name) {
   for (const auto& st : p.stages)
     if (st.name == name) return &st;
@@ -75,16 +46,16 @@ class ProfileCuda : public ::testing::TestWithParam<const char*> {};
 
 TEST_P(ProfileCuda, EveryOpHasItsGpuTimeAndLaunchesAfterItsStage) {
   REQUIRE_GPU();
-  const model::SailVL& gpu = tiny_on(GetParam(), Device::cuda());
-  const model::SailVL& cpu = tiny_on(GetParam(), Device::cpu());
+  const model::SailVL& gpu = test::golden_sailvl(GetParam(), Device::cuda());
+  const model::SailVL& cpu = test::golden_sailvl(GetParam(), Device::cpu());
   const runtime::Limits limits = runtime::measure_limits(Device::cuda());
   EXPECT_TRUE(limits.error.empty()) << limits.error;
   EXPECT_GT(limits.memory_gbs, 0);
   EXPECT_GT(limits.compute_gflops, 0);
 
   runtime::TurnResult rg, rc;
-  const runtime::Profile pg = profile_of(gpu, 4, limits, &rg);
-  const runtime::Profile pc = profile_of(cpu, 4, runtime::Limits{}, &rc);
+  const runtime::Profile pg = test::profile_turn(gpu, 4, limits, &rg);
+  const runtime::Profile pc = test::profile_turn(cpu, 4, runtime::Limits{}, &rc);
   EXPECT_TRUE(pg.error.empty()) << pg.error;
   EXPECT_EQ(pg.device, "cuda:0");
 
@@ -127,12 +98,12 @@ TEST_P(ProfileCuda, EveryOpHasItsGpuTimeAndLaunchesAfterItsStage) {
 
 TEST_P(ProfileCuda, TraceCopiesTheFirstLayersOutputsForTheirStatistic) {
   REQUIRE_GPU();
-  const model::SailVL& gpu = tiny_on(GetParam(), Device::cuda());
+  const model::SailVL& gpu = test::golden_sailvl(GetParam(), Device::cuda());
   std::FILE* f = std::tmpfile();
   runtime::TraceOptions opt;
   opt.layers = {0};
   runtime::Tracer tracer(f, opt);
-  (void)ask_watched(gpu, &tracer, 2);
+  (void)test::ask_watched(gpu, &tracer, 2);
   std::rewind(f);
   std::string text;
   for (int c; (c = std::fgetc(f)) != EOF;) text += static_cast<char>(c);
