@@ -2,6 +2,7 @@
 #include "model/cost.h"
 
 #include "model/projector.h"
+#include "ops/quant.h"
 
 namespace sailvl::model {
 
@@ -10,9 +11,6 @@ namespace {
 uint64_t u(int64_t v) { return static_cast<uint64_t>(v > 0 ? v : 0); }
 
 bool starts_with(const std::string& s, const char* p) { return s.rfind(p, 0) == 0; }
-bool ends_with(const std::string& s, const std::string& x) {
-  return s.size() >= x.size() && s.compare(s.size() - x.size(), x.size(), x) == 0;
-}
 
 void add(ParamCounts& p, const std::string& name, int64_t n) {
   if (starts_with(name, "vision_model.")) {
@@ -42,9 +40,8 @@ ParamCounts count_parameters(const loader::WeightMap& w) {
     const loader::TensorInfo& ti = w.info(name);
     // A quantised linear (docs/QUANTIZATION.md) counts its weights, not its storage: q4 codes hold two
     // weights per byte, and the F16 scales beside them are not parameters of the model.
-    if (ti.dtype == DType::F16 && ends_with(name, ".weight_scale") && w.contains(name.substr(0, name.size() - 6)) &&
-        !is_floating(w.info(name.substr(0, name.size() - 6)).dtype))
-      continue;
+    const std::string codes = ops::quant_scale_owner(name);
+    if (ti.dtype == DType::F16 && !codes.empty() && w.contains(codes) && !is_floating(w.info(codes).dtype)) continue;
     add(p, name, shape_numel(ti.shape) * (ti.dtype == DType::U8 ? 2 : 1));
   }
   return p;

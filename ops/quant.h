@@ -54,6 +54,10 @@ inline constexpr int64_t quant_codes_per_byte(QuantType t) { return t == QuantTy
 // Checkpoint names of the extra tensors of a quantised "X.weight".
 inline std::string quant_scale_name(const std::string& weight_name) { return weight_name + "_scale"; }
 inline std::string quant_zero_name(const std::string& weight_name) { return weight_name + "_zero"; }
+// The inverse of quant_scale_name: "X.weight_scale" -> "X.weight"; any other name -> "".
+inline std::string quant_scale_owner(const std::string& name) {
+  return name.ends_with(".weight_scale") ? name.substr(0, name.size() - 6) : std::string();
+}
 
 // A linear layer's weight [N, K]: a float tensor (BF16/F16/F32, as stored) or quantised blocks.
 struct Weight {

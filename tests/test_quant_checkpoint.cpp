@@ -20,6 +20,7 @@
 #include "checkpoint/quantize.h"
 #include "loader/safetensors.h"
 #include "loader/weights.h"
+#include "model/cost.h"
 #include "model/sail_vl.h"
 #include "ops/quant.h"
 #include "runtime/session.h"
@@ -78,8 +79,8 @@ fs::path twin_of(const fs::path& q, const std::string& tag) {
   return rewrite(
       q, tag,
       [](std::string& name, Tensor& t, const loader::WeightMap& w) {
-        const std::string base = name.size() > 6 ? name.substr(0, name.size() - 6) : "";
-        if (name.ends_with(".weight_scale") && w.contains(base) && !is_floating(w.info(base).dtype)) return false;
+        const std::string base = ops::quant_scale_owner(name);
+        if (!base.empty() && w.contains(base) && !is_floating(w.info(base).dtype)) return false;
         if (t.dtype() == DType::I8 || t.dtype() == DType::U8) {
           const QuantType type = t.dtype() == DType::I8 ? QuantType::Q8 : QuantType::Q4;
           t = ops::dequantize(ops::Weight::from_stored(type, t, w.get(ops::quant_scale_name(name)), name));
@@ -166,6 +167,24 @@ TEST(QuantizedCheckpoint, SizesPredictedFromTheConfigAreTheFilesSizes) {
           EXPECT_LT(want, data_bytes(src));
         }
       }
+  }
+}
+
+// `inspect`'s parameter counts (model::count_parameters) are the model's weights, not its storage:
+// a quantised copy of a stored-head checkpoint has the very counts of its source, part by part
+// (q4 codes are two weights per byte; scales are not parameters).
+TEST(QuantizedCheckpoint, CountsTheParametersOfItsSource) {
+  const model::ParamCounts src =
+      model::count_parameters(loader::WeightMap::open(test::tiny_model("tiny-aimv2").string()));
+  for (const QuantType t : {QuantType::Q8, QuantType::Q4}) {
+    SCOPED_TRACE(ops::quant_type_name(t));
+    const model::ParamCounts q =
+        model::count_parameters(loader::WeightMap::open(quantized("tiny-aimv2", t, true).string()));
+    EXPECT_EQ(q.vision, src.vision);
+    EXPECT_EQ(q.projector, src.projector);
+    EXPECT_EQ(q.llm, src.llm);
+    EXPECT_EQ(q.lm_head, src.lm_head);
+    EXPECT_EQ(q.total(), src.total());
   }
 }
 
